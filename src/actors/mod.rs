@@ -1,0 +1,1 @@
+//! Pipeline stages (media, vision, prefill, decode, stream) connected by bounded mailboxes.

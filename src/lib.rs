@@ -1,0 +1,11 @@
+//! Qwen3-VL inference engine for CPUs.
+//!
+//! * [`engine`] — the model and its compute: config, weights, kernel layer, vision tower, text decoder.
+//! * [`media`] — images and video: decoding, resizing, patchifying (Hugging Face processor parity).
+//! * [`prompt`] — tokenizer, chat template, placeholder expansion, incremental detokenizer.
+//! * [`actors`] — the streaming pipeline stages.
+
+pub mod actors;
+pub mod engine;
+pub mod media;
+pub mod prompt;

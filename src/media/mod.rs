@@ -1,0 +1,1 @@
+//! Image and video decoding and preprocessing with Hugging Face processor parity.

@@ -1,0 +1,1 @@
+//! Tokenizer, chat template, placeholder expansion and incremental detokenization.
