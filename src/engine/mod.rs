@@ -1,1 +1,20 @@
-//! The model and its compute.
+//! The model and its compute: config parsing, weight loading, the kernel layer, the vision tower,
+//! the text decoder (dense and MoE), rotary/M-RoPE and position-id logic.
+
+pub mod config;
+pub mod error;
+pub mod kernels;
+pub mod kv_cache;
+pub mod loader;
+pub mod model;
+pub mod moe;
+pub mod position;
+pub mod rope;
+pub mod text;
+pub mod vision;
+pub mod weights;
+
+pub use config::Qwen3VlConfig;
+pub use error::{EngineError, Result};
+pub use kernels::bf16::Precision;
+pub use model::{BackendChoice, LoadOptions, MultimodalInput, Qwen3VlModel};

@@ -1,0 +1,105 @@
+//! Portable GEMM: the `gemm` crate (AVX-512 when the CPU has it, selected at run time), split over
+//! output columns on the compute pool. bf16 weights are widened to f32 one column block at a time
+//! so the whole matrix is never converted.
+
+use half::bf16;
+
+use super::pool::ThreadPool;
+
+/// Columns per task: a block of bf16 weight rows widened to f32 stays L2-resident.
+const BLOCK_N: usize = 64;
+
+/// y[m, n0..n1] = x[m, k] · w[n0..n1, k]ᵀ for an f32 weight slice (row-major [n1-n0, k]).
+fn gemm_block_f32(x: &[f32], m: usize, k: usize, w: &[f32], n_block: usize, y: *mut f32, ldy: usize) {
+    debug_assert!(x.len() >= m * k && w.len() >= n_block * k);
+    // SAFETY: dst points at y[0, n0] inside a buffer of m rows with stride ldy ≥ n0 + n_block, and
+    // each task writes a disjoint column range; lhs/rhs strides describe x [m,k] row-major and wᵀ
+    // (element (kk, j) at w[j*k + kk]); sizes were checked by the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n_block,
+            k,
+            y,
+            1,
+            ldy as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: tasks write disjoint column ranges of the output.
+unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
+
+/// y[m, n] = x[m, k] · wᵀ with f32 weights [n, k].
+pub fn matmul_f32(pool: &ThreadPool, x: &[f32], m: usize, k: usize, w: &[f32], n: usize, y: &mut [f32]) {
+    assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n);
+    let out = SendPtr(y.as_mut_ptr());
+    pool.run_chunks(n, BLOCK_N, &|n0, n1| {
+        let out = &out;
+        // Offsetting inside the same allocation; see gemm_block_f32 for the write contract.
+        let dst = out.0.wrapping_add(n0);
+        gemm_block_f32(x, m, k, &w[n0 * k..n1 * k], n1 - n0, dst, n);
+    });
+}
+
+/// y[m, n] = x[m, k] · wᵀ with bf16 weights [n, k], f32 accumulation.
+pub fn matmul_bf16(pool: &ThreadPool, x: &[f32], m: usize, k: usize, w: &[bf16], n: usize, y: &mut [f32]) {
+    assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n);
+    let out = SendPtr(y.as_mut_ptr());
+    pool.run_chunks(n, BLOCK_N, &|n0, n1| {
+        let out = &out;
+        let mut wide = vec![0f32; BLOCK_N * k];
+        let mut j = n0;
+        while j < n1 {
+            let jb = (j + BLOCK_N).min(n1);
+            let rows = jb - j;
+            for (d, s) in wide[..rows * k].iter_mut().zip(&w[j * k..jb * k]) {
+                *d = s.to_f32();
+            }
+            if m == 1 {
+                // GEMV: a plain dot product per column beats gemm's packing overhead.
+                for r in 0..rows {
+                    let dot = dot_f32(&x[..k], &wide[r * k..(r + 1) * k]);
+                    // SAFETY: column j + r < n is owned by this task (disjoint ranges).
+                    unsafe { *out.0.add(j + r) = dot };
+                }
+            } else {
+                gemm_block_f32(x, m, k, &wide[..rows * k], rows, out.0.wrapping_add(j), n);
+            }
+            j = jb;
+        }
+    });
+}
+
+/// f32 dot product with 16 independent accumulators (vectorises well).
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let mut acc = [0f32; 16];
+    let chunks = n / 16;
+    for c in 0..chunks {
+        let (pa, pb) = (&a[c * 16..c * 16 + 16], &b[c * 16..c * 16 + 16]);
+        for i in 0..16 {
+            acc[i] += pa[i] * pb[i];
+        }
+    }
+    let mut tail = 0f32;
+    for i in chunks * 16..n {
+        tail += a[i] * b[i];
+    }
+    acc.iter().sum::<f32>() + tail
+}

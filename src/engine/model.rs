@@ -1,0 +1,248 @@
+//! `Qwen3VlModel`: the whole model behind three calls — encode visual inputs, prefill a prompt,
+//! decode one token — over a KV cache.
+
+use std::path::Path;
+
+use super::config::Qwen3VlConfig;
+use super::error::{EngineError, Result};
+use super::kernels::bf16::Precision;
+use super::kernels::linear::FastBackend;
+use super::kernels::pool::ThreadPool;
+use super::kv_cache::KvCache;
+use super::loader::Loader;
+use super::position::{rope_index, PositionIds, VisionTokens};
+use super::text::{Deepstack, TextDecoder};
+use super::vision::{VisionOutput, VisionTower};
+use super::weights::Checkpoint;
+
+/// Which GEMM implementation the model's linears use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// The fastest available (oneDNN when present), portable otherwise.
+    Auto,
+    /// The portable pure-Rust path only.
+    Portable,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    pub precision: Precision,
+    pub backend: BackendChoice,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            precision: Precision::Bf16,
+            backend: BackendChoice::Auto,
+        }
+    }
+}
+
+/// One prompt with its visual inputs, as the processor produces them.
+#[derive(Debug, Clone, Default)]
+pub struct MultimodalInput {
+    pub input_ids: Vec<u32>,
+    /// [Σ t·h·w, patch_dim] for all images.
+    pub pixel_values: Vec<f32>,
+    pub image_grid_thw: Vec<[usize; 3]>,
+    pub pixel_values_videos: Vec<f32>,
+    pub video_grid_thw: Vec<[usize; 3]>,
+}
+
+pub struct PrefillOutput {
+    /// [rows, vocab]: every prompt position, or only the last one.
+    pub logits: Vec<f32>,
+    pub positions: PositionIds,
+}
+
+pub struct Qwen3VlModel {
+    pub config: Qwen3VlConfig,
+    pub precision: Precision,
+    vision: VisionTower,
+    text: TextDecoder,
+    tokens: VisionTokens,
+    pool: &'static ThreadPool,
+}
+
+impl Qwen3VlModel {
+    pub fn load(dir: &Path, opts: LoadOptions) -> Result<Self> {
+        let config = Qwen3VlConfig::from_model_dir(dir)?;
+        let ckpt = Checkpoint::open(dir)?;
+        let backend = match opts.backend {
+            BackendChoice::Auto => super::kernels::default_backend(),
+            BackendChoice::Portable => None,
+        };
+        let loader = Loader {
+            ckpt: &ckpt,
+            precision: opts.precision,
+            backend: backend.as_deref().map(|b| b as &dyn FastBackend),
+        };
+        let vision = VisionTower::load(&loader, &config.vision_config, config.patch_dim())?;
+        let text = TextDecoder::load(&loader, &config)?;
+        let tokens = VisionTokens {
+            image: config.image_token_id,
+            video: config.video_token_id,
+            vision_start: config.vision_start_token_id,
+        };
+        Ok(Qwen3VlModel {
+            config,
+            precision: opts.precision,
+            vision,
+            text,
+            tokens,
+            pool: ThreadPool::global(),
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.text.vocab
+    }
+
+    pub fn backend_name(&self) -> String {
+        self.text.backend_name()
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        self.text.new_cache()
+    }
+
+    /// Run the vision tower on images (or on video slices).
+    pub fn encode_vision(&self, pixels: &[f32], grids: &[[usize; 3]]) -> Result<VisionOutput> {
+        self.vision.forward(self.pool, pixels, grids)
+    }
+
+    /// Position ids of a prompt.
+    pub fn positions(&self, input: &MultimodalInput) -> Result<PositionIds> {
+        rope_index(
+            &input.input_ids,
+            self.tokens,
+            &input.image_grid_thw,
+            &input.video_grid_thw,
+            self.config.vision_config.spatial_merge_size,
+        )
+    }
+
+    /// Embed a prompt: token embeddings with visual tokens scattered in, plus the DeepStack
+    /// features of the visual rows (images and videos interleaved in sequence order).
+    pub fn embed_prompt(&self, input: &MultimodalInput) -> Result<(Vec<f32>, Vec<usize>, Vec<Vec<f32>>)> {
+        let h = self.text.hidden;
+        let ids = &input.input_ids;
+        let mut x = self.text.embed(ids)?;
+        let image = (!input.image_grid_thw.is_empty())
+            .then(|| self.encode_vision(&input.pixel_values, &input.image_grid_thw))
+            .transpose()?;
+        let video = (!input.video_grid_thw.is_empty())
+            .then(|| self.encode_vision(&input.pixel_values_videos, &input.video_grid_thw))
+            .transpose()?;
+        if image.is_none() && !input.pixel_values.is_empty() {
+            return Err(EngineError::input("pixel_values given without image_grid_thw"));
+        }
+        if video.is_none() && !input.pixel_values_videos.is_empty() {
+            return Err(EngineError::input("pixel_values_videos given without video_grid_thw"));
+        }
+        let levels = self.config.vision_config.deepstack_visual_indexes.len();
+        let mut rows = Vec::new();
+        let mut deepstack: Vec<Vec<f32>> = vec![Vec::new(); levels];
+        let (mut ni, mut nv) = (0usize, 0usize);
+        for (pos, &id) in ids.iter().enumerate() {
+            let (out, n) = if id == self.tokens.image {
+                (&image, &mut ni)
+            } else if id == self.tokens.video {
+                (&video, &mut nv)
+            } else {
+                continue;
+            };
+            let kind = if id == self.tokens.image { "image" } else { "video" };
+            let out = out.as_ref().ok_or_else(|| {
+                EngineError::input(format!("prompt has {kind} pad tokens but no {kind} inputs"))
+            })?;
+            if *n >= out.n_tokens {
+                return Err(EngineError::input(format!(
+                    "prompt has more {kind} pad tokens than the {} {kind} features",
+                    out.n_tokens
+                )));
+            }
+            x[pos * h..(pos + 1) * h].copy_from_slice(&out.embeds[*n * h..(*n + 1) * h]);
+            for (l, d) in deepstack.iter_mut().enumerate() {
+                d.extend_from_slice(&out.deepstack[l][*n * h..(*n + 1) * h]);
+            }
+            rows.push(pos);
+            *n += 1;
+        }
+        for (out, n, kind) in [(&image, ni, "image"), (&video, nv, "video")] {
+            if let Some(o) = out {
+                if o.n_tokens != n {
+                    return Err(EngineError::input(format!(
+                        "{kind} features give {} tokens but the prompt has {n} {kind} pad tokens",
+                        o.n_tokens
+                    )));
+                }
+            }
+        }
+        Ok((x, rows, deepstack))
+    }
+
+    /// Prefill a prompt into an empty cache; returns logits for every position (`all_logits`)
+    /// or just the last one.
+    pub fn prefill(&self, cache: &mut KvCache, input: &MultimodalInput, all_logits: bool) -> Result<PrefillOutput> {
+        if input.input_ids.is_empty() {
+            return Err(EngineError::input("empty prompt"));
+        }
+        if !cache.is_empty() {
+            return Err(EngineError::input("prefill needs an empty KV cache"));
+        }
+        let positions = self.positions(input)?;
+        let (x, rows, deepstack) = self.embed_prompt(input)?;
+        let ds = Deepstack {
+            rows: &rows,
+            levels: &deepstack,
+        };
+        let hidden = self
+            .text
+            .forward(self.pool, cache, x, positions.as_refs(), (!rows.is_empty()).then_some(&ds))?;
+        let h = self.text.hidden;
+        let rows_for_logits = if all_logits { &hidden[..] } else { &hidden[hidden.len() - h..] };
+        Ok(PrefillOutput {
+            logits: self.text.logits(self.pool, rows_for_logits)?,
+            positions,
+        })
+    }
+
+    /// Decode one token at the next cache position; returns its logits [vocab].
+    pub fn decode(&self, cache: &mut KvCache, token: u32, rope_delta: i64) -> Result<Vec<f32>> {
+        let x = self.text.embed(&[token])?;
+        let p = cache.len() as i64 + rope_delta;
+        let pos = [p];
+        let hidden = self.text.forward(self.pool, cache, x, [&pos, &pos, &pos], None)?;
+        self.text.logits(self.pool, &hidden)
+    }
+
+    /// Greedy generation of exactly `n` tokens after the prompt (no stop tokens).
+    pub fn generate_greedy(&self, input: &MultimodalInput, n: usize) -> Result<(PrefillOutput, Vec<u32>)> {
+        let mut cache = self.new_cache();
+        let out = self.prefill(&mut cache, input, true)?;
+        let v = self.vocab_size();
+        let mut tokens = Vec::with_capacity(n);
+        let mut last = out.logits[out.logits.len() - v..].to_vec();
+        for i in 0..n {
+            let t = argmax(&last) as u32;
+            tokens.push(t);
+            if i + 1 < n {
+                last = self.decode(&mut cache, t, out.positions.rope_delta)?;
+            }
+        }
+        Ok((out, tokens))
+    }
+}
+
+/// Index of the first maximum (as `torch.argmax`).
+pub fn argmax(xs: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in xs.iter().enumerate() {
+        if v > xs[best] {
+            best = i;
+        }
+    }
+    best
+}

@@ -1,0 +1,121 @@
+//! Sparse MoE block of Qwen3-VL-MoE: fp32 softmax router, top-k, renormalisation, SwiGLU experts
+//! run only for the tokens routed to them, no shared expert.
+
+use super::error::Result;
+use super::kernels::bf16::Precision;
+use super::kernels::linear::Linear;
+use super::kernels::ops::silu_mul;
+use super::kernels::pool::ThreadPool;
+use super::loader::Loader;
+
+struct Expert {
+    /// [2·I, H]: rows 0..I are the gate, I..2I the up projection.
+    gate_up: Linear,
+    /// [H, I].
+    down: Linear,
+}
+
+pub struct MoeBlock {
+    router: Linear,
+    experts: Vec<Expert>,
+    top_k: usize,
+    inter: usize,
+    hidden: usize,
+    norm_topk: bool,
+}
+
+impl MoeBlock {
+    pub fn load(l: &Loader, prefix: &str, hidden: usize, n_experts: usize, top_k: usize, inter: usize, norm_topk: bool) -> Result<Self> {
+        let router = l.linear(&format!("{prefix}.gate"), n_experts, hidden, false)?;
+        // Fused checkpoint tensors are stored (expert, in, out); our linears want (out, in).
+        let gu = l
+            .ckpt
+            .get_shaped(&format!("{prefix}.experts.gate_up_proj"), &[n_experts, hidden, 2 * inter])?
+            .to_f32();
+        let dn = l
+            .ckpt
+            .get_shaped(&format!("{prefix}.experts.down_proj"), &[n_experts, inter, hidden])?
+            .to_f32();
+        let mut experts = Vec::with_capacity(n_experts);
+        for e in 0..n_experts {
+            let gu_e = transpose(&gu[e * hidden * 2 * inter..(e + 1) * hidden * 2 * inter], hidden, 2 * inter);
+            let dn_e = transpose(&dn[e * inter * hidden..(e + 1) * inter * hidden], inter, hidden);
+            experts.push(Expert {
+                gate_up: l.linear_from(l.store_from_f32(gu_e), 2 * inter, hidden, None)?,
+                down: l.linear_from(l.store_from_f32(dn_e), hidden, inter, None)?,
+            });
+        }
+        Ok(MoeBlock {
+            router,
+            experts,
+            top_k,
+            inter,
+            hidden,
+            norm_topk,
+        })
+    }
+
+    /// x: [s, hidden] (already normalised) → [s, hidden].
+    pub fn forward(&self, pool: &ThreadPool, x: &[f32], s: usize, p: Precision) -> Result<Vec<f32>> {
+        let (h, e_count) = (self.hidden, self.experts.len());
+        let logits = self.router.apply(pool, x, s)?;
+        // Per expert: (token, routing weight).
+        let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); e_count];
+        for t in 0..s {
+            let z = &logits[t * e_count..(t + 1) * e_count];
+            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut probs: Vec<f32> = z.iter().map(|v| (v - max).exp()).collect();
+            let sum: f32 = probs.iter().sum();
+            probs.iter_mut().for_each(|v| *v /= sum);
+            let mut order: Vec<usize> = (0..e_count).collect();
+            // Stable sort: ties keep the lower expert index first.
+            order.sort_by(|&a, &b| probs[b].partial_cmp(&probs[a]).unwrap_or(std::cmp::Ordering::Equal));
+            let chosen = &order[..self.top_k];
+            let total: f32 = chosen.iter().map(|&e| probs[e]).sum();
+            for &e in chosen {
+                let w = if self.norm_topk { probs[e] / total } else { probs[e] };
+                routed[e].push((t, p.round(w)));
+            }
+        }
+        let mut acc = vec![0f32; s * h];
+        let inter = self.inter;
+        for (e, tokens) in routed.iter().enumerate() {
+            if tokens.is_empty() {
+                continue;
+            }
+            let n = tokens.len();
+            let mut xs = Vec::with_capacity(n * h);
+            for &(t, _) in tokens {
+                xs.extend_from_slice(&x[t * h..(t + 1) * h]);
+            }
+            let gu = self.experts[e].gate_up.apply(pool, &xs, n)?;
+            let mut act = vec![0f32; n * inter];
+            for r in 0..n {
+                let row = &gu[r * 2 * inter..(r + 1) * 2 * inter];
+                let dst = &mut act[r * inter..(r + 1) * inter];
+                dst.copy_from_slice(&row[..inter]);
+                silu_mul(dst, &row[inter..], p);
+            }
+            let y = self.experts[e].down.apply(pool, &act, n)?;
+            for (r, &(t, w)) in tokens.iter().enumerate() {
+                for (a, v) in acc[t * h..(t + 1) * h].iter_mut().zip(&y[r * h..(r + 1) * h]) {
+                    *a += p.round(v * w);
+                }
+            }
+        }
+        // Contributions are summed in f32 and rounded once, like the reference's fused reduction.
+        p.round_slice(&mut acc);
+        Ok(acc)
+    }
+}
+
+/// [rows, cols] → [cols, rows].
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
+        }
+    }
+    out
+}

@@ -1,0 +1,226 @@
+//! The text decoder: RMSNorm, GQA attention with per-head q/k norms and interleaved M-RoPE,
+//! SwiGLU or MoE MLP, DeepStack injection, final norm and LM head.
+
+use super::config::Qwen3VlConfig;
+use super::error::{EngineError, Result};
+use super::kernels::attention::{attention, AttnShape, Mask, Segment};
+use super::kernels::bf16::Precision;
+use super::kernels::linear::Linear;
+use super::kernels::ops::{add_inplace, rms_norm, silu_mul};
+use super::kernels::pool::ThreadPool;
+use super::kv_cache::KvCache;
+use super::loader::Loader;
+use super::moe::MoeBlock;
+use super::rope::{apply_rope, TextRope};
+
+enum Mlp {
+    Dense { gate: Linear, up: Linear, down: Linear },
+    Moe(MoeBlock),
+}
+
+struct Layer {
+    input_norm: Vec<f32>,
+    post_norm: Vec<f32>,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Vec<f32>,
+    k_norm: Vec<f32>,
+    mlp: Mlp,
+}
+
+/// DeepStack features for the visual rows of one forward pass.
+pub struct Deepstack<'a> {
+    /// Row indices (inside this pass) that hold visual tokens, in sequence order.
+    pub rows: &'a [usize],
+    /// One [rows.len(), hidden] buffer per level, added after decoder layer `level`.
+    pub levels: &'a [Vec<f32>],
+}
+
+pub struct TextDecoder {
+    embed: Vec<f32>,
+    layers: Vec<Layer>,
+    norm: Vec<f32>,
+    lm_head: Linear,
+    rope: TextRope,
+    precision: Precision,
+    pub hidden: usize,
+    pub vocab: usize,
+    n_heads: usize,
+    n_kv: usize,
+    head_dim: usize,
+    eps: f32,
+}
+
+impl TextDecoder {
+    pub fn load(l: &Loader, cfg: &Qwen3VlConfig) -> Result<Self> {
+        let t = &cfg.text_config;
+        let (h, hd) = (t.hidden_size, cfg.head_dim());
+        let (nh, nkv) = (t.num_attention_heads, t.num_key_value_heads);
+        let pre = "model.language_model";
+        let embed_name = format!("{pre}.embed_tokens.weight");
+        let embed = l.vector(&embed_name, &[t.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(t.num_hidden_layers);
+        for i in 0..t.num_hidden_layers {
+            let p = format!("{pre}.layers.{i}");
+            let mlp = if cfg.is_moe_layer(i) {
+                Mlp::Moe(MoeBlock::load(
+                    l,
+                    &format!("{p}.mlp"),
+                    h,
+                    t.num_experts.unwrap_or(0),
+                    t.num_experts_per_tok.unwrap_or(0),
+                    t.moe_intermediate_size.unwrap_or(0),
+                    t.norm_topk_prob.unwrap_or(true),
+                )?)
+            } else {
+                let im = t.intermediate_size;
+                Mlp::Dense {
+                    gate: l.linear(&format!("{p}.mlp.gate_proj"), im, h, false)?,
+                    up: l.linear(&format!("{p}.mlp.up_proj"), im, h, false)?,
+                    down: l.linear(&format!("{p}.mlp.down_proj"), h, im, false)?,
+                }
+            };
+            layers.push(Layer {
+                input_norm: l.vector(&format!("{p}.input_layernorm.weight"), &[h])?,
+                post_norm: l.vector(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
+                q: l.linear(&format!("{p}.self_attn.q_proj"), nh * hd, h, t.attention_bias)?,
+                k: l.linear(&format!("{p}.self_attn.k_proj"), nkv * hd, h, t.attention_bias)?,
+                v: l.linear(&format!("{p}.self_attn.v_proj"), nkv * hd, h, t.attention_bias)?,
+                o: l.linear(&format!("{p}.self_attn.o_proj"), h, nh * hd, t.attention_bias)?,
+                q_norm: l.vector(&format!("{p}.self_attn.q_norm.weight"), &[hd])?,
+                k_norm: l.vector(&format!("{p}.self_attn.k_norm.weight"), &[hd])?,
+                mlp,
+            });
+        }
+        let lm_head = if cfg.tie_word_embeddings() {
+            l.linear_from(l.store_from_f32(embed.clone()), t.vocab_size, h, None)?
+        } else {
+            l.linear("lm_head", t.vocab_size, h, false)?
+        };
+        Ok(TextDecoder {
+            embed,
+            layers,
+            norm: l.vector(&format!("{pre}.norm.weight"), &[h])?,
+            lm_head,
+            rope: TextRope::new(hd, t.rope_theta, &cfg.mrope_section(), cfg.mrope_interleaved()),
+            precision: l.precision,
+            hidden: h,
+            vocab: t.vocab_size,
+            n_heads: nh,
+            n_kv: nkv,
+            head_dim: hd,
+            eps: t.rms_norm_eps as f32,
+        })
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv * self.head_dim
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len(), self.kv_dim())
+    }
+
+    /// Embedding rows for token ids.
+    pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let h = self.hidden;
+        let mut out = Vec::with_capacity(ids.len() * h);
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.vocab {
+                return Err(EngineError::input(format!(
+                    "token id {id} is outside the vocabulary ({})",
+                    self.vocab
+                )));
+            }
+            out.extend_from_slice(&self.embed[id * h..(id + 1) * h]);
+        }
+        Ok(out)
+    }
+
+    /// Run the decoder over `x` ([s, hidden] embeddings) at the given positions, appending to the
+    /// cache. Returns the final-normed hidden states [s, hidden].
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        cache: &mut KvCache,
+        mut x: Vec<f32>,
+        pos: [&[i64]; 3],
+        deepstack: Option<&Deepstack>,
+    ) -> Result<Vec<f32>> {
+        let p = self.precision;
+        let (h, hd, nh, nkv) = (self.hidden, self.head_dim, self.n_heads, self.n_kv);
+        let s = x.len() / h;
+        if pos.iter().any(|st| st.len() != s) {
+            return Err(EngineError::input("position ids do not match the sequence length"));
+        }
+        let (cos, sin) = self.rope.tables(pos, p);
+        let past = cache.len();
+        let shape = AttnShape {
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+        };
+        let seg = [Segment {
+            q0: 0,
+            len: s,
+            k0: 0,
+            klen: past + s,
+            mask: Mask::Causal { offset: past },
+        }];
+        let scale = (hd as f32).powf(-0.5);
+        let mut attn = vec![0f32; s * nh * hd];
+        for (li, layer) in self.layers.iter().enumerate() {
+            let mut n = x.clone();
+            rms_norm(pool, &mut n, h, &layer.input_norm, self.eps, p);
+            let mut q = layer.q.apply(pool, &n, s)?;
+            let mut k = layer.k.apply(pool, &n, s)?;
+            let v = layer.v.apply(pool, &n, s)?;
+            rms_norm(pool, &mut q, hd, &layer.q_norm, self.eps, p);
+            rms_norm(pool, &mut k, hd, &layer.k_norm, self.eps, p);
+            apply_rope(&mut q, s, nh, hd, &cos, &sin, p);
+            apply_rope(&mut k, s, nkv, hd, &cos, &sin, p);
+            let (ks, vs) = cache.append(li, &k, &v);
+            attention(pool, shape, &q, ks, vs, &seg, scale, p, &mut attn);
+            layer.o.forward(pool, &attn, s, &mut n)?;
+            add_inplace(&mut x, &n, p);
+            let mut n = x.clone();
+            rms_norm(pool, &mut n, h, &layer.post_norm, self.eps, p);
+            let y = match &layer.mlp {
+                Mlp::Dense { gate, up, down } => {
+                    let mut g = gate.apply(pool, &n, s)?;
+                    let u = up.apply(pool, &n, s)?;
+                    silu_mul(&mut g, &u, p);
+                    down.apply(pool, &g, s)?
+                }
+                Mlp::Moe(moe) => moe.forward(pool, &n, s, p)?,
+            };
+            add_inplace(&mut x, &y, p);
+            if let Some(ds) = deepstack {
+                if let Some(level) = ds.levels.get(li) {
+                    for (i, &row) in ds.rows.iter().enumerate() {
+                        add_inplace(&mut x[row * h..(row + 1) * h], &level[i * h..(i + 1) * h], p);
+                    }
+                }
+            }
+        }
+        cache.advance(s);
+        rms_norm(pool, &mut x, h, &self.norm, self.eps, p);
+        Ok(x)
+    }
+
+    /// Logits [rows, vocab] (f32) for hidden rows [rows, hidden].
+    pub fn logits(&self, pool: &ThreadPool, hidden: &[f32]) -> Result<Vec<f32>> {
+        self.lm_head.apply(pool, hidden, hidden.len() / self.hidden)
+    }
+
+    pub fn backend_name(&self) -> String {
+        self.lm_head.backend_name()
+    }
+}

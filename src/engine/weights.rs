@@ -1,0 +1,302 @@
+//! Checkpoint folders: `model.safetensors` or shards listed in `model.safetensors.index.json`.
+//! Files are memory-mapped; tensors are converted one at a time into the compute layout, so a
+//! whole file is never copied.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+
+use super::error::{EngineError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl StoredDtype {
+    fn size(self) -> usize {
+        match self {
+            StoredDtype::F32 => 4,
+            StoredDtype::F16 | StoredDtype::Bf16 => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    file: usize,
+    dtype: Result<StoredDtype, String>,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+/// A read-only view of every tensor in a checkpoint folder.
+pub struct Checkpoint {
+    dir: PathBuf,
+    files: Vec<(PathBuf, Mmap)>,
+    entries: HashMap<String, Entry>,
+}
+
+/// One tensor, still in its on-disk dtype.
+pub struct TensorView<'a> {
+    pub name: &'a str,
+    pub dtype: StoredDtype,
+    pub shape: &'a [usize],
+    bytes: &'a [u8],
+}
+
+impl Checkpoint {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let index = dir.join("model.safetensors.index.json");
+        let single = dir.join("model.safetensors");
+        let file_names: Vec<PathBuf> = if index.exists() {
+            shard_files(&index)?
+        } else if single.exists() {
+            vec![single]
+        } else {
+            // Accept any *.safetensors in the folder (some exports use other names).
+            let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|source| EngineError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(EngineError::Checkpoint {
+                    path: dir.to_path_buf(),
+                    msg: "no model.safetensors, model.safetensors.index.json or *.safetensors file"
+                        .into(),
+                });
+            }
+            found
+        };
+        let mut files = Vec::new();
+        let mut entries = HashMap::new();
+        for (i, path) in file_names.into_iter().enumerate() {
+            let file = File::open(&path).map_err(|source| EngineError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            // SAFETY: the mapping is read-only and private to this process; checkpoint files are not
+            // expected to be modified while loaded (same contract as safetensors' own loaders).
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|source| EngineError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            for (name, entry) in parse_header(&path, &mmap, i)? {
+                entries.insert(name, entry);
+            }
+            files.push((path, mmap));
+        }
+        Ok(Checkpoint {
+            dir: dir.to_path_buf(),
+            files,
+            entries,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(|s| s.as_str())
+    }
+
+    pub fn get(&self, name: &str) -> Result<TensorView<'_>> {
+        let (key, e) = self
+            .entries
+            .get_key_value(name)
+            .ok_or_else(|| EngineError::MissingTensor {
+                name: name.to_string(),
+                dir: self.dir.clone(),
+            })?;
+        let dtype = e.dtype.clone().map_err(|dtype| EngineError::Dtype {
+            name: name.to_string(),
+            dtype,
+        })?;
+        Ok(TensorView {
+            name: key,
+            dtype,
+            shape: &e.shape,
+            bytes: &self.files[e.file].1[e.start..e.end],
+        })
+    }
+
+    /// Fetch a tensor and check its shape.
+    pub fn get_shaped(&self, name: &str, expected: &[usize]) -> Result<TensorView<'_>> {
+        let t = self.get(name)?;
+        if t.shape != expected {
+            return Err(EngineError::Shape {
+                name: name.to_string(),
+                got: t.shape.to_vec(),
+                expected: expected.to_vec(),
+            });
+        }
+        Ok(t)
+    }
+}
+
+impl TensorView<'_> {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn to_f32(&self) -> Vec<f32> {
+        let b = self.bytes;
+        match self.dtype {
+            StoredDtype::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            StoredDtype::Bf16 => b
+                .chunks_exact(2)
+                .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect(),
+            StoredDtype::F16 => b
+                .chunks_exact(2)
+                .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect(),
+        }
+    }
+
+    /// Values as bf16 (f32/f16 sources are rounded to nearest-even).
+    pub fn to_bf16(&self) -> Vec<bf16> {
+        match self.dtype {
+            StoredDtype::Bf16 => self
+                .bytes
+                .chunks_exact(2)
+                .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            _ => self.to_f32().into_iter().map(bf16::from_f32).collect(),
+        }
+    }
+}
+
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
+    let bad = |msg: String| EngineError::Checkpoint {
+        path: index.to_path_buf(),
+        msg,
+    };
+    let text = std::fs::read_to_string(index).map_err(|source| EngineError::Io {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("missing `weight_map` object".into()))?;
+    let mut names: Vec<String> = Vec::new();
+    for (tensor, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| bad(format!("weight_map entry for `{tensor}` is not a string")))?;
+        if file.contains('/') || file.contains("..") {
+            return Err(bad(format!("shard name `{file}` must be a plain file name")));
+        }
+        if !names.iter().any(|n| n == file) {
+            names.push(file.to_string());
+        }
+    }
+    names.sort();
+    let dir = index.parent().unwrap_or(Path::new("."));
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
+}
+
+/// Parse and validate a safetensors header: 8-byte little-endian length, JSON, then data whose
+/// offsets must lie inside the file and match dtype × shape.
+fn parse_header(path: &Path, bytes: &[u8], file: usize) -> Result<Vec<(String, Entry)>> {
+    let bad = |msg: String| EngineError::Checkpoint {
+        path: path.to_path_buf(),
+        msg,
+    };
+    if bytes.len() < 8 {
+        return Err(bad(format!(
+            "file is {} bytes, too short for a safetensors header (truncated?)",
+            bytes.len()
+        )));
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    if n > bytes.len() - 8 {
+        return Err(bad(format!(
+            "header claims {n} bytes but the file has only {} (truncated?)",
+            bytes.len() - 8
+        )));
+    }
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n])
+            .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+    let data_start = 8 + n;
+    let data_len = bytes.len() - data_start;
+    let mut out = Vec::with_capacity(header.len());
+    for (name, info) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype_str = info
+            .get("dtype")
+            .and_then(|d| d.as_str())
+            .ok_or_else(|| bad(format!("tensor `{name}` has no dtype")))?;
+        let dtype = match dtype_str {
+            "F32" => Ok(StoredDtype::F32),
+            "F16" => Ok(StoredDtype::F16),
+            "BF16" => Ok(StoredDtype::Bf16),
+            other => Err(other.to_string()),
+        };
+        let shape: Vec<usize> = info
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .ok_or_else(|| bad(format!("tensor `{name}` has no valid shape")))?;
+        let offsets: Vec<usize> = info
+            .get("data_offsets")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .filter(|o: &Vec<usize>| o.len() == 2)
+            .ok_or_else(|| bad(format!("tensor `{name}` has no valid data_offsets")))?;
+        let (start, end) = (offsets[0], offsets[1]);
+        if start > end || end > data_len {
+            return Err(bad(format!(
+                "tensor `{name}` spans bytes {start}..{end} but the data section has {data_len} bytes (truncated?)"
+            )));
+        }
+        if let Ok(dt) = dtype {
+            let want = shape
+                .iter()
+                .try_fold(dt.size(), |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| bad(format!("tensor `{name}` shape overflows")))?;
+            if want != end - start {
+                return Err(bad(format!(
+                    "tensor `{name}` needs {want} bytes for {dtype_str}{shape:?} but has {}",
+                    end - start
+                )));
+            }
+        }
+        out.push((
+            name,
+            Entry {
+                file,
+                dtype,
+                shape,
+                start: data_start + start,
+                end: data_start + end,
+            },
+        ));
+    }
+    Ok(out)
+}
