@@ -183,8 +183,7 @@ impl Qwen3VlConfig {
             }
             None => return Err(bad("missing `model_type`".into())),
         }
-        let mut cfg: Qwen3VlConfig =
-            serde_json::from_value(raw).map_err(|e| bad(e.to_string()))?;
+        let mut cfg: Qwen3VlConfig = serde_json::from_value(raw).map_err(|e| bad(e.to_string()))?;
         cfg.normalise_rope().map_err(bad)?;
         cfg.validate().map_err(bad)?;
         Ok(cfg)
@@ -285,8 +284,7 @@ impl Qwen3VlConfig {
 
     pub fn head_dim(&self) -> usize {
         let t = &self.text_config;
-        t.head_dim
-            .unwrap_or(t.hidden_size / t.num_attention_heads)
+        t.head_dim.unwrap_or(t.hidden_size / t.num_attention_heads)
     }
 
     pub fn mrope_section(&self) -> Vec<usize> {

@@ -43,11 +43,17 @@ impl KvCache {
     /// Record that a forward pass of `n` new tokens has been appended to every layer.
     pub fn advance(&mut self, n: usize) {
         self.len += n;
-        debug_assert!(self.layers.iter().all(|(k, _)| k.len() == self.len * self.kv_dim));
+        debug_assert!(self
+            .layers
+            .iter()
+            .all(|(k, _)| k.len() == self.len * self.kv_dim));
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.layers.iter().map(|(k, v)| (k.len() + v.len()) * 4).sum()
+        self.layers
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) * 4)
+            .sum()
     }
 }

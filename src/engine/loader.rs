@@ -39,7 +39,13 @@ impl<'a> Loader<'a> {
         self.linear_from(w, n, k, b)
     }
 
-    pub fn linear_from(&self, w: WeightStore, n: usize, k: usize, bias: Option<Vec<f32>>) -> Result<Linear> {
+    pub fn linear_from(
+        &self,
+        w: WeightStore,
+        n: usize,
+        k: usize,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Linear> {
         Linear::new(w, n, k, bias, self.precision, self.backend)
     }
 

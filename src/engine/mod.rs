@@ -10,6 +10,7 @@ pub mod model;
 pub mod moe;
 pub mod position;
 pub mod rope;
+pub mod tensor_file;
 pub mod text;
 pub mod vision;
 pub mod weights;

@@ -125,7 +125,10 @@ impl Qwen3VlModel {
 
     /// Embed a prompt: token embeddings with visual tokens scattered in, plus the DeepStack
     /// features of the visual rows (images and videos interleaved in sequence order).
-    pub fn embed_prompt(&self, input: &MultimodalInput) -> Result<(Vec<f32>, Vec<usize>, Vec<Vec<f32>>)> {
+    pub fn embed_prompt(
+        &self,
+        input: &MultimodalInput,
+    ) -> Result<(Vec<f32>, Vec<usize>, Vec<Vec<f32>>)> {
         let h = self.text.hidden;
         let ids = &input.input_ids;
         let mut x = self.text.embed(ids)?;
@@ -136,10 +139,14 @@ impl Qwen3VlModel {
             .then(|| self.encode_vision(&input.pixel_values_videos, &input.video_grid_thw))
             .transpose()?;
         if image.is_none() && !input.pixel_values.is_empty() {
-            return Err(EngineError::input("pixel_values given without image_grid_thw"));
+            return Err(EngineError::input(
+                "pixel_values given without image_grid_thw",
+            ));
         }
         if video.is_none() && !input.pixel_values_videos.is_empty() {
-            return Err(EngineError::input("pixel_values_videos given without video_grid_thw"));
+            return Err(EngineError::input(
+                "pixel_values_videos given without video_grid_thw",
+            ));
         }
         let levels = self.config.vision_config.deepstack_visual_indexes.len();
         let mut rows = Vec::new();
@@ -153,7 +160,11 @@ impl Qwen3VlModel {
             } else {
                 continue;
             };
-            let kind = if id == self.tokens.image { "image" } else { "video" };
+            let kind = if id == self.tokens.image {
+                "image"
+            } else {
+                "video"
+            };
             let out = out.as_ref().ok_or_else(|| {
                 EngineError::input(format!("prompt has {kind} pad tokens but no {kind} inputs"))
             })?;
@@ -185,7 +196,12 @@ impl Qwen3VlModel {
 
     /// Prefill a prompt into an empty cache; returns logits for every position (`all_logits`)
     /// or just the last one.
-    pub fn prefill(&self, cache: &mut KvCache, input: &MultimodalInput, all_logits: bool) -> Result<PrefillOutput> {
+    pub fn prefill(
+        &self,
+        cache: &mut KvCache,
+        input: &MultimodalInput,
+        all_logits: bool,
+    ) -> Result<PrefillOutput> {
         if input.input_ids.is_empty() {
             return Err(EngineError::input("empty prompt"));
         }
@@ -198,11 +214,19 @@ impl Qwen3VlModel {
             rows: &rows,
             levels: &deepstack,
         };
-        let hidden = self
-            .text
-            .forward(self.pool, cache, x, positions.as_refs(), (!rows.is_empty()).then_some(&ds))?;
+        let hidden = self.text.forward(
+            self.pool,
+            cache,
+            x,
+            positions.as_refs(),
+            (!rows.is_empty()).then_some(&ds),
+        )?;
         let h = self.text.hidden;
-        let rows_for_logits = if all_logits { &hidden[..] } else { &hidden[hidden.len() - h..] };
+        let rows_for_logits = if all_logits {
+            &hidden[..]
+        } else {
+            &hidden[hidden.len() - h..]
+        };
         Ok(PrefillOutput {
             logits: self.text.logits(self.pool, rows_for_logits)?,
             positions,
@@ -214,12 +238,18 @@ impl Qwen3VlModel {
         let x = self.text.embed(&[token])?;
         let p = cache.len() as i64 + rope_delta;
         let pos = [p];
-        let hidden = self.text.forward(self.pool, cache, x, [&pos, &pos, &pos], None)?;
+        let hidden = self
+            .text
+            .forward(self.pool, cache, x, [&pos, &pos, &pos], None)?;
         self.text.logits(self.pool, &hidden)
     }
 
     /// Greedy generation of exactly `n` tokens after the prompt (no stop tokens).
-    pub fn generate_greedy(&self, input: &MultimodalInput, n: usize) -> Result<(PrefillOutput, Vec<u32>)> {
+    pub fn generate_greedy(
+        &self,
+        input: &MultimodalInput,
+        n: usize,
+    ) -> Result<(PrefillOutput, Vec<u32>)> {
         let mut cache = self.new_cache();
         let out = self.prefill(&mut cache, input, true)?;
         let v = self.vocab_size();
@@ -245,4 +275,77 @@ pub fn argmax(xs: &[f32]) -> usize {
         }
     }
     best
+}
+
+impl MultimodalInput {
+    /// Read the `forward` contract's input file: `input_ids` I64 [seq]; optional `pixel_values`
+    /// F32 [Np, patch_dim] + `image_grid_thw` I64 [n, 3]; optional `pixel_values_videos` +
+    /// `video_grid_thw`.
+    pub fn from_tensor_file(f: &super::tensor_file::TensorFile, patch_dim: usize) -> Result<Self> {
+        let (_, ids) = f
+            .i64("input_ids", 1)?
+            .ok_or_else(|| EngineError::input("`input_ids` (I64 [seq]) is missing"))?;
+        let input_ids = ids
+            .iter()
+            .map(|&i| {
+                u32::try_from(i).map_err(|_| {
+                    EngineError::input(format!("token id {i} is negative or too large"))
+                })
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let mut out = MultimodalInput {
+            input_ids,
+            ..Default::default()
+        };
+        for (pix, grid, kind) in [
+            ("pixel_values", "image_grid_thw", "image"),
+            ("pixel_values_videos", "video_grid_thw", "video"),
+        ] {
+            let p = f.f32(pix, 2)?;
+            let g = f.i64(grid, 2)?;
+            let (pixels, grids) = match (p, g) {
+                (None, None) => continue,
+                (Some((ps, pv)), Some((gs, gv))) => {
+                    if ps[1] != patch_dim {
+                        return Err(EngineError::input(format!(
+                            "`{pix}` rows have {} values, expected {patch_dim}",
+                            ps[1]
+                        )));
+                    }
+                    if gs[1] != 3 {
+                        return Err(EngineError::input(format!(
+                            "`{grid}` must be [n, 3], got {gs:?}"
+                        )));
+                    }
+                    let grids = gv
+                        .chunks_exact(3)
+                        .map(|c| {
+                            let g = [c[0], c[1], c[2]];
+                            if g.iter().any(|&d| d <= 0 || d > 1 << 20) {
+                                Err(EngineError::input(format!(
+                                    "`{grid}` entry {g:?} is out of range"
+                                )))
+                            } else {
+                                Ok(g.map(|d| d as usize))
+                            }
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    (pv, grids)
+                }
+                _ => {
+                    return Err(EngineError::input(format!(
+                        "{kind} inputs need both `{pix}` and `{grid}`"
+                    )))
+                }
+            };
+            if kind == "image" {
+                out.pixel_values = pixels;
+                out.image_grid_thw = grids;
+            } else {
+                out.pixel_values_videos = pixels;
+                out.video_grid_thw = grids;
+            }
+        }
+        Ok(out)
+    }
 }

@@ -25,21 +25,43 @@ pub struct MoeBlock {
 }
 
 impl MoeBlock {
-    pub fn load(l: &Loader, prefix: &str, hidden: usize, n_experts: usize, top_k: usize, inter: usize, norm_topk: bool) -> Result<Self> {
+    pub fn load(
+        l: &Loader,
+        prefix: &str,
+        hidden: usize,
+        n_experts: usize,
+        top_k: usize,
+        inter: usize,
+        norm_topk: bool,
+    ) -> Result<Self> {
         let router = l.linear(&format!("{prefix}.gate"), n_experts, hidden, false)?;
         // Fused checkpoint tensors are stored (expert, in, out); our linears want (out, in).
         let gu = l
             .ckpt
-            .get_shaped(&format!("{prefix}.experts.gate_up_proj"), &[n_experts, hidden, 2 * inter])?
+            .get_shaped(
+                &format!("{prefix}.experts.gate_up_proj"),
+                &[n_experts, hidden, 2 * inter],
+            )?
             .to_f32();
         let dn = l
             .ckpt
-            .get_shaped(&format!("{prefix}.experts.down_proj"), &[n_experts, inter, hidden])?
+            .get_shaped(
+                &format!("{prefix}.experts.down_proj"),
+                &[n_experts, inter, hidden],
+            )?
             .to_f32();
         let mut experts = Vec::with_capacity(n_experts);
         for e in 0..n_experts {
-            let gu_e = transpose(&gu[e * hidden * 2 * inter..(e + 1) * hidden * 2 * inter], hidden, 2 * inter);
-            let dn_e = transpose(&dn[e * inter * hidden..(e + 1) * inter * hidden], inter, hidden);
+            let gu_e = transpose(
+                &gu[e * hidden * 2 * inter..(e + 1) * hidden * 2 * inter],
+                hidden,
+                2 * inter,
+            );
+            let dn_e = transpose(
+                &dn[e * inter * hidden..(e + 1) * inter * hidden],
+                inter,
+                hidden,
+            );
             experts.push(Expert {
                 gate_up: l.linear_from(l.store_from_f32(gu_e), 2 * inter, hidden, None)?,
                 down: l.linear_from(l.store_from_f32(dn_e), hidden, inter, None)?,
@@ -56,7 +78,13 @@ impl MoeBlock {
     }
 
     /// x: [s, hidden] (already normalised) → [s, hidden].
-    pub fn forward(&self, pool: &ThreadPool, x: &[f32], s: usize, p: Precision) -> Result<Vec<f32>> {
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        s: usize,
+        p: Precision,
+    ) -> Result<Vec<f32>> {
         let (h, e_count) = (self.hidden, self.experts.len());
         let logits = self.router.apply(pool, x, s)?;
         // Per expert: (token, routing weight).
@@ -69,11 +97,19 @@ impl MoeBlock {
             probs.iter_mut().for_each(|v| *v /= sum);
             let mut order: Vec<usize> = (0..e_count).collect();
             // Stable sort: ties keep the lower expert index first.
-            order.sort_by(|&a, &b| probs[b].partial_cmp(&probs[a]).unwrap_or(std::cmp::Ordering::Equal));
+            order.sort_by(|&a, &b| {
+                probs[b]
+                    .partial_cmp(&probs[a])
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
             let chosen = &order[..self.top_k];
             let total: f32 = chosen.iter().map(|&e| probs[e]).sum();
             for &e in chosen {
-                let w = if self.norm_topk { probs[e] / total } else { probs[e] };
+                let w = if self.norm_topk {
+                    probs[e] / total
+                } else {
+                    probs[e]
+                };
                 routed[e].push((t, p.round(w)));
             }
         }
@@ -98,7 +134,10 @@ impl MoeBlock {
             }
             let y = self.experts[e].down.apply(pool, &act, n)?;
             for (r, &(t, w)) in tokens.iter().enumerate() {
-                for (a, v) in acc[t * h..(t + 1) * h].iter_mut().zip(&y[r * h..(r + 1) * h]) {
+                for (a, v) in acc[t * h..(t + 1) * h]
+                    .iter_mut()
+                    .zip(&y[r * h..(r + 1) * h])
+                {
                     *a += p.round(v * w);
                 }
             }

@@ -80,8 +80,16 @@ pub fn rope_index(
     let (mut st, mut next_pos) = (0usize, 0i64);
     let (mut ii, mut vi) = (0usize, 0usize);
     for _ in 0..items.len() {
-        let ed_img = if ii < image_grids.len() { find(tokens.image, st) } else { None };
-        let ed_vid = if vi < videos.len() { find(tokens.video, st) } else { None };
+        let ed_img = if ii < image_grids.len() {
+            find(tokens.image, st)
+        } else {
+            None
+        };
+        let ed_vid = if vi < videos.len() {
+            find(tokens.video, st)
+        } else {
+            None
+        };
         let (ed, grid, kind) = match (ed_img, ed_vid) {
             (Some(a), Some(b)) if a < b => (a, image_grids[ii], "image"),
             (Some(a), None) => (a, image_grids[ii], "image"),
@@ -103,7 +111,11 @@ pub fn rope_index(
         }
         let (lt, lh, lw) = (t, h / merge, w / merge);
         let n_tokens = lt * lh * lw;
-        let pad = if kind == "image" { tokens.image } else { tokens.video };
+        let pad = if kind == "image" {
+            tokens.image
+        } else {
+            tokens.video
+        };
         if ed + n_tokens > ids.len() || ids[ed..ed + n_tokens].iter().any(|&x| x != pad) {
             return Err(EngineError::input(format!(
                 "{kind} grid {grid:?} needs {n_tokens} consecutive pad tokens at position {ed}"
@@ -117,7 +129,12 @@ pub fn rope_index(
         for ti in 0..lt {
             for r in 0..lh {
                 for c in 0..lw {
-                    push(&mut streams, base + ti as i64, base + r as i64, base + c as i64);
+                    push(
+                        &mut streams,
+                        base + ti as i64,
+                        base + r as i64,
+                        base + c as i64,
+                    );
                 }
             }
         }
@@ -128,7 +145,10 @@ pub fn rope_index(
         let v = next_pos + (p - st) as i64;
         push(&mut streams, v, v, v);
     }
-    let total_pads = ids.iter().filter(|&&x| x == tokens.image || x == tokens.video).count();
+    let total_pads = ids
+        .iter()
+        .filter(|&&x| x == tokens.image || x == tokens.video)
+        .count();
     let expected: usize = image_grids
         .iter()
         .chain(videos.iter())
@@ -139,7 +159,12 @@ pub fn rope_index(
             "prompt has {total_pads} image/video pad tokens but the grids need {expected}"
         )));
     }
-    let max = streams.iter().flat_map(|s| s.iter()).copied().max().unwrap_or(-1);
+    let max = streams
+        .iter()
+        .flat_map(|s| s.iter())
+        .copied()
+        .max()
+        .unwrap_or(-1);
     Ok(PositionIds {
         rope_delta: max + 1 - ids.len() as i64,
         streams,

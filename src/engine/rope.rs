@@ -79,7 +79,15 @@ impl TextRope {
 
 /// Apply rotate-half RoPE in place to `x` ([n, heads, hd]) with per-token tables [n, hd].
 /// Text path: every product and the sum are rounded to the activation precision.
-pub fn apply_rope(x: &mut [f32], n: usize, heads: usize, hd: usize, cos: &[f32], sin: &[f32], p: Precision) {
+pub fn apply_rope(
+    x: &mut [f32],
+    n: usize,
+    heads: usize,
+    hd: usize,
+    cos: &[f32],
+    sin: &[f32],
+    p: Precision,
+) {
     let half = hd / 2;
     let mut tmp = vec![0f32; hd];
     for i in 0..n {
@@ -88,7 +96,11 @@ pub fn apply_rope(x: &mut [f32], n: usize, heads: usize, hd: usize, cos: &[f32],
             let v = &mut x[(i * heads + h) * hd..][..hd];
             tmp.copy_from_slice(v);
             for d in 0..hd {
-                let rot = if d < half { -tmp[d + half] } else { tmp[d - half] };
+                let rot = if d < half {
+                    -tmp[d + half]
+                } else {
+                    tmp[d - half]
+                };
                 v[d] = p.round(p.round(tmp[d] * c[d]) + p.round(rot * s[d]));
             }
         }
@@ -96,7 +108,15 @@ pub fn apply_rope(x: &mut [f32], n: usize, heads: usize, hd: usize, cos: &[f32],
 }
 
 /// Vision path: q/k are upcast to f32, rotated in f32 with f32 tables, and rounded once.
-pub fn apply_rope_f32(x: &mut [f32], n: usize, heads: usize, hd: usize, cos: &[f32], sin: &[f32], p: Precision) {
+pub fn apply_rope_f32(
+    x: &mut [f32],
+    n: usize,
+    heads: usize,
+    hd: usize,
+    cos: &[f32],
+    sin: &[f32],
+    p: Precision,
+) {
     let half = hd / 2;
     let mut tmp = vec![0f32; hd];
     for i in 0..n {
@@ -105,7 +125,11 @@ pub fn apply_rope_f32(x: &mut [f32], n: usize, heads: usize, hd: usize, cos: &[f
             let v = &mut x[(i * heads + h) * hd..][..hd];
             tmp.copy_from_slice(v);
             for d in 0..hd {
-                let rot = if d < half { -tmp[d + half] } else { tmp[d - half] };
+                let rot = if d < half {
+                    -tmp[d + half]
+                } else {
+                    tmp[d - half]
+                };
                 v[d] = p.round(tmp[d] * c[d] + rot * s[d]);
             }
         }

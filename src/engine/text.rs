@@ -14,7 +14,11 @@ use super::moe::MoeBlock;
 use super::rope::{apply_rope, TextRope};
 
 enum Mlp {
-    Dense { gate: Linear, up: Linear, down: Linear },
+    Dense {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
     Moe(MoeBlock),
 }
 
@@ -85,10 +89,30 @@ impl TextDecoder {
             layers.push(Layer {
                 input_norm: l.vector(&format!("{p}.input_layernorm.weight"), &[h])?,
                 post_norm: l.vector(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
-                q: l.linear(&format!("{p}.self_attn.q_proj"), nh * hd, h, t.attention_bias)?,
-                k: l.linear(&format!("{p}.self_attn.k_proj"), nkv * hd, h, t.attention_bias)?,
-                v: l.linear(&format!("{p}.self_attn.v_proj"), nkv * hd, h, t.attention_bias)?,
-                o: l.linear(&format!("{p}.self_attn.o_proj"), h, nh * hd, t.attention_bias)?,
+                q: l.linear(
+                    &format!("{p}.self_attn.q_proj"),
+                    nh * hd,
+                    h,
+                    t.attention_bias,
+                )?,
+                k: l.linear(
+                    &format!("{p}.self_attn.k_proj"),
+                    nkv * hd,
+                    h,
+                    t.attention_bias,
+                )?,
+                v: l.linear(
+                    &format!("{p}.self_attn.v_proj"),
+                    nkv * hd,
+                    h,
+                    t.attention_bias,
+                )?,
+                o: l.linear(
+                    &format!("{p}.self_attn.o_proj"),
+                    h,
+                    nh * hd,
+                    t.attention_bias,
+                )?,
                 q_norm: l.vector(&format!("{p}.self_attn.q_norm.weight"), &[hd])?,
                 k_norm: l.vector(&format!("{p}.self_attn.k_norm.weight"), &[hd])?,
                 mlp,
@@ -104,7 +128,12 @@ impl TextDecoder {
             layers,
             norm: l.vector(&format!("{pre}.norm.weight"), &[h])?,
             lm_head,
-            rope: TextRope::new(hd, t.rope_theta, &cfg.mrope_section(), cfg.mrope_interleaved()),
+            rope: TextRope::new(
+                hd,
+                t.rope_theta,
+                &cfg.mrope_section(),
+                cfg.mrope_interleaved(),
+            ),
             precision: l.precision,
             hidden: h,
             vocab: t.vocab_size,
@@ -158,7 +187,9 @@ impl TextDecoder {
         let (h, hd, nh, nkv) = (self.hidden, self.head_dim, self.n_heads, self.n_kv);
         let s = x.len() / h;
         if pos.iter().any(|st| st.len() != s) {
-            return Err(EngineError::input("position ids do not match the sequence length"));
+            return Err(EngineError::input(
+                "position ids do not match the sequence length",
+            ));
         }
         let (cos, sin) = self.rope.tables(pos, p);
         let past = cache.len();
@@ -205,7 +236,11 @@ impl TextDecoder {
             if let Some(ds) = deepstack {
                 if let Some(level) = ds.levels.get(li) {
                     for (i, &row) in ds.rows.iter().enumerate() {
-                        add_inplace(&mut x[row * h..(row + 1) * h], &level[i * h..(i + 1) * h], p);
+                        add_inplace(
+                            &mut x[row * h..(row + 1) * h],
+                            &level[i * h..(i + 1) * h],
+                            p,
+                        );
                     }
                 }
             }

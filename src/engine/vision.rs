@@ -49,11 +49,22 @@ struct Merger {
 }
 
 impl Merger {
-    fn load(l: &Loader, prefix: &str, hv: usize, unit: usize, out: usize, postshuffle: bool) -> Result<Self> {
+    fn load(
+        l: &Loader,
+        prefix: &str,
+        hv: usize,
+        unit: usize,
+        out: usize,
+        postshuffle: bool,
+    ) -> Result<Self> {
         let wide = hv * unit;
         Ok(Merger {
             postshuffle,
-            norm: Norm::load(l, &format!("{prefix}.norm"), if postshuffle { wide } else { hv })?,
+            norm: Norm::load(
+                l,
+                &format!("{prefix}.norm"),
+                if postshuffle { wide } else { hv },
+            )?,
             fc1: l.linear(&format!("{prefix}.linear_fc1"), wide, wide, true)?,
             fc2: l.linear(&format!("{prefix}.linear_fc2"), out, wide, true)?,
         })
@@ -64,7 +75,6 @@ impl Merger {
         // Rows of hv values and rows of 4·hv values are the same buffer: only the norm width differs.
         self.norm.apply(pool, &mut h, p);
         let rows = h.len() / self.fc1.k;
-        let _ = self.postshuffle;
         let mut a = self.fc1.apply(pool, &h, rows)?;
         activate(pool, &mut a, Activation::GeluErf, p);
         self.fc2.apply(pool, &a, rows)
@@ -94,7 +104,13 @@ impl VisionTower {
         let unit = cfg.spatial_merge_size * cfg.spatial_merge_size;
         let pre = "model.visual";
         let conv = l.ckpt.get(&format!("{pre}.patch_embed.proj.weight"))?;
-        let want = [hv, cfg.in_channels, cfg.temporal_patch_size, cfg.patch_size, cfg.patch_size];
+        let want = [
+            hv,
+            cfg.in_channels,
+            cfg.temporal_patch_size,
+            cfg.patch_size,
+            cfg.patch_size,
+        ];
         if conv.shape != want {
             return Err(EngineError::Shape {
                 name: conv.name.to_string(),
@@ -111,7 +127,10 @@ impl VisionTower {
             patch_dim,
             Some(l.vector(&format!("{pre}.patch_embed.proj.bias"), &[hv])?),
         )?;
-        let pos_embed = l.vector(&format!("{pre}.pos_embed.weight"), &[cfg.num_position_embeddings, hv])?;
+        let pos_embed = l.vector(
+            &format!("{pre}.pos_embed.weight"),
+            &[cfg.num_position_embeddings, hv],
+        )?;
         let mut blocks = Vec::with_capacity(cfg.depth);
         for i in 0..cfg.depth {
             let b = format!("{pre}.blocks.{i}");
@@ -120,11 +139,28 @@ impl VisionTower {
                 qkv: l.linear(&format!("{b}.attn.qkv"), 3 * hv, hv, true)?,
                 proj: l.linear(&format!("{b}.attn.proj"), hv, hv, true)?,
                 norm2: Norm::load(l, &format!("{b}.norm2"), hv)?,
-                fc1: l.linear(&format!("{b}.mlp.linear_fc1"), cfg.intermediate_size, hv, true)?,
-                fc2: l.linear(&format!("{b}.mlp.linear_fc2"), hv, cfg.intermediate_size, true)?,
+                fc1: l.linear(
+                    &format!("{b}.mlp.linear_fc1"),
+                    cfg.intermediate_size,
+                    hv,
+                    true,
+                )?,
+                fc2: l.linear(
+                    &format!("{b}.mlp.linear_fc2"),
+                    hv,
+                    cfg.intermediate_size,
+                    true,
+                )?,
             });
         }
-        let merger = Merger::load(l, &format!("{pre}.merger"), hv, unit, cfg.out_hidden_size, false)?;
+        let merger = Merger::load(
+            l,
+            &format!("{pre}.merger"),
+            hv,
+            unit,
+            cfg.out_hidden_size,
+            false,
+        )?;
         let deepstack = (0..cfg.deepstack_visual_indexes.len())
             .map(|k| {
                 Merger::load(
@@ -197,9 +233,19 @@ impl VisionTower {
                     let fw = wx as usize;
                     let cw = (fw + 1).min(side - 1);
                     let dw = wx - fw as f32;
-                    let idx = [fh * side + fw, fh * side + cw, ch * side + fw, ch * side + cw];
-                    let wts = [(1.0 - dh) * (1.0 - dw), (1.0 - dh) * dw, dh * (1.0 - dw), dh * dw]
-                        .map(|x| p.round(x));
+                    let idx = [
+                        fh * side + fw,
+                        fh * side + cw,
+                        ch * side + fw,
+                        ch * side + cw,
+                    ];
+                    let wts = [
+                        (1.0 - dh) * (1.0 - dw),
+                        (1.0 - dh) * dw,
+                        dh * (1.0 - dw),
+                        dh * dw,
+                    ]
+                    .map(|x| p.round(x));
                     let dst = &mut grid[(r * w + c) * hv..][..hv];
                     for (k, (&ix, &wt)) in idx.iter().zip(&wts).enumerate() {
                         let row = &self.pos_embed[ix * hv..][..hv];
@@ -247,7 +293,12 @@ impl VisionTower {
     }
 
     /// Run the tower on `pixels` ([Σ t·h·w, patch_dim] in merge-window order).
-    pub fn forward(&self, pool: &ThreadPool, pixels: &[f32], grids: &[[usize; 3]]) -> Result<VisionOutput> {
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        pixels: &[f32],
+        grids: &[[usize; 3]],
+    ) -> Result<VisionOutput> {
         let p = self.precision;
         let patch_dim = self.patch_embed.k;
         let np = self.check_grids(pixels, grids, patch_dim)?;
@@ -282,7 +333,11 @@ impl VisionTower {
         };
         let scale = (hd as f32).powf(-0.5);
         let mut deepstack = Vec::with_capacity(self.deepstack.len());
-        let (mut q, mut k, mut v) = (vec![0f32; np * hv], vec![0f32; np * hv], vec![0f32; np * hv]);
+        let (mut q, mut k, mut v) = (
+            vec![0f32; np * hv],
+            vec![0f32; np * hv],
+            vec![0f32; np * hv],
+        );
         let mut attn = vec![0f32; np * hv];
         for (bi, b) in self.blocks.iter().enumerate() {
             let mut h = x.clone();
@@ -304,7 +359,12 @@ impl VisionTower {
             activate(pool, &mut a, Activation::GeluTanh, p);
             b.fc2.forward(pool, &a, np, &mut h)?;
             add_inplace(&mut x, &h, p);
-            if let Some(level) = self.cfg.deepstack_visual_indexes.iter().position(|&d| d == bi) {
+            if let Some(level) = self
+                .cfg
+                .deepstack_visual_indexes
+                .iter()
+                .position(|&d| d == bi)
+            {
                 deepstack.push((level, self.deepstack[level].forward(pool, &x, p)?));
             }
         }

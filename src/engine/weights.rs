@@ -117,13 +117,13 @@ impl Checkpoint {
     }
 
     pub fn get(&self, name: &str) -> Result<TensorView<'_>> {
-        let (key, e) = self
-            .entries
-            .get_key_value(name)
-            .ok_or_else(|| EngineError::MissingTensor {
-                name: name.to_string(),
-                dir: self.dir.clone(),
-            })?;
+        let (key, e) =
+            self.entries
+                .get_key_value(name)
+                .ok_or_else(|| EngineError::MissingTensor {
+                    name: name.to_string(),
+                    dir: self.dir.clone(),
+                })?;
         let dtype = e.dtype.clone().map_err(|dtype| EngineError::Dtype {
             name: name.to_string(),
             dtype,
@@ -207,7 +207,9 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
             .as_str()
             .ok_or_else(|| bad(format!("weight_map entry for `{tensor}` is not a string")))?;
         if file.contains('/') || file.contains("..") {
-            return Err(bad(format!("shard name `{file}` must be a plain file name")));
+            return Err(bad(format!(
+                "shard name `{file}` must be a plain file name"
+            )));
         }
         if !names.iter().any(|n| n == file) {
             names.push(file.to_string());

@@ -10,7 +10,15 @@ use super::pool::ThreadPool;
 const BLOCK_N: usize = 64;
 
 /// y[m, n0..n1] = x[m, k] · w[n0..n1, k]ᵀ for an f32 weight slice (row-major [n1-n0, k]).
-fn gemm_block_f32(x: &[f32], m: usize, k: usize, w: &[f32], n_block: usize, y: *mut f32, ldy: usize) {
+fn gemm_block_f32(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    n_block: usize,
+    y: *mut f32,
+    ldy: usize,
+) {
     debug_assert!(x.len() >= m * k && w.len() >= n_block * k);
     // SAFETY: dst points at y[0, n0] inside a buffer of m rows with stride ldy ≥ n0 + n_block, and
     // each task writes a disjoint column range; lhs/rhs strides describe x [m,k] row-major and wᵀ
@@ -46,7 +54,15 @@ unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
 
 /// y[m, n] = x[m, k] · wᵀ with f32 weights [n, k].
-pub fn matmul_f32(pool: &ThreadPool, x: &[f32], m: usize, k: usize, w: &[f32], n: usize, y: &mut [f32]) {
+pub fn matmul_f32(
+    pool: &ThreadPool,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    y: &mut [f32],
+) {
     assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n);
     let out = SendPtr(y.as_mut_ptr());
     pool.run_chunks(n, BLOCK_N, &|n0, n1| {
@@ -58,7 +74,15 @@ pub fn matmul_f32(pool: &ThreadPool, x: &[f32], m: usize, k: usize, w: &[f32], n
 }
 
 /// y[m, n] = x[m, k] · wᵀ with bf16 weights [n, k], f32 accumulation.
-pub fn matmul_bf16(pool: &ThreadPool, x: &[f32], m: usize, k: usize, w: &[bf16], n: usize, y: &mut [f32]) {
+pub fn matmul_bf16(
+    pool: &ThreadPool,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[bf16],
+    n: usize,
+    y: &mut [f32],
+) {
     assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n);
     let out = SendPtr(y.as_mut_ptr());
     pool.run_chunks(n, BLOCK_N, &|n0, n1| {

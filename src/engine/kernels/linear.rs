@@ -107,7 +107,9 @@ impl Linear {
         } else {
             match self.weight.as_ref().expect("portable weight present") {
                 WeightStore::F32(w) => gemm_portable::matmul_f32(pool, x, m, self.k, w, self.n, y),
-                WeightStore::Bf16(w) => gemm_portable::matmul_bf16(pool, x, m, self.k, w, self.n, y),
+                WeightStore::Bf16(w) => {
+                    gemm_portable::matmul_bf16(pool, x, m, self.k, w, self.n, y)
+                }
             }
             if let Some(b) = &self.bias {
                 for row in y.chunks_exact_mut(self.n) {

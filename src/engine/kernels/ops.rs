@@ -11,7 +11,12 @@ fn rows_per_task(rows: usize, threads: usize) -> usize {
 }
 
 /// Run `f(row_index, row)` over the rows of `x` ([rows, dim]) in parallel.
-pub fn par_rows(pool: &ThreadPool, x: &mut [f32], dim: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+pub fn par_rows(
+    pool: &ThreadPool,
+    x: &mut [f32],
+    dim: usize,
+    f: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
     let rows = x.len() / dim;
     if rows == 0 {
         return;
@@ -46,15 +51,27 @@ pub fn rms_norm_row(row: &mut [f32], w: &[f32], eps: f32, p: Precision) {
     }
 }
 
-/// LayerNorm with bias (vision): f32 statistics, affine in f32, one rounding.
-pub fn layer_norm(pool: &ThreadPool, x: &mut [f32], dim: usize, w: &[f32], b: &[f32], eps: f32, p: Precision) {
+/// LayerNorm with bias (vision). PyTorch's CPU kernel evaluates `(x·rstd + (−mean·rstd))·γ + β`
+/// with fused multiply-adds and rounds once; matching that order (with accurate moments) matters
+/// for bf16 parity, where a one-ulp difference before rounding flips a bf16 value.
+pub fn layer_norm(
+    pool: &ThreadPool,
+    x: &mut [f32],
+    dim: usize,
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    p: Precision,
+) {
     par_rows(pool, x, dim, &|_, row| {
-        let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let n = row.len() as f64;
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let (mean, var) = (mean as f32, var as f32);
         let rstd = 1.0 / (var + eps).sqrt();
+        let shift = -mean * rstd;
         for ((v, wi), bi) in row.iter_mut().zip(w).zip(b) {
-            *v = p.round((*v - mean) * rstd * wi + bi);
+            *v = p.round(v.mul_add(rstd, shift).mul_add(*wi, *bi));
         }
     });
 }

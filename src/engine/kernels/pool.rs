@@ -99,7 +99,8 @@ impl ThreadPool {
             let mut t = s.task.lock().unwrap_or_else(|e| e.into_inner());
             *t = Some((ptr, n_tasks));
             s.next.store(0, Ordering::SeqCst);
-            s.pending_workers.store(self.workers.len(), Ordering::SeqCst);
+            s.pending_workers
+                .store(self.workers.len(), Ordering::SeqCst);
             s.epoch.fetch_add(1, Ordering::SeqCst);
         }
         s.wake.notify_all();
@@ -114,9 +115,7 @@ impl ThreadPool {
             } else {
                 let g = s.done_lock.lock().unwrap_or_else(|e| e.into_inner());
                 if s.pending_workers.load(Ordering::Acquire) != 0 {
-                    let _ = s
-                        .done
-                        .wait_timeout(g, std::time::Duration::from_millis(1));
+                    let _ = s.done.wait_timeout(g, std::time::Duration::from_millis(1));
                 }
             }
         }

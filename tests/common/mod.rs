@@ -1,0 +1,73 @@
+//! Shared helpers for tests that replay the committed Hugging Face fixtures.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use qwen3vl::engine::tensor_file::TensorFile;
+use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision, Qwen3VlModel};
+
+pub const MODELS: [&str; 3] = ["dense_tied", "dense_untied", "moe"];
+pub const CASES: [&str; 5] = ["text", "image1", "image2", "video", "mixed"];
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn model_dir(name: &str) -> PathBuf {
+    fixtures().join("models").join(name)
+}
+
+pub fn load(name: &str, precision: Precision, backend: BackendChoice) -> Qwen3VlModel {
+    Qwen3VlModel::load(&model_dir(name), LoadOptions { precision, backend })
+        .expect("load fixture model")
+}
+
+pub struct Case {
+    pub input: MultimodalInput,
+    pub file: TensorFile,
+}
+
+pub fn case(model: &str, case: &str, dtype: &str) -> Case {
+    let path = fixtures()
+        .join("cases")
+        .join(format!("{model}__{case}__{dtype}.safetensors"));
+    let file = TensorFile::read(&path).expect("read case file");
+    let input = MultimodalInput::from_tensor_file(&file, 1536).expect("case inputs");
+    Case { input, file }
+}
+
+impl Case {
+    pub fn f32(&self, name: &str) -> Vec<f32> {
+        match self.file.tensors.get(name) {
+            Some(qwen3vl::engine::tensor_file::TensorData::F32(_, v)) => v.clone(),
+            _ => panic!("fixture tensor {name} missing"),
+        }
+    }
+    pub fn i64(&self, name: &str) -> Vec<i64> {
+        match self.file.tensors.get(name) {
+            Some(qwen3vl::engine::tensor_file::TensorData::I64(_, v)) => v.clone(),
+            _ => panic!("fixture tensor {name} missing"),
+        }
+    }
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Fraction of rows whose argmax agrees.
+pub fn argmax_agreement(a: &[f32], b: &[f32], vocab: usize) -> f64 {
+    let rows = a.len() / vocab;
+    let agree = (0..rows)
+        .filter(|&r| {
+            let ra = &a[r * vocab..(r + 1) * vocab];
+            let rb = &b[r * vocab..(r + 1) * vocab];
+            qwen3vl::engine::model::argmax(ra) == qwen3vl::engine::model::argmax(rb)
+        })
+        .count();
+    agree as f64 / rows as f64
+}
