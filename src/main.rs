@@ -1,1 +1,36 @@
-fn main() {}
+//! `qwen3vl`: Qwen3-VL inference on CPUs.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "qwen3vl", version, about = "Qwen3-VL inference engine for CPUs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Full-prompt forward pass from a safetensors input file (logits, position ids, greedy tokens).
+    Forward(cli::forward::ForwardArgs),
+    /// Write a random-weight checkpoint with a released model's architecture.
+    MakeCheckpoint(cli::make_checkpoint::MakeCheckpointArgs),
+    /// Model-level benchmark: vision, time to first token, prefill, decode, peak RSS.
+    BenchModel(cli::bench_model::BenchModelArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Forward(a) => cli::forward::run(a),
+        Command::MakeCheckpoint(a) => cli::make_checkpoint::run(a),
+        Command::BenchModel(a) => cli::bench_model::run(a),
+    };
+    if let Err(e) = result {
+        // One clear line: the error and its causes.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -9,6 +9,7 @@ pub mod loader;
 pub mod model;
 pub mod moe;
 pub mod position;
+pub mod random_checkpoint;
 pub mod rope;
 pub mod tensor_file;
 pub mod text;

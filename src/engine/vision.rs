@@ -42,7 +42,6 @@ struct Block {
 /// Patch merger. The main merger normalises each patch before the 2×2 concat; the DeepStack
 /// mergers normalise after it ("post-shuffle").
 struct Merger {
-    postshuffle: bool,
     norm: Norm,
     fc1: Linear,
     fc2: Linear,
@@ -59,7 +58,6 @@ impl Merger {
     ) -> Result<Self> {
         let wide = hv * unit;
         Ok(Merger {
-            postshuffle,
             norm: Norm::load(
                 l,
                 &format!("{prefix}.norm"),

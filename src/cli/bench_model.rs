@@ -1,0 +1,168 @@
+//! `qwen3vl bench-model`: model-level timings on one machine — vision tower for one image, time
+//! to first token for image + question, text prefill throughput, batch-1 decode throughput and
+//! peak RSS. Medians over `--repeats` runs.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::model::argmax;
+use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision, Qwen3VlModel};
+use serde_json::json;
+
+use super::forward::parse_precision;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchModelArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, default_value = "bf16", value_parser = parse_precision)]
+    pub dtype: Precision,
+    /// Image side in pixels (a multiple of 32).
+    #[arg(long, default_value_t = 448)]
+    pub image_size: usize,
+    /// Question length in tokens for the time-to-first-token figure.
+    #[arg(long, default_value_t = 19)]
+    pub question_tokens: usize,
+    /// Text prompt length for the prefill figure.
+    #[arg(long, default_value_t = 128)]
+    pub prefill_tokens: usize,
+    /// Tokens decoded for the decode figure.
+    #[arg(long, default_value_t = 32)]
+    pub decode_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Use only the portable GEMM (no oneDNN).
+    #[arg(long)]
+    pub portable: bool,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Deterministic pseudo-random text ids below `vocab`, avoiding the special range.
+fn text_ids(n: usize, vocab: usize, salt: usize) -> Vec<u32> {
+    let top = vocab.min(151_643).max(2);
+    (0..n).map(|i| ((i * 7919 + salt * 104_729 + 1000) % top) as u32).collect()
+}
+
+pub fn run(args: &BenchModelArgs) -> Result<()> {
+    let backend = if args.portable { BackendChoice::Portable } else { BackendChoice::Auto };
+    let t0 = Instant::now();
+    let model = Qwen3VlModel::load(&args.model, LoadOptions { precision: args.dtype, backend })
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let cfg = &model.config;
+    let vocab = model.vocab_size();
+    let reps = args.repeats.max(1);
+    let patch = cfg.vision_config.patch_size;
+    let side = args.image_size / patch;
+    anyhow::ensure!(side >= 2 && side % 2 == 0, "--image-size must be a multiple of {}", 2 * patch);
+    let grid = [1usize, side, side];
+    let np = side * side;
+    let pixels: Vec<f32> = (0..np * cfg.patch_dim()).map(|i| ((i * 37 % 255) as f32 / 127.5) - 1.0).collect();
+    eprintln!(
+        "model {} ({}), {} threads, backend {}, loaded in {load_s:.1}s",
+        args.model.display(),
+        format!("{:?}", args.dtype).to_lowercase(),
+        ThreadPool::global().threads(),
+        model.backend_name()
+    );
+
+    let vision_s = median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                model.encode_vision(&pixels, &[grid]).map(|_| t.elapsed().as_secs_f64())
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+
+    // Chat-shaped prompt: <|im_start|>user\n <vision block> question <|im_end|>\n<|im_start|>assistant\n
+    let n_img = np / 4;
+    let mut ids = text_ids(3, vocab, 1);
+    ids.push(cfg.vision_start_token_id);
+    ids.extend(std::iter::repeat_n(cfg.image_token_id, n_img));
+    ids.push(cfg.vision_end_token_id);
+    ids.extend(text_ids(args.question_tokens + 5, vocab, 2));
+    let mm = MultimodalInput {
+        input_ids: ids.clone(),
+        pixel_values: pixels.clone(),
+        image_grid_thw: vec![grid],
+        ..Default::default()
+    };
+    let ttft_s = median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                let mut cache = model.new_cache();
+                model.prefill(&mut cache, &mm, false).map(|o| {
+                    let _ = argmax(&o.logits);
+                    t.elapsed().as_secs_f64()
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+
+    let text = MultimodalInput { input_ids: text_ids(args.prefill_tokens, vocab, 3), ..Default::default() };
+    let prefill_s = median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                let mut cache = model.new_cache();
+                model.prefill(&mut cache, &text, false).map(|_| t.elapsed().as_secs_f64())
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+
+    let mut decode_rates = Vec::new();
+    for _ in 0..reps {
+        let mut cache = model.new_cache();
+        let short = MultimodalInput { input_ids: text_ids(16, vocab, 4), ..Default::default() };
+        let out = model.prefill(&mut cache, &short, false)?;
+        let mut tok = argmax(&out.logits) as u32;
+        let t = Instant::now();
+        for _ in 0..args.decode_tokens {
+            let logits = model.decode(&mut cache, tok, out.positions.rope_delta)?;
+            tok = argmax(&logits) as u32;
+        }
+        decode_rates.push(args.decode_tokens as f64 / t.elapsed().as_secs_f64());
+    }
+    let decode_tps = median(decode_rates);
+    let rss = peak_rss_bytes();
+    let prefill_tps = args.prefill_tokens as f64 / prefill_s;
+
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| vision tower, one {0}x{0} image ({np} patches) | {vision_s:.3} s |", args.image_size);
+    println!("| time to first token, image + {}-token question ({} prompt tokens) | {ttft_s:.3} s |", args.question_tokens, ids.len());
+    println!("| text prefill, {} tokens | {prefill_tps:.1} tok/s |", args.prefill_tokens);
+    println!("| decode, batch 1 | {decode_tps:.2} tok/s |");
+    if let Some(r) = rss {
+        println!("| peak RSS | {:.2} GB |", r as f64 / 1e9);
+    }
+    if let Some(path) = &args.json {
+        let v = json!({
+            "model": args.model, "dtype": format!("{:?}", args.dtype).to_lowercase(),
+            "threads": ThreadPool::global().threads(), "backend": model.backend_name(),
+            "load_s": load_s, "vision_s": vision_s, "ttft_s": ttft_s, "prompt_tokens": ids.len(),
+            "prefill_tokens": args.prefill_tokens, "prefill_tok_s": prefill_tps,
+            "decode_tok_s": decode_tps, "peak_rss_bytes": rss, "repeats": reps,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&v)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

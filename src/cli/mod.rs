@@ -1,0 +1,5 @@
+//! Subcommands of the `qwen3vl` binary.
+
+pub mod bench_model;
+pub mod forward;
+pub mod make_checkpoint;
