@@ -1,1 +1,3 @@
 //! The model and its compute.
+
+pub mod kernels;

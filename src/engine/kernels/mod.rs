@@ -1,0 +1,4 @@
+//! Compute kernels.
+
+pub mod onednn;
+pub mod onednn_sys;
