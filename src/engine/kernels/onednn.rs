@@ -5,10 +5,15 @@
 //!   overrides the file name. Only the v2 API (major version 2) is accepted.
 //! * [`PackedWeight::new`] reorders a PyTorch-layout `[N, K]` weight **once** into the blocked layout
 //!   oneDNN prefers (weights format `any`, chosen for a representative `M = 128`). Primitives for
-//!   other `M` reuse exactly that layout and are cached per `(M, has_bias)` (LRU, 16 entries).
-//!   If some `M` cannot use the blocked layout (never seen with 2.6.3), that call reorders the
-//!   weight back to plain into a per-thread scratch buffer and runs a plain-layout primitive: slow
-//!   but correct, and no second persistent copy of the weight is kept.
+//!   other `M` reuse exactly that layout and are cached per `(M, has_bias)` (LRU, 16 entries;
+//!   the decode entries `M = 1` are never evicted). Only one copy of the weight is ever kept:
+//!   * if `M = 1` (decode) cannot use the blocked layout, the weight is stored plain instead;
+//!   * if another `M` cannot use it, that call reorders the weight back to plain into a
+//!     per-thread scratch buffer and runs a plain-layout primitive (slow but correct; the impl
+//!     name then ends in "(weights unpacked per call)").
+//!
+//!   Neither case happens with oneDNN 2.6.3 on AVX-512 (`BA16a64b` f32 / `BA16a64b2a` bf16
+//!   weights are accepted for every `M`).
 //! * Primitives are created with the *user* scratchpad mode, so one primitive can run on several
 //!   threads at once: each call brings its own (per-thread, reused) scratchpad and stream.
 //!
