@@ -5,7 +5,11 @@ mod cli;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "qwen3vl", version, about = "Qwen3-VL inference engine for CPUs")]
+#[command(
+    name = "qwen3vl",
+    version,
+    about = "Qwen3-VL inference engine for CPUs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -116,3 +116,53 @@ fn moe_bf16_close_to_transformers() {
 fn portable_path_matches_transformers_f32() {
     check_f32("dense_untied", BackendChoice::Portable);
 }
+
+fn onednn_available() -> bool {
+    let ok = qwen3vl::engine::kernels::onednn::OneDnn::get().is_some();
+    if !ok {
+        eprintln!("oneDNN not available on this machine: skipping the oneDNN comparison");
+    }
+    ok
+}
+
+#[test]
+fn onednn_path_matches_transformers_f32() {
+    if onednn_available() {
+        check_f32("dense_tied", BackendChoice::OneDnn);
+        check_f32("moe", BackendChoice::OneDnn);
+    }
+}
+
+#[test]
+fn onednn_path_matches_transformers_bf16() {
+    if onednn_available() {
+        check_bf16("dense_untied", BackendChoice::OneDnn);
+    }
+}
+
+/// The oneDNN and portable GEMMs give the same model outputs (up to summation order).
+#[test]
+fn onednn_equals_portable_on_every_case() {
+    if !onednn_available() {
+        return;
+    }
+    for (precision, tol) in [(Precision::F32, 1e-4f32), (Precision::Bf16, 0.1)] {
+        for name in MODELS {
+            let a = load(name, precision, BackendChoice::Portable);
+            let b = load(name, precision, BackendChoice::OneDnn);
+            for c in CASES {
+                let input = case(name, c, "f32").input;
+                let mut ca = a.new_cache();
+                let mut cb = b.new_cache();
+                let la = a.prefill(&mut ca, &input, true).unwrap().logits;
+                let lb = b.prefill(&mut cb, &input, true).unwrap().logits;
+                let d = max_abs_diff(&la, &lb);
+                eprintln!("{name}/{c}/{precision:?}: portable vs oneDNN max|Δ| {d:.2e}");
+                assert!(d <= tol, "{name}/{c}/{precision:?}: {d}");
+                if precision == Precision::Bf16 {
+                    assert!(argmax_agreement(&la, &lb, a.vocab_size()) >= 0.9);
+                }
+            }
+        }
+    }
+}

@@ -11,7 +11,7 @@ use qwen3vl::engine::model::argmax;
 use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision, Qwen3VlModel};
 use serde_json::json;
 
-use super::forward::parse_precision;
+use super::forward::{parse_backend, parse_precision};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchModelArgs {
@@ -33,9 +33,9 @@ pub struct BenchModelArgs {
     pub decode_tokens: usize,
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// Use only the portable GEMM (no oneDNN).
-    #[arg(long)]
-    pub portable: bool,
+    /// GEMM backend: auto, portable or onednn.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    pub backend: BackendChoice,
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -56,24 +56,38 @@ fn peak_rss_bytes() -> Option<u64> {
 /// Deterministic pseudo-random text ids below `vocab`, avoiding the special range.
 fn text_ids(n: usize, vocab: usize, salt: usize) -> Vec<u32> {
     let top = vocab.min(151_643).max(2);
-    (0..n).map(|i| ((i * 7919 + salt * 104_729 + 1000) % top) as u32).collect()
+    (0..n)
+        .map(|i| ((i * 7919 + salt * 104_729 + 1000) % top) as u32)
+        .collect()
 }
 
 pub fn run(args: &BenchModelArgs) -> Result<()> {
-    let backend = if args.portable { BackendChoice::Portable } else { BackendChoice::Auto };
+    let backend = args.backend;
     let t0 = Instant::now();
-    let model = Qwen3VlModel::load(&args.model, LoadOptions { precision: args.dtype, backend })
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let model = Qwen3VlModel::load(
+        &args.model,
+        LoadOptions {
+            precision: args.dtype,
+            backend,
+        },
+    )
+    .with_context(|| format!("loading {}", args.model.display()))?;
     let load_s = t0.elapsed().as_secs_f64();
     let cfg = &model.config;
     let vocab = model.vocab_size();
     let reps = args.repeats.max(1);
     let patch = cfg.vision_config.patch_size;
     let side = args.image_size / patch;
-    anyhow::ensure!(side >= 2 && side % 2 == 0, "--image-size must be a multiple of {}", 2 * patch);
+    anyhow::ensure!(
+        side >= 2 && side % 2 == 0,
+        "--image-size must be a multiple of {}",
+        2 * patch
+    );
     let grid = [1usize, side, side];
     let np = side * side;
-    let pixels: Vec<f32> = (0..np * cfg.patch_dim()).map(|i| ((i * 37 % 255) as f32 / 127.5) - 1.0).collect();
+    let pixels: Vec<f32> = (0..np * cfg.patch_dim())
+        .map(|i| ((i * 37 % 255) as f32 / 127.5) - 1.0)
+        .collect();
     eprintln!(
         "model {} ({}), {} threads, backend {}, loaded in {load_s:.1}s",
         args.model.display(),
@@ -86,7 +100,9 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
         (0..reps)
             .map(|_| {
                 let t = Instant::now();
-                model.encode_vision(&pixels, &[grid]).map(|_| t.elapsed().as_secs_f64())
+                model
+                    .encode_vision(&pixels, &[grid])
+                    .map(|_| t.elapsed().as_secs_f64())
             })
             .collect::<Result<Vec<_>, _>>()?,
     );
@@ -117,13 +133,18 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
             .collect::<Result<Vec<_>, _>>()?,
     );
 
-    let text = MultimodalInput { input_ids: text_ids(args.prefill_tokens, vocab, 3), ..Default::default() };
+    let text = MultimodalInput {
+        input_ids: text_ids(args.prefill_tokens, vocab, 3),
+        ..Default::default()
+    };
     let prefill_s = median(
         (0..reps)
             .map(|_| {
                 let t = Instant::now();
                 let mut cache = model.new_cache();
-                model.prefill(&mut cache, &text, false).map(|_| t.elapsed().as_secs_f64())
+                model
+                    .prefill(&mut cache, &text, false)
+                    .map(|_| t.elapsed().as_secs_f64())
             })
             .collect::<Result<Vec<_>, _>>()?,
     );
@@ -131,7 +152,10 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
     let mut decode_rates = Vec::new();
     for _ in 0..reps {
         let mut cache = model.new_cache();
-        let short = MultimodalInput { input_ids: text_ids(16, vocab, 4), ..Default::default() };
+        let short = MultimodalInput {
+            input_ids: text_ids(16, vocab, 4),
+            ..Default::default()
+        };
         let out = model.prefill(&mut cache, &short, false)?;
         let mut tok = argmax(&out.logits) as u32;
         let t = Instant::now();
@@ -147,9 +171,19 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
 
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| vision tower, one {0}x{0} image ({np} patches) | {vision_s:.3} s |", args.image_size);
-    println!("| time to first token, image + {}-token question ({} prompt tokens) | {ttft_s:.3} s |", args.question_tokens, ids.len());
-    println!("| text prefill, {} tokens | {prefill_tps:.1} tok/s |", args.prefill_tokens);
+    println!(
+        "| vision tower, one {0}x{0} image ({np} patches) | {vision_s:.3} s |",
+        args.image_size
+    );
+    println!(
+        "| time to first token, image + {}-token question ({} prompt tokens) | {ttft_s:.3} s |",
+        args.question_tokens,
+        ids.len()
+    );
+    println!(
+        "| text prefill, {} tokens | {prefill_tps:.1} tok/s |",
+        args.prefill_tokens
+    );
     println!("| decode, batch 1 | {decode_tps:.2} tok/s |");
     if let Some(r) = rss {
         println!("| peak RSS | {:.2} GB |", r as f64 / 1e9);
@@ -162,7 +196,8 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
             "prefill_tokens": args.prefill_tokens, "prefill_tok_s": prefill_tps,
             "decode_tok_s": decode_tps, "peak_rss_bytes": rss, "repeats": reps,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&v)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&v)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

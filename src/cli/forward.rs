@@ -25,19 +25,34 @@ pub struct ForwardArgs {
     /// Greedily generate N tokens through the KV-cache decode path.
     #[arg(long)]
     pub generate: Option<usize>,
-    /// Use only the portable GEMM (no oneDNN).
-    #[arg(long)]
-    pub portable: bool,
+    /// GEMM backend: auto, portable or onednn.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    pub backend: BackendChoice,
 }
 
 pub fn parse_precision(s: &str) -> Result<Precision, String> {
     Precision::parse(s).ok_or_else(|| format!("unknown dtype `{s}` (expected f32 or bf16)"))
 }
 
+pub fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+    match s {
+        "auto" => Ok(BackendChoice::Auto),
+        "portable" => Ok(BackendChoice::Portable),
+        "onednn" => Ok(BackendChoice::OneDnn),
+        _ => Err(format!("unknown backend `{s}` (auto, portable, onednn)")),
+    }
+}
+
 pub fn run(args: &ForwardArgs) -> Result<()> {
-    let backend = if args.portable { BackendChoice::Portable } else { BackendChoice::Auto };
-    let model = Qwen3VlModel::load(&args.model, LoadOptions { precision: args.dtype, backend })
-        .with_context(|| format!("loading model from {}", args.model.display()))?;
+    let backend = args.backend;
+    let model = Qwen3VlModel::load(
+        &args.model,
+        LoadOptions {
+            precision: args.dtype,
+            backend,
+        },
+    )
+    .with_context(|| format!("loading model from {}", args.model.display()))?;
     let file = TensorFile::read(&args.inputs)?;
     let input = MultimodalInput::from_tensor_file(&file, model.config.patch_dim())?;
     let (out, generated) = model.generate_greedy(&input, args.generate.unwrap_or(0))?;

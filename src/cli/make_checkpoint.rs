@@ -22,10 +22,15 @@ pub struct MakeCheckpointArgs {
 }
 
 pub fn run(args: &MakeCheckpointArgs) -> Result<()> {
-    let arch = Arch::parse(&args.arch).ok_or_else(|| anyhow!("unknown --arch `{}` (2b, 4b, 8b, 32b, 30b-a3b)", args.arch))?;
+    let arch = Arch::parse(&args.arch)
+        .ok_or_else(|| anyhow!("unknown --arch `{}` (2b, 4b, 8b, 32b, 30b-a3b)", args.arch))?;
     let t = std::time::Instant::now();
     let files = write_random_checkpoint(arch, args.layers, &args.out, args.seed)?;
-    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
     eprintln!(
         "wrote {} ({} file(s), {:.2} GB) in {:.1}s",
         args.out.display(),

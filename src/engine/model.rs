@@ -18,10 +18,12 @@ use super::weights::Checkpoint;
 /// Which GEMM implementation the model's linears use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// The fastest available (oneDNN when present), portable otherwise.
+    /// oneDNN for weights large enough to benefit (when the library is present), portable otherwise.
     Auto,
     /// The portable pure-Rust path only.
     Portable,
+    /// oneDNN for every weight; an error if oneDNN is not available.
+    OneDnn,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,8 +72,18 @@ impl Qwen3VlModel {
         let config = Qwen3VlConfig::from_model_dir(dir)?;
         let ckpt = Checkpoint::open(dir)?;
         let backend = match opts.backend {
-            BackendChoice::Auto => super::kernels::default_backend(),
+            BackendChoice::Auto => {
+                super::kernels::onednn_backend(super::kernels::AUTO_MIN_ELEMENTS)
+            }
             BackendChoice::Portable => None,
+            BackendChoice::OneDnn => Some(super::kernels::onednn_backend(0).ok_or_else(|| {
+                EngineError::Kernel(format!(
+                    "oneDNN requested but unavailable: {}",
+                    super::kernels::onednn::OneDnn::get_or_reason()
+                        .err()
+                        .unwrap_or("unknown reason")
+                ))
+            })?),
         };
         let loader = Loader {
             ckpt: &ckpt,

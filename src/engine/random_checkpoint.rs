@@ -36,14 +36,24 @@ impl Arch {
     /// The `config.json` of the released checkpoint, with `layers` text layers if given.
     pub fn config_json(self, layers: Option<usize>) -> serde_json::Value {
         // (hidden, layers, heads, kv, inter, tie, v_depth, v_hidden, v_inter, deepstack)
-        let (h, l, nh, nkv, inter, tie, vd, vh, vi, ds): (usize, usize, usize, usize, usize, bool, usize, usize, usize, [usize; 3]) =
-            match self {
-                Arch::B2 => (2048, 28, 16, 8, 6144, true, 24, 1024, 4096, [5, 11, 17]),
-                Arch::B4 => (2560, 36, 32, 8, 9728, true, 24, 1024, 4096, [5, 11, 17]),
-                Arch::B8 => (4096, 36, 32, 8, 12288, false, 27, 1152, 4304, [8, 16, 24]),
-                Arch::B32 => (5120, 64, 64, 8, 25600, false, 27, 1152, 4304, [8, 16, 24]),
-                Arch::A3b30 => (2048, 48, 32, 4, 6144, false, 27, 1152, 4304, [8, 16, 24]),
-            };
+        let (h, l, nh, nkv, inter, tie, vd, vh, vi, ds): (
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            bool,
+            usize,
+            usize,
+            usize,
+            [usize; 3],
+        ) = match self {
+            Arch::B2 => (2048, 28, 16, 8, 6144, true, 24, 1024, 4096, [5, 11, 17]),
+            Arch::B4 => (2560, 36, 32, 8, 9728, true, 24, 1024, 4096, [5, 11, 17]),
+            Arch::B8 => (4096, 36, 32, 8, 12288, false, 27, 1152, 4304, [8, 16, 24]),
+            Arch::B32 => (5120, 64, 64, 8, 25600, false, 27, 1152, 4304, [8, 16, 24]),
+            Arch::A3b30 => (2048, 48, 32, 4, 6144, false, 27, 1152, 4304, [8, 16, 24]),
+        };
         let moe = self == Arch::A3b30;
         let mut text = json!({
             "model_type": if moe { "qwen3_vl_moe_text" } else { "qwen3_vl_text" },
@@ -92,54 +102,129 @@ pub fn tensor_list(cfg: &Qwen3VlConfig) -> Vec<(String, Vec<usize>, Fill)> {
     let mut out: Vec<(String, Vec<usize>, Fill)> = Vec::new();
     let mut add = |name: String, shape: Vec<usize>, fill: Fill| out.push((name, shape, fill));
     let vp = "model.visual";
-    add(format!("{vp}.patch_embed.proj.weight"), vec![vh, v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size], Fill::Weight);
+    add(
+        format!("{vp}.patch_embed.proj.weight"),
+        vec![
+            vh,
+            v.in_channels,
+            v.temporal_patch_size,
+            v.patch_size,
+            v.patch_size,
+        ],
+        Fill::Weight,
+    );
     add(format!("{vp}.patch_embed.proj.bias"), vec![vh], Fill::Bias);
-    add(format!("{vp}.pos_embed.weight"), vec![v.num_position_embeddings, vh], Fill::Weight);
+    add(
+        format!("{vp}.pos_embed.weight"),
+        vec![v.num_position_embeddings, vh],
+        Fill::Weight,
+    );
     for i in 0..v.depth {
         let b = format!("{vp}.blocks.{i}");
         for n in ["norm1", "norm2"] {
             add(format!("{b}.{n}.weight"), vec![vh], Fill::Norm);
             add(format!("{b}.{n}.bias"), vec![vh], Fill::Bias);
         }
-        for (n, o, k) in [("attn.qkv", 3 * vh, vh), ("attn.proj", vh, vh), ("mlp.linear_fc1", v.intermediate_size, vh), ("mlp.linear_fc2", vh, v.intermediate_size)] {
+        for (n, o, k) in [
+            ("attn.qkv", 3 * vh, vh),
+            ("attn.proj", vh, vh),
+            ("mlp.linear_fc1", v.intermediate_size, vh),
+            ("mlp.linear_fc2", vh, v.intermediate_size),
+        ] {
             add(format!("{b}.{n}.weight"), vec![o, k], Fill::Weight);
             add(format!("{b}.{n}.bias"), vec![o], Fill::Bias);
         }
     }
     let mergers = std::iter::once((format!("{vp}.merger"), vh)).chain(
-        (0..v.deepstack_visual_indexes.len()).map(|k| (format!("{vp}.deepstack_merger_list.{k}"), vh * unit)),
+        (0..v.deepstack_visual_indexes.len())
+            .map(|k| (format!("{vp}.deepstack_merger_list.{k}"), vh * unit)),
     );
     for (m, norm) in mergers {
         add(format!("{m}.norm.weight"), vec![norm], Fill::Norm);
         add(format!("{m}.norm.bias"), vec![norm], Fill::Bias);
-        add(format!("{m}.linear_fc1.weight"), vec![vh * unit, vh * unit], Fill::Weight);
+        add(
+            format!("{m}.linear_fc1.weight"),
+            vec![vh * unit, vh * unit],
+            Fill::Weight,
+        );
         add(format!("{m}.linear_fc1.bias"), vec![vh * unit], Fill::Bias);
-        add(format!("{m}.linear_fc2.weight"), vec![v.out_hidden_size, vh * unit], Fill::Weight);
-        add(format!("{m}.linear_fc2.bias"), vec![v.out_hidden_size], Fill::Bias);
+        add(
+            format!("{m}.linear_fc2.weight"),
+            vec![v.out_hidden_size, vh * unit],
+            Fill::Weight,
+        );
+        add(
+            format!("{m}.linear_fc2.bias"),
+            vec![v.out_hidden_size],
+            Fill::Bias,
+        );
     }
     let lp = "model.language_model";
-    add(format!("{lp}.embed_tokens.weight"), vec![t.vocab_size, h], Fill::Weight);
+    add(
+        format!("{lp}.embed_tokens.weight"),
+        vec![t.vocab_size, h],
+        Fill::Weight,
+    );
     for l in 0..t.num_hidden_layers {
         let p = format!("{lp}.layers.{l}");
         add(format!("{p}.input_layernorm.weight"), vec![h], Fill::Norm);
-        add(format!("{p}.post_attention_layernorm.weight"), vec![h], Fill::Norm);
+        add(
+            format!("{p}.post_attention_layernorm.weight"),
+            vec![h],
+            Fill::Norm,
+        );
         let (nh, nkv) = (t.num_attention_heads, t.num_key_value_heads);
-        add(format!("{p}.self_attn.q_proj.weight"), vec![nh * hd, h], Fill::Weight);
-        add(format!("{p}.self_attn.k_proj.weight"), vec![nkv * hd, h], Fill::Weight);
-        add(format!("{p}.self_attn.v_proj.weight"), vec![nkv * hd, h], Fill::Weight);
-        add(format!("{p}.self_attn.o_proj.weight"), vec![h, nh * hd], Fill::Weight);
+        add(
+            format!("{p}.self_attn.q_proj.weight"),
+            vec![nh * hd, h],
+            Fill::Weight,
+        );
+        add(
+            format!("{p}.self_attn.k_proj.weight"),
+            vec![nkv * hd, h],
+            Fill::Weight,
+        );
+        add(
+            format!("{p}.self_attn.v_proj.weight"),
+            vec![nkv * hd, h],
+            Fill::Weight,
+        );
+        add(
+            format!("{p}.self_attn.o_proj.weight"),
+            vec![h, nh * hd],
+            Fill::Weight,
+        );
         add(format!("{p}.self_attn.q_norm.weight"), vec![hd], Fill::Norm);
         add(format!("{p}.self_attn.k_norm.weight"), vec![hd], Fill::Norm);
         if cfg.is_moe_layer(l) {
-            let (e, im) = (t.num_experts.unwrap_or(0), t.moe_intermediate_size.unwrap_or(0));
+            let (e, im) = (
+                t.num_experts.unwrap_or(0),
+                t.moe_intermediate_size.unwrap_or(0),
+            );
             add(format!("{p}.mlp.gate.weight"), vec![e, h], Fill::Weight);
-            add(format!("{p}.mlp.experts.gate_up_proj"), vec![e, h, 2 * im], Fill::Weight);
-            add(format!("{p}.mlp.experts.down_proj"), vec![e, im, h], Fill::Weight);
+            add(
+                format!("{p}.mlp.experts.gate_up_proj"),
+                vec![e, h, 2 * im],
+                Fill::Weight,
+            );
+            add(
+                format!("{p}.mlp.experts.down_proj"),
+                vec![e, im, h],
+                Fill::Weight,
+            );
         } else {
             let im = t.intermediate_size;
-            add(format!("{p}.mlp.gate_proj.weight"), vec![im, h], Fill::Weight);
+            add(
+                format!("{p}.mlp.gate_proj.weight"),
+                vec![im, h],
+                Fill::Weight,
+            );
             add(format!("{p}.mlp.up_proj.weight"), vec![im, h], Fill::Weight);
-            add(format!("{p}.mlp.down_proj.weight"), vec![h, im], Fill::Weight);
+            add(
+                format!("{p}.mlp.down_proj.weight"),
+                vec![h, im],
+                Fill::Weight,
+            );
         }
     }
     add(format!("{lp}.norm.weight"), vec![h], Fill::Norm);
@@ -163,12 +248,28 @@ const WEIGHT_STD: f32 = 0.02;
 const SHARD_BYTES: usize = 4 << 30;
 
 /// Write `config.json`, `generation_config.json` and random bf16 weights for `arch` into `out`.
-pub fn write_random_checkpoint(arch: Arch, layers: Option<usize>, out: &Path, seed: u64) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(out).map_err(|source| EngineError::Io { path: out.into(), source })?;
+pub fn write_random_checkpoint(
+    arch: Arch,
+    layers: Option<usize>,
+    out: &Path,
+    seed: u64,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).map_err(|source| EngineError::Io {
+        path: out.into(),
+        source,
+    })?;
     let cfg_json = arch.config_json(layers);
     let cfg_path = out.join("config.json");
-    let write = |path: &Path, text: String| std::fs::write(path, text).map_err(|source| EngineError::Io { path: path.into(), source });
-    write(&cfg_path, serde_json::to_string_pretty(&cfg_json).expect("json"))?;
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|source| EngineError::Io {
+            path: path.into(),
+            source,
+        })
+    };
+    write(
+        &cfg_path,
+        serde_json::to_string_pretty(&cfg_json).expect("json"),
+    )?;
     write(
         &out.join("generation_config.json"),
         serde_json::to_string_pretty(&json!({
@@ -197,7 +298,11 @@ pub fn write_random_checkpoint(arch: Arch, layers: Option<usize>, out: &Path, se
     let mut files = Vec::new();
     let mut weight_map = serde_json::Map::new();
     for (si, shard) in shards.iter().enumerate() {
-        let name = if count == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{count:05}.safetensors", si + 1) };
+        let name = if count == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{count:05}.safetensors", si + 1)
+        };
         let path = out.join(&name);
         let mut header = serde_json::Map::new();
         header.insert("__metadata__".into(), json!({"format": "pt"}));
@@ -205,7 +310,10 @@ pub fn write_random_checkpoint(arch: Arch, layers: Option<usize>, out: &Path, se
         for &i in shard {
             let (tname, shape, _) = &tensors[i];
             let n = shape.iter().product::<usize>() * 2;
-            header.insert(tname.clone(), json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + n]}));
+            header.insert(
+                tname.clone(),
+                json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + n]}),
+            );
             weight_map.insert(tname.clone(), json!(name));
             offset += n;
         }
@@ -213,10 +321,17 @@ pub fn write_random_checkpoint(arch: Arch, layers: Option<usize>, out: &Path, se
         while head.len() % 8 != 0 {
             head.push(b' ');
         }
-        let file = File::create(&path).map_err(|source| EngineError::Io { path: path.clone(), source })?;
+        let file = File::create(&path).map_err(|source| EngineError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let mut w = BufWriter::with_capacity(1 << 22, file);
-        let io = |e: std::io::Error| EngineError::Io { path: path.clone(), source: e };
-        w.write_all(&(head.len() as u64).to_le_bytes()).map_err(io)?;
+        let io = |e: std::io::Error| EngineError::Io {
+            path: path.clone(),
+            source: e,
+        };
+        w.write_all(&(head.len() as u64).to_le_bytes())
+            .map_err(io)?;
         w.write_all(&head).map_err(io)?;
         let mut buf = Vec::with_capacity(1 << 21);
         for &i in shard {
@@ -244,7 +359,8 @@ pub fn write_random_checkpoint(arch: Arch, layers: Option<usize>, out: &Path, se
     if count > 1 {
         write(
             &out.join("model.safetensors.index.json"),
-            serde_json::to_string_pretty(&json!({"metadata": {}, "weight_map": weight_map})).expect("json"),
+            serde_json::to_string_pretty(&json!({"metadata": {}, "weight_map": weight_map}))
+                .expect("json"),
         )?;
     }
     Ok(files)

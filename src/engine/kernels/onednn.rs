@@ -1,0 +1,554 @@
+//! Optional oneDNN (v2 C API, `libdnnl.so.2`) matmul for `Linear` layers: `y = x · Wᵀ (+ b)`.
+//!
+//! * The library is `dlopen`ed at run time ([`OneDnn::get`]), so the binary builds and runs
+//!   without oneDNN; `QWEN3VL_NO_ONEDNN=1` disables it, `QWEN3VL_ONEDNN_LIB=/path/libdnnl.so.2`
+//!   overrides the file name. Only the v2 API (major version 2) is accepted.
+//! * [`PackedWeight::new`] reorders a PyTorch-layout `[N, K]` weight **once** into the blocked layout
+//!   oneDNN prefers (weights format `any`, chosen for a representative `M = 128`). Primitives for
+//!   other `M` reuse exactly that layout and are cached per `(M, has_bias)` (LRU, 16 entries;
+//!   the decode entries `M = 1` are never evicted). Only one copy of the weight is ever kept:
+//!   * if `M = 1` (decode) cannot use the blocked layout, the weight is stored plain instead;
+//!   * if another `M` cannot use it, that call reorders the weight back to plain into a
+//!     per-thread scratch buffer and runs a plain-layout primitive (slow but correct; the impl
+//!     name then ends in "(weights unpacked per call)").
+//!
+//!   Neither case happens with oneDNN 2.6.3 on AVX-512 (`BA16a64b` f32 / `BA16a64b2a` bf16
+//!   weights are accepted for every `M`).
+//! * Primitives are created with the *user* scratchpad mode, so one primitive can run on several
+//!   threads at once: each call brings its own (per-thread, reused) scratchpad and stream.
+//!
+//! # Threading
+//! Debian's `libdnnl2` 2.6.3 is built with the **OpenMP** runtime (`ldd` shows `libgomp.so.1`,
+//! `dnnl_version()->cpu_runtime == DNNL_RUNTIME_OMP`). Each call runs an OpenMP parallel region
+//! with `omp_get_max_threads()` threads: `OMP_NUM_THREADS` if set, otherwise one per CPU in the
+//! affinity mask. libgomp reads the environment when it is loaded, i.e. at the first
+//! [`OneDnn::get`], so set it before that. Two Rust threads calling at once each get their own team.
+//! After a region libgomp workers spin before sleeping (`GOMP_SPINCOUNT`, default 300 000
+//! iterations, up to milliseconds); if the engine's own thread pool (rayon) runs between matmuls,
+//! `OMP_WAIT_POLICY=passive` (or a small `GOMP_SPINCOUNT`) stops them stealing its cores.
+//! `KMP_BLOCKTIME` only affects Intel's libiomp5 and does nothing here.
+//!
+//! # AMX
+//! On Linux, AMX tile data needs a per-process permission (`arch_prctl(ARCH_REQ_XCOMP_PERM,
+//! XFEATURE_XTILEDATA)`). oneDNN 2.6 requests it itself, but we also request it once before
+//! creating the engine; the call fails harmlessly on CPUs without AMX. Whether AMX is really
+//! used shows in [`PackedWeight::impl_name`] (`brg:avx512_core_amx` / `..._amx_bf16`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void};
+use std::ptr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use half::bf16;
+use half::slice::HalfFloatSliceExt;
+use libloading::Library;
+
+use super::onednn_sys::*;
+
+mod handles;
+use handles::{AlignedBuf, Prim};
+
+/// Errors from the oneDNN binding.
+#[derive(Debug, thiserror::Error)]
+pub enum OneDnnError {
+    /// A oneDNN C call returned a non-success status.
+    #[error("oneDNN call {call} failed: {} (status {status})", status_name(*.status))]
+    Call { call: &'static str, status: c_int },
+    /// Arguments do not match the weight's shape.
+    #[error("oneDNN matmul: {0}")]
+    Shape(String),
+    /// oneDNN only offers its (very slow) reference implementation for this problem.
+    #[error("oneDNN has only a reference implementation ({impl_name}) for this matmul")]
+    ReferenceOnly { impl_name: String },
+}
+
+fn check(call: &'static str, status: c_int) -> Result<(), OneDnnError> {
+    if status == DNNL_SUCCESS {
+        Ok(())
+    } else {
+        Err(OneDnnError::Call { call, status })
+    }
+}
+
+/// The loaded library, its entry points, one CPU engine and a pool of streams.
+pub struct OneDnn {
+    api: Api,
+    engine: dnnl_engine_t,
+    /// Primitive attribute with `scratchpad_mode = user`; only read by `primitive_desc_create`.
+    attr_user_scratchpad: dnnl_primitive_attr_t,
+    /// Idle streams; a call takes one (or creates one) and gives it back.
+    streams: Mutex<Vec<usize>>,
+    describe: String,
+    /// Keeps the code behind `api` mapped. Declared last; never dropped in practice (static).
+    _lib: Library,
+}
+
+// SAFETY: the engine and the attribute are created once and afterwards only passed to oneDNN
+// functions that read them (the oneDNN CPU engine is documented thread-safe; the attribute is a
+// `const` parameter of `primitive_desc_create`). Streams are handed to one thread at a time
+// through the `streams` mutex. The function pointers are plain code addresses.
+unsafe impl Send for OneDnn {}
+// SAFETY: see `Send` above; no method mutates shared state outside the mutex.
+unsafe impl Sync for OneDnn {}
+
+static INSTANCE: OnceLock<Result<OneDnn, String>> = OnceLock::new();
+
+/// Asks Linux for permission to use AMX tile data in this process (no-op elsewhere).
+fn request_amx_permission() -> bool {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        extern "C" {
+            fn syscall(num: std::ffi::c_long, ...) -> std::ffi::c_long;
+        }
+        const SYS_ARCH_PRCTL: std::ffi::c_long = 158;
+        const ARCH_REQ_XCOMP_PERM: std::ffi::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: std::ffi::c_long = 18;
+        // SAFETY: arch_prctl(ARCH_REQ_XCOMP_PERM, 18) only changes the process's permitted xsave
+        // features; it takes no pointers and fails with EINVAL/EOPNOTSUPP where AMX is absent.
+        unsafe { syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
+impl OneDnn {
+    /// Process-wide instance, loaded lazily on first call; `None` if the library is missing,
+    /// fails to initialise, or `QWEN3VL_NO_ONEDNN=1`.
+    pub fn get() -> Option<&'static OneDnn> {
+        Self::get_or_reason().ok()
+    }
+
+    /// Like [`OneDnn::get`], but says why oneDNN is unavailable (for logs).
+    pub fn get_or_reason() -> Result<&'static OneDnn, &'static str> {
+        INSTANCE
+            .get_or_init(Self::load)
+            .as_ref()
+            .map_err(|e| e.as_str())
+    }
+
+    /// Short description for logs, e.g. "oneDNN 2.6.3 (OpenMP, 2 threads, isa avx512_core_amx)".
+    pub fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn load() -> Result<OneDnn, String> {
+        if std::env::var("QWEN3VL_NO_ONEDNN").is_ok_and(|v| !v.is_empty() && v != "0") {
+            return Err("disabled by QWEN3VL_NO_ONEDNN".into());
+        }
+        let amx = request_amx_permission();
+        let name = std::env::var("QWEN3VL_ONEDNN_LIB").unwrap_or_else(|_| "libdnnl.so.2".into());
+        // SAFETY: loading runs the library's static initialisers (oneDNN, libgomp, libstdc++),
+        // which have no preconditions on the caller.
+        let lib = unsafe { Library::new(&name) }.map_err(|e| format!("cannot load {name}: {e}"))?;
+        // SAFETY: `dnnl_version` is exported by every oneDNN; we check the major version before
+        // trusting the v2 signatures of the other symbols.
+        let version = unsafe {
+            let f = lib
+                .get::<unsafe extern "C" fn() -> *const dnnl_version_t>(b"dnnl_version\0")
+                .map_err(|e| format!("{name} is not oneDNN: {e}"))?;
+            &*f()
+        };
+        if version.major != 2 {
+            return Err(format!(
+                "{name} is oneDNN {}.{}, only the v2 API is supported",
+                version.major, version.minor
+            ));
+        }
+        // SAFETY: the library is oneDNN 2.x (checked above); `lib` is stored next to `api` in the
+        // same struct and never dropped before it.
+        let api = unsafe { Api::load(&lib) }?;
+        let mut engine = ptr::null_mut();
+        // SAFETY: `engine` is a valid out-pointer.
+        check("dnnl_engine_create", unsafe {
+            (api.engine_create)(&mut engine, DNNL_CPU, 0)
+        })
+        .map_err(|e| e.to_string())?;
+        let mut attr = ptr::null_mut();
+        // SAFETY: `attr` is a valid out-pointer; the created attribute is valid for the setter.
+        unsafe {
+            check(
+                "dnnl_primitive_attr_create",
+                (api.primitive_attr_create)(&mut attr),
+            )
+            .map_err(|e| e.to_string())?;
+            check(
+                "dnnl_primitive_attr_set_scratchpad_mode",
+                (api.primitive_attr_set_scratchpad_mode)(attr, DNNL_SCRATCHPAD_MODE_USER),
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        let runtime = match version.cpu_runtime {
+            DNNL_RUNTIME_OMP => "OpenMP",
+            DNNL_RUNTIME_TBB => "TBB",
+            DNNL_RUNTIME_SEQ => "sequential",
+            DNNL_RUNTIME_THREADPOOL => "threadpool",
+            _ => "unknown runtime",
+        };
+        // SAFETY: both are argument-less queries of the loaded library.
+        let (isa, threads) = unsafe {
+            (
+                (api.get_effective_cpu_isa)(),
+                api.omp_get_max_threads.map(|f| f()),
+            )
+        };
+        let threads = threads.map_or(String::new(), |t| format!(", {t} threads"));
+        let amx = if amx { ", AMX permitted" } else { "" };
+        let describe = format!(
+            "oneDNN {}.{}.{} ({runtime}{threads}, isa {}{amx})",
+            version.major,
+            version.minor,
+            version.patch,
+            isa_name(isa)
+        );
+        Ok(OneDnn {
+            api,
+            engine,
+            attr_user_scratchpad: attr,
+            streams: Mutex::new(Vec::new()),
+            describe,
+            _lib: lib,
+        })
+    }
+}
+
+/// Weight elements handed to [`PackedWeight::new`], row-major `[N, K]`.
+pub enum WeightData<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [bf16]),
+}
+
+/// Per-thread scratch reused across calls (it keeps its largest size).
+#[derive(Default)]
+struct Scratch {
+    /// bf16 copy of `x` for bf16 weights.
+    x_bf16: Vec<bf16>,
+    /// oneDNN scratchpad (user scratchpad mode).
+    pad: AlignedBuf,
+    /// Plain copy of the weight, only on the (never observed) unpack fallback.
+    plain_w: AlignedBuf,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// `M` used to let oneDNN choose the blocked weight layout.
+const PACK_M: usize = 128;
+/// Cached primitives per weight.
+const CACHE_CAP: usize = 16;
+
+/// A matmul primitive for one `(M, has_bias)` with the descriptors its arguments need.
+struct Matmul {
+    prim: Prim,
+    src_md: dnnl_memory_desc_t,
+    w_md: dnnl_memory_desc_t,
+    dst_md: dnnl_memory_desc_t,
+    bias_md: Option<dnnl_memory_desc_t>,
+    /// The blocked layout was refused for this M: unpack the weight to plain on each call.
+    unpack_weights: bool,
+}
+
+#[derive(Default)]
+struct Cache {
+    tick: u64,
+    entries: HashMap<(usize, bool), (Arc<Matmul>, u64)>,
+}
+
+/// A Linear weight `[N, K]` (PyTorch layout, row-major, `y = x · Wᵀ`) reordered once into the
+/// blocked layout oneDNN prefers. Holds its own copy; the original is not needed afterwards.
+pub struct PackedWeight {
+    dnn: &'static OneDnn,
+    n: usize,
+    k: usize,
+    /// Data type of the weight and of the matmul source (`DNNL_F32` or `DNNL_BF16`).
+    dt: dnnl_data_type_t,
+    /// Layout of `data`.
+    w_md: dnnl_memory_desc_t,
+    /// The plain `[K, N]` `ba` layout (= the caller's `[N, K]` row-major).
+    plain_md: dnnl_memory_desc_t,
+    blocked: bool,
+    data: AlignedBuf,
+    cache: Mutex<Cache>,
+}
+
+// SAFETY: `data` is written only in `new`; afterwards it is only read by oneDNN. The primitive
+// cache is behind a mutex, and the descriptors are plain bytes.
+unsafe impl Send for PackedWeight {}
+// SAFETY: see `Send`.
+unsafe impl Sync for PackedWeight {}
+
+impl PackedWeight {
+    /// Reorders `w` (`[N, K]` row-major) into oneDNN's preferred layout for this CPU.
+    pub fn new(
+        dnn: &'static OneDnn,
+        w: WeightData<'_>,
+        n: usize,
+        k: usize,
+    ) -> Result<Self, OneDnnError> {
+        let (dt, src_ptr, len) = match w {
+            WeightData::F32(s) => (DNNL_F32, s.as_ptr() as *mut c_void, s.len()),
+            WeightData::Bf16(s) => (DNNL_BF16, s.as_ptr() as *mut c_void, s.len()),
+        };
+        if n == 0 || k == 0 || len != n * k {
+            return Err(OneDnnError::Shape(format!(
+                "weight has {len} elements, expected N·K = {n}·{k}"
+            )));
+        }
+        let plain_md = dnn.md(k, n, dt, DNNL_BA)?;
+        let any_md = dnn.md(k, n, dt, DNNL_FORMAT_TAG_ANY)?;
+        let mut pw = PackedWeight {
+            dnn,
+            n,
+            k,
+            dt,
+            w_md: plain_md,
+            plain_md,
+            blocked: false,
+            data: AlignedBuf::default(),
+            cache: Mutex::new(Cache::default()),
+        };
+        let probe = pw.create(PACK_M, false, &any_md)?;
+        if probe.prim.impl_name.starts_with("ref") {
+            return Err(OneDnnError::ReferenceOnly {
+                impl_name: probe.prim.impl_name.clone(),
+            });
+        }
+        // SAFETY: `pd` is live; the returned descriptor is owned by it and copied immediately.
+        let chosen =
+            unsafe { (dnn.api.primitive_desc_query_md)(probe.prim.pd, DNNL_QUERY_WEIGHTS_MD, 0) };
+        if chosen.is_null() {
+            return Err(OneDnnError::Call {
+                call: "dnnl_primitive_desc_query_md(weights)",
+                status: 2,
+            });
+        }
+        // SAFETY: non-null pointer to a descriptor owned by the live `pd`.
+        let chosen = unsafe { *chosen };
+        // The decode path (M = 1) must accept the layout; otherwise keep the plain one.
+        if let Ok(m1) = pw.create(1, false, &chosen) {
+            pw.w_md = chosen;
+            // SAFETY: both are valid descriptors.
+            pw.blocked = unsafe { (dnn.api.memory_desc_equal)(&chosen, &plain_md) } == 0;
+            pw.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entries
+                .insert((1, false), (Arc::new(m1), 0));
+        }
+        // SAFETY: valid descriptor.
+        let bytes = unsafe { (dnn.api.memory_desc_get_size)(&pw.w_md) };
+        let dst_ptr = pw.data.ensure(bytes);
+        let reorder = Prim::create(dnn, None, Some((&plain_md, &pw.w_md)))?;
+        SCRATCH.with(|s| {
+            let pad = &mut s.borrow_mut().pad;
+            // `src_ptr` is the caller's weight (read only); `dst_ptr` has room for `bytes`.
+            dnn.run(
+                &reorder,
+                &[
+                    (DNNL_ARG_FROM, &plain_md, src_ptr),
+                    (DNNL_ARG_TO, &pw.w_md, dst_ptr),
+                ],
+                pad,
+            )
+        })?;
+        Ok(pw)
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Whether the weight is stored in a blocked (non-plain) layout.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Bytes held by the packed copy (including oneDNN's padding).
+    pub fn packed_bytes(&self) -> usize {
+        self.data.bytes()
+    }
+
+    /// `y[M,N] = x[M,K] · Wᵀ (+ bias[N])` with f32 accumulation; `x` and `y` are f32 row-major.
+    /// For bf16 weights `x` is rounded to bf16 (round-to-nearest-even) first; `y` is f32.
+    pub fn matmul(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<(), OneDnnError> {
+        let (n, k) = (self.n, self.k);
+        if m == 0 || x.len() != m * k || y.len() != m * n {
+            return Err(OneDnnError::Shape(format!(
+                "x has {} elements and y {}, expected M·K = {m}·{k} and M·N = {m}·{n} (M ≥ 1)",
+                x.len(),
+                y.len()
+            )));
+        }
+        if let Some(b) = bias.filter(|b| b.len() != n) {
+            return Err(OneDnnError::Shape(format!(
+                "bias has {} elements, expected N = {n}",
+                b.len()
+            )));
+        }
+        let mm = self.primitive(m, bias.is_some())?;
+        SCRATCH.with(|s| {
+            let s = &mut *s.borrow_mut();
+            let src = if self.dt == DNNL_BF16 {
+                if s.x_bf16.len() < x.len() {
+                    s.x_bf16.resize(x.len(), bf16::ZERO);
+                }
+                let xb = &mut s.x_bf16[..x.len()];
+                xb.convert_from_f32_slice(x);
+                xb.as_mut_ptr().cast()
+            } else {
+                // oneDNN only reads the source; the cast to *mut is what its C API takes.
+                x.as_ptr() as *mut c_void
+            };
+            let w = if mm.unpack_weights {
+                self.unpack(&mut s.plain_w, &mut s.pad)?
+            } else {
+                self.data.0.as_ptr() as *mut c_void
+            };
+            let mut args = vec![
+                (DNNL_ARG_SRC, &mm.src_md, src),
+                (DNNL_ARG_WEIGHTS, &mm.w_md, w),
+                (DNNL_ARG_DST, &mm.dst_md, y.as_mut_ptr().cast()),
+            ];
+            if let (Some(md), Some(b)) = (&mm.bias_md, bias) {
+                args.push((DNNL_ARG_BIAS, md, b.as_ptr() as *mut c_void));
+            }
+            self.dnn.run(&mm.prim, &args, &mut s.pad)
+        })
+    }
+
+    /// Which implementation oneDNN picked for `M` rows (impl info string), e.g.
+    /// `brg:avx512_core_amx`.
+    pub fn impl_name(&self, m: usize) -> Result<String, OneDnnError> {
+        let mm = self.primitive(m.max(1), false)?;
+        let mut name = mm.prim.impl_name.clone();
+        if mm.unpack_weights {
+            name.push_str(" (weights unpacked per call)");
+        }
+        Ok(name)
+    }
+
+    /// Forces the slow fallback for `M` (weight unpacked to plain on every call); for tests.
+    #[doc(hidden)]
+    pub fn force_unpack_fallback(&self, m: usize, has_bias: bool) -> Result<(), OneDnnError> {
+        let mm = self.plain_fallback(m, has_bias)?;
+        self.insert((m, has_bias), mm);
+        Ok(())
+    }
+
+    fn create(
+        &self,
+        m: usize,
+        has_bias: bool,
+        w_md: &dnnl_memory_desc_t,
+    ) -> Result<Matmul, OneDnnError> {
+        let dnn = self.dnn;
+        let src_md = dnn.md(m, self.k, self.dt, DNNL_AB)?;
+        let dst_md = dnn.md(m, self.n, DNNL_F32, DNNL_AB)?;
+        let bias_md = if has_bias {
+            Some(dnn.md(1, self.n, DNNL_F32, DNNL_AB)?)
+        } else {
+            None
+        };
+        let mut desc = dnnl_matmul_desc_t::zeroed();
+        // SAFETY: all descriptors are initialised; a null bias descriptor means "no bias".
+        check("dnnl_matmul_desc_init", unsafe {
+            (dnn.api.matmul_desc_init)(
+                &mut desc,
+                &src_md,
+                w_md,
+                bias_md.as_ref().map_or(ptr::null(), |b| b as *const _),
+                &dst_md,
+            )
+        })?;
+        let prim = Prim::create(dnn, Some(&desc), None)?;
+        Ok(Matmul {
+            prim,
+            src_md,
+            w_md: *w_md,
+            dst_md,
+            bias_md,
+            unpack_weights: false,
+        })
+    }
+
+    fn plain_fallback(&self, m: usize, has_bias: bool) -> Result<Matmul, OneDnnError> {
+        let mut mm = self.create(m, has_bias, &self.plain_md)?;
+        mm.unpack_weights = self.blocked;
+        Ok(mm)
+    }
+
+    /// The cached primitive for `(m, has_bias)`, created on a miss.
+    fn primitive(&self, m: usize, has_bias: bool) -> Result<Arc<Matmul>, OneDnnError> {
+        let key = (m, has_bias);
+        {
+            let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            c.tick += 1;
+            let tick = c.tick;
+            if let Some(e) = c.entries.get_mut(&key) {
+                e.1 = tick;
+                return Ok(e.0.clone());
+            }
+        }
+        // Created outside the lock (JIT can take milliseconds); a racing duplicate is harmless.
+        let mm = match self.create(m, has_bias, &self.w_md) {
+            Ok(mm) => mm,
+            Err(e) if self.blocked => self.plain_fallback(m, has_bias).map_err(|_| e)?,
+            Err(e) => return Err(e),
+        };
+        Ok(self.insert(key, mm))
+    }
+
+    fn insert(&self, key: (usize, bool), mm: Matmul) -> Arc<Matmul> {
+        let mm = Arc::new(mm);
+        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.entries.len() >= CACHE_CAP && !c.entries.contains_key(&key) {
+            // Evict the least recently used entry, but never the decode primitive (M = 1).
+            let victim = c
+                .entries
+                .iter()
+                .filter(|(k, _)| k.0 != 1)
+                .min_by_key(|(_, v)| v.1)
+                .map(|(k, _)| *k);
+            if let Some(v) = victim {
+                c.entries.remove(&v);
+            }
+        }
+        let tick = c.tick;
+        c.entries.insert(key, (mm.clone(), tick));
+        mm
+    }
+
+    /// Reorders the packed weight back to plain `ba` into `buf` (the slow fallback).
+    fn unpack(
+        &self,
+        buf: &mut AlignedBuf,
+        pad: &mut AlignedBuf,
+    ) -> Result<*mut c_void, OneDnnError> {
+        let elt = if self.dt == DNNL_BF16 { 2 } else { 4 };
+        let dst = buf.ensure(self.n * self.k * elt);
+        let reorder = Prim::create(self.dnn, None, Some((&self.w_md, &self.plain_md)))?;
+        let src = self.data.0.as_ptr() as *mut c_void;
+        self.dnn.run(
+            &reorder,
+            &[
+                (DNNL_ARG_FROM, &self.w_md, src),
+                (DNNL_ARG_TO, &self.plain_md, dst),
+            ],
+            pad,
+        )?;
+        Ok(dst)
+    }
+}
