@@ -36,6 +36,9 @@ pub struct BenchModelArgs {
     /// GEMM backend: auto, portable or onednn.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: BackendChoice,
+    /// Run only some figures (comma-separated: vision, ttft, prefill, decode), e.g. for profiling.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -55,7 +58,7 @@ fn peak_rss_bytes() -> Option<u64> {
 
 /// Deterministic pseudo-random text ids below `vocab`, avoiding the special range.
 fn text_ids(n: usize, vocab: usize, salt: usize) -> Vec<u32> {
-    let top = vocab.min(151_643).max(2);
+    let top = vocab.clamp(2, 151_643);
     (0..n)
         .map(|i| ((i * 7919 + salt * 104_729 + 1000) % top) as u32)
         .collect()
@@ -96,16 +99,23 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
         model.backend_name()
     );
 
-    let vision_s = median(
-        (0..reps)
-            .map(|_| {
-                let t = Instant::now();
-                model
-                    .encode_vision(&pixels, &[grid])
-                    .map(|_| t.elapsed().as_secs_f64())
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    );
+    let want = |f: &str| args.only.is_empty() || args.only.iter().any(|o| o == f);
+    let mut vision_s = f64::NAN;
+    let mut ttft_s = f64::NAN;
+    let mut prefill_s = f64::NAN;
+    let mut decode_tps = f64::NAN;
+    if want("vision") {
+        vision_s = median(
+            (0..reps)
+                .map(|_| {
+                    let t = Instant::now();
+                    model
+                        .encode_vision(&pixels, &[grid])
+                        .map(|_| t.elapsed().as_secs_f64())
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
 
     // Chat-shaped prompt: <|im_start|>user\n <vision block> question <|im_end|>\n<|im_start|>assistant\n
     let n_img = np / 4;
@@ -120,52 +130,58 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
         image_grid_thw: vec![grid],
         ..Default::default()
     };
-    let ttft_s = median(
-        (0..reps)
-            .map(|_| {
-                let t = Instant::now();
-                let mut cache = model.new_cache();
-                model.prefill(&mut cache, &mm, false).map(|o| {
-                    let _ = argmax(&o.logits);
-                    t.elapsed().as_secs_f64()
+    if want("ttft") {
+        ttft_s = median(
+            (0..reps)
+                .map(|_| {
+                    let t = Instant::now();
+                    let mut cache = model.new_cache();
+                    model.prefill(&mut cache, &mm, false).map(|o| {
+                        let _ = argmax(&o.logits);
+                        t.elapsed().as_secs_f64()
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    );
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
 
     let text = MultimodalInput {
         input_ids: text_ids(args.prefill_tokens, vocab, 3),
         ..Default::default()
     };
-    let prefill_s = median(
-        (0..reps)
-            .map(|_| {
-                let t = Instant::now();
-                let mut cache = model.new_cache();
-                model
-                    .prefill(&mut cache, &text, false)
-                    .map(|_| t.elapsed().as_secs_f64())
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    );
-
-    let mut decode_rates = Vec::new();
-    for _ in 0..reps {
-        let mut cache = model.new_cache();
-        let short = MultimodalInput {
-            input_ids: text_ids(16, vocab, 4),
-            ..Default::default()
-        };
-        let out = model.prefill(&mut cache, &short, false)?;
-        let mut tok = argmax(&out.logits) as u32;
-        let t = Instant::now();
-        for _ in 0..args.decode_tokens {
-            let logits = model.decode(&mut cache, tok, out.positions.rope_delta)?;
-            tok = argmax(&logits) as u32;
-        }
-        decode_rates.push(args.decode_tokens as f64 / t.elapsed().as_secs_f64());
+    if want("prefill") {
+        prefill_s = median(
+            (0..reps)
+                .map(|_| {
+                    let t = Instant::now();
+                    let mut cache = model.new_cache();
+                    model
+                        .prefill(&mut cache, &text, false)
+                        .map(|_| t.elapsed().as_secs_f64())
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        );
     }
-    let decode_tps = median(decode_rates);
+
+    if want("decode") {
+        let mut decode_rates = Vec::new();
+        for _ in 0..reps {
+            let mut cache = model.new_cache();
+            let short = MultimodalInput {
+                input_ids: text_ids(16, vocab, 4),
+                ..Default::default()
+            };
+            let out = model.prefill(&mut cache, &short, false)?;
+            let mut tok = argmax(&out.logits) as u32;
+            let t = Instant::now();
+            for _ in 0..args.decode_tokens {
+                let logits = model.decode(&mut cache, tok, out.positions.rope_delta)?;
+                tok = argmax(&logits) as u32;
+            }
+            decode_rates.push(args.decode_tokens as f64 / t.elapsed().as_secs_f64());
+        }
+        decode_tps = median(decode_rates);
+    }
     let rss = peak_rss_bytes();
     let prefill_tps = args.prefill_tokens as f64 / prefill_s;
 

@@ -15,6 +15,7 @@ impl<'a> Loader<'a> {
     /// A vector (norm weight, bias, table) as f32 values representable in the model precision.
     pub fn vector(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let mut v = self.ckpt.get_shaped(name, shape)?.to_f32();
+        self.ckpt.release(name);
         self.precision.round_slice(&mut v);
         Ok(v)
     }
@@ -22,10 +23,12 @@ impl<'a> Loader<'a> {
     /// A weight matrix [n, k] in the model's storage dtype.
     pub fn store(&self, name: &str, shape: &[usize]) -> Result<WeightStore> {
         let t = self.ckpt.get_shaped(name, shape)?;
-        Ok(match self.precision {
+        let w = match self.precision {
             Precision::F32 => WeightStore::F32(t.to_f32()),
             Precision::Bf16 => WeightStore::Bf16(t.to_bf16()),
-        })
+        };
+        self.ckpt.release(name);
+        Ok(w)
     }
 
     /// `{prefix}.weight` [n, k] (+ `{prefix}.bias` [n]).

@@ -52,6 +52,16 @@ pub struct MultimodalInput {
     pub video_grid_thw: Vec<[usize; 3]>,
 }
 
+/// A prompt's input embeddings with the visual features injected.
+pub struct PromptEmbedding {
+    /// [seq, hidden].
+    pub embeds: Vec<f32>,
+    /// Positions holding image/video tokens, in sequence order.
+    pub visual_rows: Vec<usize>,
+    /// Per DeepStack level: [visual_rows.len(), hidden].
+    pub deepstack: Vec<Vec<f32>>,
+}
+
 pub struct PrefillOutput {
     /// [rows, vocab]: every prompt position, or only the last one.
     pub logits: Vec<f32>,
@@ -137,10 +147,7 @@ impl Qwen3VlModel {
 
     /// Embed a prompt: token embeddings with visual tokens scattered in, plus the DeepStack
     /// features of the visual rows (images and videos interleaved in sequence order).
-    pub fn embed_prompt(
-        &self,
-        input: &MultimodalInput,
-    ) -> Result<(Vec<f32>, Vec<usize>, Vec<Vec<f32>>)> {
+    pub fn embed_prompt(&self, input: &MultimodalInput) -> Result<PromptEmbedding> {
         let h = self.text.hidden;
         let ids = &input.input_ids;
         let mut x = self.text.embed(ids)?;
@@ -203,7 +210,11 @@ impl Qwen3VlModel {
                 }
             }
         }
-        Ok((x, rows, deepstack))
+        Ok(PromptEmbedding {
+            embeds: x,
+            visual_rows: rows,
+            deepstack,
+        })
     }
 
     /// Prefill a prompt into an empty cache; returns logits for every position (`all_logits`)
@@ -221,7 +232,11 @@ impl Qwen3VlModel {
             return Err(EngineError::input("prefill needs an empty KV cache"));
         }
         let positions = self.positions(input)?;
-        let (x, rows, deepstack) = self.embed_prompt(input)?;
+        let PromptEmbedding {
+            embeds: x,
+            visual_rows: rows,
+            deepstack,
+        } = self.embed_prompt(input)?;
         let ds = Deepstack {
             rows: &rows,
             levels: &deepstack,

@@ -152,9 +152,9 @@ pub fn vision_tables(head_dim: usize, coords: &[(usize, usize)]) -> (Vec<f32>, V
     let mut cos = vec![0f32; n * head_dim];
     let mut sin = vec![0f32; n * head_dim];
     for (i, &(r, c)) in coords.iter().enumerate() {
-        for k in 0..quarter {
+        for (k, &f) in inv_freq.iter().enumerate() {
             for (slot, pos) in [(k, r), (quarter + k, c)] {
-                let angle = pos as f32 * inv_freq[k];
+                let angle = pos as f32 * f;
                 let (s, co) = angle.sin_cos();
                 cos[i * head_dim + slot] = co;
                 cos[i * head_dim + slot + dim] = co;

@@ -5,7 +5,7 @@ use super::config::Qwen3VlConfig;
 use super::error::{EngineError, Result};
 use super::kernels::attention::{attention, AttnShape, Mask, Segment};
 use super::kernels::bf16::Precision;
-use super::kernels::linear::Linear;
+use super::kernels::linear::{Linear, WeightStore};
 use super::kernels::ops::{add_inplace, rms_norm, silu_mul};
 use super::kernels::pool::ThreadPool;
 use super::kv_cache::KvCache;
@@ -43,7 +43,7 @@ pub struct Deepstack<'a> {
 }
 
 pub struct TextDecoder {
-    embed: Vec<f32>,
+    embed: WeightStore,
     layers: Vec<Layer>,
     norm: Vec<f32>,
     lm_head: Linear,
@@ -64,7 +64,7 @@ impl TextDecoder {
         let (nh, nkv) = (t.num_attention_heads, t.num_key_value_heads);
         let pre = "model.language_model";
         let embed_name = format!("{pre}.embed_tokens.weight");
-        let embed = l.vector(&embed_name, &[t.vocab_size, h])?;
+        let embed = l.store(&embed_name, &[t.vocab_size, h])?;
         let mut layers = Vec::with_capacity(t.num_hidden_layers);
         for i in 0..t.num_hidden_layers {
             let p = format!("{pre}.layers.{i}");
@@ -119,7 +119,7 @@ impl TextDecoder {
             });
         }
         let lm_head = if cfg.tie_word_embeddings() {
-            l.linear_from(l.store_from_f32(embed.clone()), t.vocab_size, h, None)?
+            l.linear_from(embed.clone(), t.vocab_size, h, None)?
         } else {
             l.linear("lm_head", t.vocab_size, h, false)?
         };
@@ -168,7 +168,12 @@ impl TextDecoder {
                     self.vocab
                 )));
             }
-            out.extend_from_slice(&self.embed[id * h..(id + 1) * h]);
+            match &self.embed {
+                WeightStore::F32(e) => out.extend_from_slice(&e[id * h..(id + 1) * h]),
+                WeightStore::Bf16(e) => {
+                    out.extend(e[id * h..(id + 1) * h].iter().map(|v| v.to_f32()))
+                }
+            }
         }
         Ok(out)
     }

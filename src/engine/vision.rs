@@ -192,15 +192,15 @@ impl VisionTower {
         let m = self.cfg.spatial_merge_size;
         let mut np = 0usize;
         for g in grids {
-            if g.iter().any(|&d| d == 0) || g[1] % m != 0 || g[2] % m != 0 {
+            if g.contains(&0) || g[1] % m != 0 || g[2] % m != 0 {
                 return Err(EngineError::input(format!(
                     "grid_thw {g:?}: all dims must be positive and h, w multiples of {m}"
                 )));
             }
-            np = g
-                .iter()
-                .try_fold(np, |acc, _| Some(acc))
-                .and_then(|acc| acc.checked_add(g[0] * g[1] * g[2]))
+            np = g[0]
+                .checked_mul(g[1])
+                .and_then(|v| v.checked_mul(g[2]))
+                .and_then(|v| v.checked_add(np))
                 .ok_or_else(|| EngineError::input("grid_thw overflows"))?;
         }
         if pixels.len() != np * patch_dim {

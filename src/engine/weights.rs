@@ -10,6 +10,7 @@ use half::{bf16, f16};
 use memmap2::Mmap;
 
 use super::error::{EngineError, Result};
+use super::kernels::mmap::{map_file, release_range};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredDtype {
@@ -86,9 +87,7 @@ impl Checkpoint {
                 path: path.clone(),
                 source,
             })?;
-            // SAFETY: the mapping is read-only and private to this process; checkpoint files are not
-            // expected to be modified while loaded (same contract as safetensors' own loaders).
-            let mmap = unsafe { Mmap::map(&file) }.map_err(|source| EngineError::Io {
+            let mmap = map_file(&file).map_err(|source| EngineError::Io {
                 path: path.clone(),
                 source,
             })?;
@@ -134,6 +133,15 @@ impl Checkpoint {
             shape: &e.shape,
             bytes: &self.files[e.file].1[e.start..e.end],
         })
+    }
+
+    /// Drop this process's resident pages of a tensor once it has been converted, so loading
+    /// does not hold the mapped file and the converted weights in memory at the same time.
+    /// Only whole pages inside the tensor are released; the file itself is untouched.
+    pub fn release(&self, name: &str) {
+        if let Some(e) = self.entries.get(name) {
+            release_range(&self.files[e.file].1, e.start, e.end);
+        }
     }
 
     /// Fetch a tensor and check its shape.

@@ -1,9 +1,12 @@
 //! Scaled dot-product attention over row-major [tokens, heads·head_dim] buffers, following the
 //! eager PyTorch path: scores = round(round(q·k)·scale), fp32 softmax, probabilities rounded to
-//! the activation precision, then P·V.
+//! the activation precision, then P·V. Scores and P·V are computed a block of queries at a time
+//! with GEMMs; the score block is never larger than [QUERY_BLOCK, keys].
+
+use std::cell::RefCell;
 
 use super::bf16::Precision;
-use super::gemm_portable::dot_f32;
+use super::gemm_portable::gemm_strided;
 use super::ops::SyncSlice;
 use super::pool::ThreadPool;
 
@@ -19,12 +22,11 @@ pub struct AttnShape {
 pub enum Mask {
     /// Every key of the segment (vision).
     Full,
-    /// Query i (0-based inside the call) sees keys 0..=offset+i (text, with `offset` cached tokens).
+    /// Query i (0-based inside the segment) sees keys 0..=offset+i (text, with `offset` cached tokens).
     Causal { offset: usize },
 }
 
-/// A block of queries attending to a block of keys: queries rows [q0, q0+len) and keys rows
-/// [k0, k0+klen) of the given buffers.
+/// Queries rows [q0, q0+len) attending to key rows [k0, k0+klen).
 #[derive(Debug, Clone, Copy)]
 pub struct Segment {
     pub q0: usize,
@@ -34,7 +36,11 @@ pub struct Segment {
     pub mask: Mask,
 }
 
-const QUERY_BLOCK: usize = 32;
+const QUERY_BLOCK: usize = 64;
+
+thread_local! {
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// out[q rows] = softmax(q·kᵀ·scale + mask)·v for every segment and head.
 /// `q`/`out` have rows of n_heads·hd values; `k`/`v` rows of n_kv_heads·hd values.
@@ -56,9 +62,8 @@ pub fn attention(
         head_dim: hd,
     } = shape;
     let group = n_heads / n_kv_heads;
-    let q_stride = n_heads * hd;
-    let kv_stride = n_kv_heads * hd;
-    // Tasks: (segment, head, query block).
+    let qs = n_heads * hd;
+    let kvs = n_kv_heads * hd;
     let mut tasks: Vec<(usize, usize, usize, usize)> = Vec::new();
     for (si, s) in segments.iter().enumerate() {
         for h in 0..n_heads {
@@ -70,45 +75,81 @@ pub fn attention(
             }
         }
     }
+    assert!(
+        out.len()
+            >= segments
+                .iter()
+                .map(|s| (s.q0 + s.len) * qs)
+                .max()
+                .unwrap_or(0)
+    );
     let out_cell = SyncSlice(out.as_mut_ptr(), out.len());
     pool.run(tasks.len(), &|ti| {
         let (si, h, i0, i1) = tasks[ti];
         let s = segments[si];
         let g = h / group;
-        let mut scores = vec![0f32; s.klen];
-        let mut acc = vec![0f32; hd];
-        for i in i0..i1 {
-            let qrow = &q[(s.q0 + i) * q_stride + h * hd..][..hd];
-            let visible = match s.mask {
-                Mask::Full => s.klen,
-                Mask::Causal { offset } => (offset + i + 1).min(s.klen),
+        let rows = i1 - i0;
+        // Keys visible to the last query of the block.
+        let kmax = match s.mask {
+            Mask::Full => s.klen,
+            Mask::Causal { offset } => (offset + i1).min(s.klen),
+        };
+        if kmax == 0 {
+            return;
+        }
+        SCORES.with(|cell| {
+            let mut sc = cell.borrow_mut();
+            sc.resize(rows * kmax, 0.0);
+            let qa = &q[(s.q0 + i0) * qs + h * hd..];
+            let kb = &k[s.k0 * kvs + g * hd..];
+            // SAFETY: `sc` is a private buffer of rows × kmax values (row stride kmax).
+            unsafe { gemm_strided(rows, kmax, hd, sc.as_mut_ptr(), kmax, qa, qs, 1, kb, 1, kvs) };
+            for (r, row) in sc.chunks_exact_mut(kmax).enumerate() {
+                let visible = match s.mask {
+                    Mask::Full => kmax,
+                    Mask::Causal { offset } => (offset + i0 + r + 1).min(kmax),
+                };
+                let mut max = f32::NEG_INFINITY;
+                for x in row[..visible].iter_mut() {
+                    *x = p.round(p.round(*x) * scale);
+                    max = max.max(*x);
+                }
+                let mut sum = 0f32;
+                for x in row[..visible].iter_mut() {
+                    *x = (*x - max).exp();
+                    sum += *x;
+                }
+                for x in row[..visible].iter_mut() {
+                    *x = p.round(*x / sum);
+                }
+                row[visible..].iter_mut().for_each(|x| *x = 0.0);
+            }
+            let vb = &v[s.k0 * kvs + g * hd..];
+            let base = (s.q0 + i0) * qs + h * hd;
+            // SAFETY: rows [q0+i0, q0+i1) × columns [h·hd, (h+1)·hd) of `out` belong to this task
+            // only; the assert above keeps them inside the buffer.
+            unsafe {
+                gemm_strided(
+                    rows,
+                    hd,
+                    kmax,
+                    out_cell.0.add(base),
+                    qs,
+                    &sc,
+                    kmax,
+                    1,
+                    vb,
+                    kvs,
+                    1,
+                )
             };
-            let mut max = f32::NEG_INFINITY;
-            for (j, sc) in scores[..visible].iter_mut().enumerate() {
-                let krow = &k[(s.k0 + j) * kv_stride + g * hd..][..hd];
-                let dot = p.round(dot_f32(qrow, krow));
-                *sc = p.round(dot * scale);
-                max = max.max(*sc);
-            }
-            let mut sum = 0f32;
-            for sc in scores[..visible].iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
-            }
-            acc.iter_mut().for_each(|a| *a = 0.0);
-            for (j, sc) in scores[..visible].iter().enumerate() {
-                let pj = p.round(sc / sum);
-                let vrow = &v[(s.k0 + j) * kv_stride + g * hd..][..hd];
-                for (a, vv) in acc.iter_mut().zip(vrow) {
-                    *a += pj * vv;
+            if p == Precision::Bf16 {
+                for r in 0..rows {
+                    // SAFETY: same disjoint block as the GEMM above.
+                    let o = unsafe { out_cell.range(base + r * qs, base + r * qs + hd) };
+                    p.round_slice(o);
                 }
             }
-            let base = (s.q0 + i) * q_stride + h * hd;
-            // SAFETY: each (row, head) slot of `out` is written by exactly one task.
-            let orow = unsafe { out_cell.range(base, base + hd) };
-            for (o, a) in orow.iter_mut().zip(&acc) {
-                *o = p.round(*a);
-            }
-        }
+        });
     });
 }

@@ -1,11 +1,16 @@
 //! bf16 helpers. In bf16 mode activations live in f32 buffers but hold only bf16-representable
 //! values: every place where PyTorch rounds a bf16 tensor, we round too.
 
-use half::bf16;
-
+/// Round to the nearest bf16 value (ties to even), returned as f32. Bit arithmetic so that loops
+/// over buffers vectorise; NaN stays NaN.
 #[inline]
 pub fn round_bf16(x: f32) -> f32 {
-    bf16::from_f32(x).to_f32()
+    let b = x.to_bits();
+    if (b & 0x7fff_ffff) > 0x7f80_0000 {
+        return x;
+    }
+    let r = b.wrapping_add(0x7fff + ((b >> 16) & 1));
+    f32::from_bits(r & 0xffff_0000)
 }
 
 /// Round a whole buffer to bf16 precision (round-to-nearest-even).
@@ -44,6 +49,38 @@ impl Precision {
             "f32" | "float32" | "fp32" => Some(Precision::F32),
             "bf16" | "bfloat16" => Some(Precision::Bf16),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_matches_half_crate() {
+        let mut x = 0x0000_0001u32;
+        let mut specials = vec![
+            0.0f32,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            1.0 + f32::EPSILON,
+        ];
+        while x < 0xffff_0000 {
+            specials.push(f32::from_bits(x));
+            specials.push(f32::from_bits(x | 0x8000)); // exact ties
+            x = x.wrapping_mul(3).wrapping_add(0x1_2345);
+        }
+        for v in specials {
+            let want = half::bf16::from_f32(v).to_f32();
+            let got = round_bf16(v);
+            assert!(
+                got == want || (got.is_nan() && want.is_nan()),
+                "{v:e}: {got:e} vs {want:e}"
+            );
         }
     }
 }

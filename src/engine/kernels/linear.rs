@@ -11,6 +11,7 @@ use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
 
 /// Weight storage in the model's precision.
+#[derive(Clone)]
 pub enum WeightStore {
     F32(Vec<f32>),
     Bf16(Vec<bf16>),

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod bf16;
 pub mod gemm_portable;
 pub mod linear;
+pub mod mmap;
 pub mod onednn;
 pub mod onednn_sys;
 pub mod ops;
@@ -59,12 +60,28 @@ impl FastBackend for OneDnnBackend {
             WeightStore::F32(v) => WeightData::F32(v),
             WeightStore::Bf16(v) => WeightData::Bf16(v),
         };
-        match PackedWeight::new(self.dnn, data, n, k) {
-            Ok(p) => Ok(Some(Box::new(p))),
-            // oneDNN's reference kernels are slower than the portable path.
-            Err(OneDnnError::ReferenceOnly { .. }) => Ok(None),
-            Err(e) => Err(EngineError::Kernel(e.to_string())),
+        let threads = pool::ThreadPool::global().threads();
+        // Column slices of ≥ 64 outputs, a few per compute thread: tasks are claimed dynamically,
+        // so a thread slowed by another process does not hold the whole matmul back.
+        let parts = (threads * 4).min(n / 64).max(1);
+        let per = n.div_ceil(parts).div_ceil(64) * 64;
+        let mut slices = Vec::with_capacity(parts);
+        let mut n0 = 0;
+        while n0 < n {
+            let n1 = (n0 + per).min(n);
+            let part = match data {
+                WeightData::F32(v) => WeightData::F32(&v[n0 * k..n1 * k]),
+                WeightData::Bf16(v) => WeightData::Bf16(&v[n0 * k..n1 * k]),
+            };
+            match PackedWeight::new(self.dnn, part, n1 - n0, k) {
+                Ok(p) => slices.push((n0, n1, p)),
+                // oneDNN's reference kernels are slower than the portable path.
+                Err(OneDnnError::ReferenceOnly { .. }) => return Ok(None),
+                Err(e) => return Err(EngineError::Kernel(e.to_string())),
+            }
+            n0 = n1;
         }
+        Ok(Some(Box::new(SplitPacked { n, slices })))
     }
 
     fn name(&self) -> String {
@@ -72,14 +89,54 @@ impl FastBackend for OneDnnBackend {
     }
 }
 
-impl FastMatmul for PackedWeight {
+thread_local! {
+    static SLICE_OUT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A weight packed as column slices [n0, n1), each computed by one pool task.
+struct SplitPacked {
+    n: usize,
+    slices: Vec<(usize, usize, PackedWeight)>,
+}
+
+impl FastMatmul for SplitPacked {
     fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
-        PackedWeight::matmul(self, x, m, bias, y).map_err(|e| EngineError::Kernel(e.to_string()))
+        let n = self.n;
+        let failure = std::sync::Mutex::new(None);
+        let out = ops::SyncSlice(y.as_mut_ptr(), y.len());
+        pool::ThreadPool::global().run(self.slices.len(), &|i| {
+            let (n0, n1, w) = &self.slices[i];
+            let (n0, n1) = (*n0, *n1);
+            let b = bias.map(|b| &b[n0..n1]);
+            let r = if m == 1 {
+                // SAFETY: slice i owns output columns [n0, n1); with one row they are contiguous.
+                w.matmul(x, m, b, unsafe { out.range(n0, n1) })
+            } else {
+                SLICE_OUT.with(|cell| {
+                    // Reused per thread: fresh multi-MB buffers cost a page fault per 4 KiB.
+                    let mut tmp = cell.borrow_mut();
+                    tmp.resize(m * (n1 - n0), 0.0);
+                    let r = w.matmul(x, m, b, &mut tmp);
+                    for (row, src) in tmp.chunks_exact(n1 - n0).enumerate() {
+                        // SAFETY: columns [n0, n1) of each row belong to slice i only.
+                        unsafe { out.range(row * n + n0, row * n + n1) }.copy_from_slice(src);
+                    }
+                    r
+                })
+            };
+            if let Err(e) = r {
+                *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
+        });
+        match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(EngineError::Kernel(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     fn name(&self) -> String {
-        match self.impl_name(1) {
-            Ok(s) => format!("oneDNN {s}"),
+        match self.slices[0].2.impl_name(1) {
+            Ok(s) => format!("oneDNN {s} ×{} slices", self.slices.len()),
             Err(_) => "oneDNN".into(),
         }
     }

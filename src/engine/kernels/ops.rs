@@ -149,6 +149,7 @@ unsafe impl Send for SyncSlice {}
 impl SyncSlice {
     /// # Safety
     /// Ranges handed to concurrent tasks must not overlap, and `a ≤ b ≤ len`.
+    #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn range(&self, a: usize, b: usize) -> &mut [f32] {
         debug_assert!(a <= b && b <= self.1);
         // SAFETY: guaranteed by the caller (disjoint, in bounds).

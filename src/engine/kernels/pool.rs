@@ -38,7 +38,8 @@ thread_local! {
     static IN_REGION: Cell<bool> = const { Cell::new(false) };
 }
 
-const SPIN_ITERS: usize = 20_000;
+/// About 10–50 µs of spinning: long enough to bridge consecutive regions of a decode step.
+const SPIN_ITERS: usize = 4_000;
 
 impl ThreadPool {
     /// A pool with `threads` compute threads in total (the caller counts as one).
