@@ -8,6 +8,7 @@ pub mod kv_cache;
 pub mod loader;
 pub mod model;
 pub mod moe;
+pub mod paged;
 pub mod position;
 pub mod random_checkpoint;
 pub mod rope;

@@ -3,14 +3,16 @@
 
 use super::config::Qwen3VlConfig;
 use super::error::{EngineError, Result};
-use super::kernels::attention::{attention, AttnShape, Mask, Segment};
+use super::kernels::attention::AttnShape;
 use super::kernels::bf16::Precision;
 use super::kernels::linear::{Linear, WeightStore};
 use super::kernels::ops::{add_inplace, rms_norm, silu_mul};
+use super::kernels::paged_attention::{paged_attention, KvRows, PagedSeq};
 use super::kernels::pool::ThreadPool;
 use super::kv_cache::KvCache;
 use super::loader::Loader;
 use super::moe::MoeBlock;
+use super::paged::KvBlocks;
 use super::rope::{apply_rope, TextRope};
 
 enum Mlp {
@@ -179,14 +181,113 @@ impl TextDecoder {
     }
 
     /// Run the decoder over `x` ([s, hidden] embeddings) at the given positions, appending to the
-    /// cache. Returns the final-normed hidden states [s, hidden].
+    /// contiguous cache. Returns the final-normed hidden states [s, hidden].
     pub fn forward(
         &self,
         pool: &ThreadPool,
         cache: &mut KvCache,
+        x: Vec<f32>,
+        pos: [&[i64]; 3],
+        deepstack: Option<&Deepstack>,
+    ) -> Result<Vec<f32>> {
+        let s = x.len() / self.hidden;
+        let past = cache.len();
+        // The contiguous cache is one block as large as the sequence.
+        let whole = [0u32];
+        let x = self.run_layers(pool, x, pos, deepstack, &mut |li, shape, q, k, v, attn| {
+            let (ks, vs) = cache.append(li, k, v);
+            let seq = PagedSeq {
+                q0: 0,
+                len: s,
+                start: past,
+                blocks: &whole,
+            };
+            let (kr, vr) = (KvRows::F32(ks), KvRows::F32(vs));
+            let scale = (shape.head_dim as f32).powf(-0.5);
+            paged_attention(
+                pool,
+                shape,
+                q,
+                kr,
+                vr,
+                usize::MAX >> 8,
+                &[seq],
+                scale,
+                self.precision,
+                attn,
+            );
+        })?;
+        cache.advance(s);
+        Ok(x)
+    }
+
+    /// Run the decoder over the new tokens of several sequences at once, stacked row-wise in
+    /// `x` (sequence i owns rows seqs[i].q0 .. q0+len). Every linear sees all rows (weights are
+    /// streamed once per step); attention runs per sequence over its cache blocks. K/V of the new
+    /// tokens are written to the blocks at cache indices start..start+len.
+    pub fn forward_paged(
+        &self,
+        pool: &ThreadPool,
+        kv: &mut KvBlocks,
+        x: Vec<f32>,
+        pos: [&[i64]; 3],
+        seqs: &[PagedSeq],
+        deepstack: Option<&Deepstack>,
+    ) -> Result<Vec<f32>> {
+        let rows = x.len() / self.hidden;
+        let kvd = self.kv_dim();
+        let bs = kv.block_size;
+        for s in seqs {
+            if s.q0 + s.len > rows || s.blocks.len() * bs < s.start + s.len {
+                return Err(EngineError::input(
+                    "paged step: sequence rows or block table out of range",
+                ));
+            }
+            if s.blocks.iter().any(|&b| b as usize >= kv.n_blocks) {
+                return Err(EngineError::input("paged step: block id out of range"));
+            }
+        }
+        self.run_layers(pool, x, pos, deepstack, &mut |li, shape, q, k, v, attn| {
+            for s in seqs {
+                for i in 0..s.len {
+                    let t = s.start + i;
+                    let slot = s.blocks[t / bs] as usize * bs + t % bs;
+                    let r = s.q0 + i;
+                    kv.write(
+                        li,
+                        slot,
+                        &k[r * kvd..(r + 1) * kvd],
+                        &v[r * kvd..(r + 1) * kvd],
+                    );
+                }
+            }
+            let (kr, vr) = kv.layer(li);
+            let scale = (shape.head_dim as f32).powf(-0.5);
+            paged_attention(
+                pool,
+                shape,
+                q,
+                kr,
+                vr,
+                bs,
+                seqs,
+                scale,
+                self.precision,
+                attn,
+            );
+        })
+    }
+
+    /// The decoder layers with attention left to `attend(layer, shape, q, k, v, out)`, which
+    /// stores the new K/V rows and writes the attention output.
+    #[allow(clippy::type_complexity)]
+    fn run_layers(
+        &self,
+        pool: &ThreadPool,
         mut x: Vec<f32>,
         pos: [&[i64]; 3],
         deepstack: Option<&Deepstack>,
+        attend: &mut dyn FnMut(usize, AttnShape, &[f32], &[f32], &[f32], &mut [f32]),
     ) -> Result<Vec<f32>> {
         let p = self.precision;
         let (h, hd, nh, nkv) = (self.hidden, self.head_dim, self.n_heads, self.n_kv);
@@ -197,20 +298,11 @@ impl TextDecoder {
             ));
         }
         let (cos, sin) = self.rope.tables(pos, p);
-        let past = cache.len();
         let shape = AttnShape {
             n_heads: nh,
             n_kv_heads: nkv,
             head_dim: hd,
         };
-        let seg = [Segment {
-            q0: 0,
-            len: s,
-            k0: 0,
-            klen: past + s,
-            mask: Mask::Causal { offset: past },
-        }];
-        let scale = (hd as f32).powf(-0.5);
         let mut attn = vec![0f32; s * nh * hd];
         for (li, layer) in self.layers.iter().enumerate() {
             let mut n = x.clone();
@@ -222,8 +314,7 @@ impl TextDecoder {
             rms_norm(pool, &mut k, hd, &layer.k_norm, self.eps, p);
             apply_rope(&mut q, s, nh, hd, &cos, &sin, p);
             apply_rope(&mut k, s, nkv, hd, &cos, &sin, p);
-            let (ks, vs) = cache.append(li, &k, &v);
-            attention(pool, shape, &q, ks, vs, &seg, scale, p, &mut attn);
+            attend(li, shape, &q, &k, &v, &mut attn);
             layer.o.forward(pool, &attn, s, &mut n)?;
             add_inplace(&mut x, &n, p);
             let mut n = x.clone();
@@ -250,7 +341,6 @@ impl TextDecoder {
                 }
             }
         }
-        cache.advance(s);
         rms_norm(pool, &mut x, h, &self.norm, self.eps, p);
         Ok(x)
     }

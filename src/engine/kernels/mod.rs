@@ -10,6 +10,7 @@ pub mod mmap;
 pub mod onednn;
 pub mod onednn_sys;
 pub mod ops;
+pub mod paged_attention;
 pub mod pool;
 
 use crate::engine::error::{EngineError, Result};
