@@ -1,1 +1,17 @@
-//! Pipeline stages (media, vision, prefill, decode, stream) connected by bounded mailboxes.
+//! The streaming pipeline, one folder per stage, connected by bounded actix mailboxes:
+//!
+//! 1. [`media`] — validate, tokenize, decode and preprocess media (blocking pool);
+//! 2. [`vision`] — batch visual items across requests and run the vision tower (own thread);
+//! 3. + 4. [`llm`] — continuous-batching scheduler and model runner (engine thread): prefill and
+//!    decode of all running sequences in one step;
+//! 5. [`stream`] — detokenize, stop strings, deliver events to each request's stream.
+//!
+//! Requests are plain data ([`request`]) moved from stage to stage with `Addr::send`, which
+//! waits for mailbox capacity, so a burst makes producers wait instead of growing queues.
+
+pub mod error;
+pub mod llm;
+pub mod media;
+pub mod request;
+pub mod stream;
+pub mod vision;

@@ -12,6 +12,7 @@ pub mod paged;
 pub mod position;
 pub mod random_checkpoint;
 pub mod rope;
+pub mod sampling;
 pub mod tensor_file;
 pub mod text;
 pub mod vision;

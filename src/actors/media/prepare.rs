@@ -1,0 +1,224 @@
+//! Request → [`PreparedRequest`]: tokens and pixels in, limits applied, positions, prefix keys,
+//! visual items with content hashes, sampling resolved per choice. Pure CPU work, run on the
+//! media stage's blocking pool.
+
+use std::sync::Arc;
+
+use crate::actors::error::RequestError;
+use crate::actors::request::{
+    PreparedRequest, Prompt, Request, RequestInput, Timings, VisualItem,
+};
+use crate::engine::model::MultimodalInput;
+use crate::engine::paged::prefix::{text_token_key, visual_content_hash, visual_token_key};
+use crate::engine::sampling::GenerationDefaults;
+use crate::engine::Qwen3VlModel;
+
+/// What to do with a prompt longer than the input limit (MindIE's `truncation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Truncation {
+    /// Reject with [`RequestError::PromptTooLong`] (MindIE `truncation: 0`).
+    #[default]
+    Error,
+    /// Keep the first tokens (text-only prompts).
+    Right,
+    /// Keep the last tokens (text-only prompts).
+    Left,
+}
+
+/// The request limits of MindIE's `ModelDeployConfig` / `ScheduleConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_seq_len: usize,
+    pub max_input_token_len: usize,
+    pub max_iter_times: usize,
+    pub truncation: Truncation,
+}
+
+impl Limits {
+    /// MindIE: effective input limit = min(maxInputTokenLen, maxSeqLen − 1).
+    pub fn max_input(&self) -> usize {
+        self.max_input_token_len
+            .min(self.max_seq_len.saturating_sub(1))
+    }
+}
+
+/// Everything the media stage needs, shared by its workers.
+pub struct MediaContext {
+    pub model: Arc<Qwen3VlModel>,
+    pub defaults: GenerationDefaults,
+    pub limits: Limits,
+}
+
+impl MediaContext {
+    pub fn prepare(&self, req: Request) -> Result<PreparedRequest, RequestError> {
+        let Request {
+            id,
+            input,
+            params,
+            arrival,
+            cancel,
+            stops,
+        } = req;
+        let mut mm = match input {
+            RequestInput::Tokens(mm) => mm,
+            RequestInput::Chat(_) => {
+                return Err(RequestError::Invalid(
+                    "chat messages need the processor (tokenizer + chat template), which this build does not have; submit token ids".into(),
+                ))
+            }
+        };
+        self.apply_limits(&mut mm)?;
+        let model = &self.model;
+        let vocab = model.vocab_size() as u32;
+        if let Some(&bad) = mm.input_ids.iter().find(|&&t| t >= vocab) {
+            return Err(RequestError::Invalid(format!(
+                "token id {bad} is outside the vocabulary ({vocab})"
+            )));
+        }
+        let positions = model
+            .positions(&mm)
+            .map_err(|e| RequestError::Invalid(e.to_string()))?;
+        let visuals = split_items(model, &mm)?;
+        let keys = prefix_keys(model, &mm.input_ids, &visuals)?;
+        let n = params.n.unwrap_or(1);
+        let base = params.resolve(&self.defaults)?;
+        let choices = (0..n)
+            .map(|i| {
+                let mut c = base.clone();
+                c.seed = base.seed.wrapping_add(i as u64);
+                c
+            })
+            .collect();
+        let len = mm.input_ids.len();
+        let room = self.limits.max_seq_len.saturating_sub(len);
+        let max_new = params
+            .max_tokens
+            .unwrap_or(self.limits.max_iter_times)
+            .min(self.limits.max_iter_times)
+            .min(room);
+        if max_new == 0 {
+            return Err(RequestError::Invalid(format!(
+                "no room to generate: prompt {len} tokens, maxSeqLen {}, max_tokens {:?}",
+                self.limits.max_seq_len, params.max_tokens
+            )));
+        }
+        let mut stop_ids = if params.ignore_eos {
+            Vec::new()
+        } else {
+            self.defaults.eos_token_ids.clone()
+        };
+        stop_ids.extend(&params.stop_token_ids);
+        let mut stops = stops;
+        stops.resize_with(n, Default::default);
+        Ok(PreparedRequest {
+            id,
+            prompt: Prompt {
+                ids: mm.input_ids,
+                positions,
+                keys,
+                features: None,
+            },
+            visuals,
+            choices,
+            max_new_tokens: max_new,
+            stop_token_ids: stop_ids,
+            timings: Timings {
+                media_done: Some(arrival.elapsed().as_secs_f64()),
+                ..Default::default()
+            },
+            arrival,
+            cancel,
+            stops,
+        })
+    }
+
+    fn apply_limits(&self, mm: &mut MultimodalInput) -> Result<(), RequestError> {
+        let max = self.limits.max_input();
+        let len = mm.input_ids.len();
+        if len == 0 {
+            return Err(RequestError::Invalid("empty prompt".into()));
+        }
+        if len <= max {
+            return Ok(());
+        }
+        let visual = !mm.image_grid_thw.is_empty() || !mm.video_grid_thw.is_empty();
+        match self.limits.truncation {
+            Truncation::Right if !visual => mm.input_ids.truncate(max),
+            Truncation::Left if !visual => {
+                mm.input_ids.drain(..len - max);
+            }
+            _ => return Err(RequestError::PromptTooLong { len, max }),
+        }
+        Ok(())
+    }
+}
+
+/// Cut the pixel rows into one item per image and per video.
+fn split_items(model: &Qwen3VlModel, mm: &MultimodalInput) -> Result<Vec<VisualItem>, RequestError> {
+    let pd = model.config.patch_dim();
+    let mut items = Vec::new();
+    for (pixels, grids, is_video) in [
+        (&mm.pixel_values, &mm.image_grid_thw, false),
+        (&mm.pixel_values_videos, &mm.video_grid_thw, true),
+    ] {
+        let rows: usize = grids.iter().map(|g| g[0] * g[1] * g[2]).sum();
+        if rows * pd != pixels.len() {
+            return Err(RequestError::Invalid(format!(
+                "{} pixel values do not match grids {grids:?} ({rows} patches × {pd})",
+                pixels.len()
+            )));
+        }
+        let mut at = 0;
+        for &g in grids {
+            let n = g[0] * g[1] * g[2] * pd;
+            let px = pixels[at..at + n].to_vec();
+            at += n;
+            items.push(VisualItem {
+                grid: g,
+                hash: visual_content_hash(is_video as u8, g, &px),
+                pixels: px,
+                is_video,
+                output: None,
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// Prefix-cache key of every prompt token.
+fn prefix_keys(
+    model: &Qwen3VlModel,
+    ids: &[u32],
+    items: &[VisualItem],
+) -> Result<Vec<u64>, RequestError> {
+    let (img_tok, vid_tok) = (model.config.image_token_id, model.config.video_token_id);
+    let mut per_kind: [Vec<(u128, usize)>; 2] = [Vec::new(), Vec::new()];
+    for it in items {
+        per_kind[it.is_video as usize].push((it.hash, model.visual_tokens_for(it.grid)));
+    }
+    let mut cursor = [(0usize, 0usize); 2];
+    let mut keys = Vec::with_capacity(ids.len());
+    for &t in ids {
+        let kind = if t == img_tok {
+            0
+        } else if t == vid_tok {
+            1
+        } else {
+            keys.push(text_token_key(t));
+            continue;
+        };
+        let list = &per_kind[kind];
+        let cur = &mut cursor[kind];
+        while cur.0 < list.len() && list[cur.0].1 == cur.1 {
+            *cur = (cur.0 + 1, 0);
+        }
+        let Some(&(hash, _)) = list.get(cur.0) else {
+            return Err(RequestError::Invalid(
+                "more image/video pad tokens than the visual inputs provide".into(),
+            ));
+        };
+        keys.push(visual_token_key(hash, cur.1));
+        cur.1 += 1;
+    }
+    Ok(keys)
+}

@@ -1,0 +1,124 @@
+//! The vision thread: collects pending requests, encodes their items in batches of at most
+//! `max_batch_patches` patches (at least one item), and hands finished requests to the LLM stage.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use actix::Addr;
+use tokio::sync::mpsc;
+
+use super::encode;
+use crate::actors::error::RequestError;
+use crate::actors::llm::{Admit, LlmActor};
+use crate::actors::request::PreparedRequest;
+use crate::actors::stream::{Fail, StreamActor};
+use crate::engine::Qwen3VlModel;
+
+/// Requests held by the worker beyond its channel (bounds memory).
+const MAX_PENDING: usize = 8;
+
+pub fn spawn_vision_worker(
+    model: Arc<Qwen3VlModel>,
+    mut rx: mpsc::Receiver<Box<PreparedRequest>>,
+    llm: Addr<LlmActor>,
+    stream: Addr<StreamActor>,
+    max_batch_patches: usize,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("qwen3vl-vision".into())
+        .spawn(move || {
+            let mut pending: VecDeque<Box<PreparedRequest>> = VecDeque::new();
+            loop {
+                if pending.is_empty() {
+                    match rx.blocking_recv() {
+                        Some(r) => pending.push_back(r),
+                        None => return,
+                    }
+                }
+                while pending.len() < MAX_PENDING {
+                    match rx.try_recv() {
+                        Ok(r) => pending.push_back(r),
+                        Err(_) => break,
+                    }
+                }
+                pending.retain(|r| !r.cancel.is_cancelled());
+                if pending.is_empty() {
+                    continue;
+                }
+                // One tower pass over items of as many requests as fit the patch budget.
+                let mut batch = Vec::new();
+                let mut patches = 0;
+                'fill: for (ri, r) in pending.iter().enumerate() {
+                    for (ii, it) in r.visuals.iter().enumerate() {
+                        if it.output.is_some() {
+                            continue;
+                        }
+                        let n = it.grid[0] * it.grid[1] * it.grid[2];
+                        if !batch.is_empty() && patches + n > max_batch_patches {
+                            break 'fill;
+                        }
+                        batch.push((ri, ii));
+                        patches += n;
+                    }
+                }
+                let mut failed: Vec<(usize, String)> = Vec::new();
+                {
+                    let mut refs: Vec<&mut crate::actors::request::VisualItem> = Vec::new();
+                    let mut it = pending.iter_mut().enumerate().peekable();
+                    // Collect &mut items in batch order (batch is sorted by (ri, ii)).
+                    let mut want = batch.iter().peekable();
+                    while let Some((ri, r)) = it.next() {
+                        for (ii, item) in r.visuals.iter_mut().enumerate() {
+                            if want.peek() == Some(&&(ri, ii)) {
+                                refs.push(item);
+                                want.next();
+                            }
+                        }
+                    }
+                    let res = catch_unwind(AssertUnwindSafe(|| {
+                        encode::encode_items(&model, &mut refs)
+                    }));
+                    let err = match res {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(_) => Some("vision tower panicked".to_string()),
+                    };
+                    if let Some(e) = err {
+                        let mut rs: Vec<usize> = batch.iter().map(|b| b.0).collect();
+                        rs.dedup();
+                        failed.extend(rs.into_iter().map(|r| (r, e.clone())));
+                    }
+                }
+                // Fail requests whose batch failed; forward the complete ones in order.
+                let mut next = VecDeque::new();
+                for (ri, mut r) in pending.drain(..).enumerate() {
+                    if let Some((_, e)) = failed.iter().find(|f| f.0 == ri) {
+                        let _ = futures::executor::block_on(
+                            stream.send(Fail(r.id, RequestError::Vision(e.clone()))),
+                        );
+                        continue;
+                    }
+                    if r.pending_visuals() > 0 {
+                        next.push_back(r);
+                        continue;
+                    }
+                    if let Err(e) = encode::assemble(&model, &mut r) {
+                        let _ = futures::executor::block_on(
+                            stream.send(Fail(r.id, RequestError::Vision(e.to_string()))),
+                        );
+                        continue;
+                    }
+                    r.timings.vision_done = Some(r.since_arrival());
+                    let id = r.id;
+                    // Waits for room in the LLM stage's mailbox (backpressure).
+                    if !matches!(futures::executor::block_on(llm.send(Admit(r))), Ok(Ok(()))) {
+                        let _ = futures::executor::block_on(
+                            stream.send(Fail(id, RequestError::Shutdown)),
+                        );
+                    }
+                }
+                pending = next;
+            }
+        })
+}
