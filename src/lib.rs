@@ -4,8 +4,10 @@
 //! * [`media`] — images and video: decoding, resizing, patchifying (Hugging Face processor parity).
 //! * [`prompt`] — tokenizer, chat template, placeholder expansion, incremental detokenizer.
 //! * [`actors`] — the streaming pipeline stages.
+//! * [`pipeline`] — the public API: build a pipeline, stream chat/generation events.
 
 pub mod actors;
 pub mod engine;
 pub mod media;
+pub mod pipeline;
 pub mod prompt;

@@ -3,7 +3,7 @@
 //! tokens to the stream stage. Heavy compute never runs on an actix arbiter.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -28,6 +28,9 @@ pub struct EngineConfig {
     /// Run the vision tower on the engine thread right before admission (no overlap with
     /// decode): the baseline of the overlap measurement.
     pub inline_vision: bool,
+    /// Requests taken from the channel into the scheduler's waiting queue at most; beyond it
+    /// they stay in the (bounded) channel and the upstream stages wait.
+    pub max_waiting: usize,
 }
 
 /// Live counters, readable from any thread.
@@ -59,10 +62,11 @@ pub fn spawn_engine(
     rx: mpsc::Receiver<LlmCommand>,
     sink: Box<dyn OutputSink>,
     stats: Arc<EngineStats>,
+    shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("qwen3vl-engine".into())
-        .spawn(move || engine_main(model, cfg, rx, sink, stats))
+        .spawn(move || engine_main(model, cfg, rx, sink, stats, shutdown))
 }
 
 fn engine_main(
@@ -71,6 +75,7 @@ fn engine_main(
     mut rx: mpsc::Receiver<LlmCommand>,
     mut sink: Box<dyn OutputSink>,
     stats: Arc<EngineStats>,
+    shutdown: Arc<AtomicBool>,
 ) {
     let mut kv = model.new_paged_cache(cfg.block_size, cfg.num_blocks);
     let blocks = BlockManager::new(cfg.num_blocks, cfg.block_size, cfg.prefix_caching);
@@ -79,14 +84,20 @@ fn engine_main(
     stats.total_blocks.store(cfg.num_blocks, Ordering::Relaxed);
     stats.free_blocks.store(cfg.num_blocks, Ordering::Relaxed);
     loop {
+        if shutdown.load(Ordering::Acquire) {
+            return;
+        }
         if !sched.has_work() {
             match rx.blocking_recv() {
                 Some(cmd) => admit(&model, &cfg, &mut sched, &mut *sink, cmd),
                 None => return,
             }
         }
-        while let Ok(cmd) = rx.try_recv() {
-            admit(&model, &cfg, &mut sched, &mut *sink, cmd);
+        while sched.num_waiting() < cfg.max_waiting.max(1) {
+            match rx.try_recv() {
+                Ok(cmd) => admit(&model, &cfg, &mut sched, &mut *sink, cmd),
+                Err(_) => break,
+            }
         }
         let mut updates = sched.reap_aborted();
         updates.extend(sched.schedule());
@@ -123,7 +134,9 @@ fn engine_main(
             .store(sched.blocks.num_free(), Ordering::Relaxed);
         stats.running.store(sched.num_running(), Ordering::Relaxed);
         stats.waiting.store(sched.num_waiting(), Ordering::Relaxed);
-        stats.preemptions.store(sched.preemptions, Ordering::Relaxed);
+        stats
+            .preemptions
+            .store(sched.preemptions, Ordering::Relaxed);
         if !updates.is_empty() {
             sink.deliver(updates);
         }
@@ -144,10 +157,12 @@ fn admit(
     }
     if req.pending_visuals() > 0 || (!req.visuals.is_empty() && req.prompt.features.is_none()) {
         // Inline mode (or a request the vision stage passed through): encode here.
-        let mut items: Vec<_> = req.visuals.iter_mut().filter(|v| v.output.is_none()).collect();
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            encode::encode_items(model, &mut items)
-        }));
+        let mut items: Vec<_> = req
+            .visuals
+            .iter_mut()
+            .filter(|v| v.output.is_none())
+            .collect();
+        let r = catch_unwind(AssertUnwindSafe(|| encode::encode_items(model, &mut items)));
         let r = match r {
             Ok(r) => r.and_then(|_| encode::assemble(model, &mut req)),
             Err(_) => Err(crate::engine::EngineError::Kernel("vision panicked".into())),

@@ -43,11 +43,7 @@ pub fn run_step(model: &Qwen3VlModel, kv: &mut KvBlocks, seqs: &[Sequence]) -> R
             start: s.computed,
             positions: [&o.pos[0], &o.pos[1], &o.pos[2]],
             blocks: &s.blocks.table,
-            visual: s
-                .prompt
-                .features
-                .as_deref()
-                .map(|f| (f, o.visual_before)),
+            visual: s.prompt.features.as_deref().map(|f| (f, o.visual_before)),
             logits: true,
         })
         .collect();

@@ -91,12 +91,10 @@ impl Scheduler {
             };
             out.push(update(&mut s, None, Some(reason)));
         };
-        let (gone, keep): (Vec<_>, Vec<_>) =
-            self.running.drain(..).partition(|s| s.is_aborted());
+        let (gone, keep): (Vec<_>, Vec<_>) = self.running.drain(..).partition(|s| s.is_aborted());
         self.running = keep;
         gone.into_iter().for_each(&mut take);
-        let (gone, keep): (Vec<_>, Vec<_>) =
-            self.waiting.drain(..).partition(|s| s.is_aborted());
+        let (gone, keep): (Vec<_>, Vec<_>) = self.waiting.drain(..).partition(|s| s.is_aborted());
         self.waiting = keep.into();
         gone.into_iter().for_each(&mut take);
         out

@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use crate::actors::error::RequestError;
-use crate::actors::request::{
-    PreparedRequest, Prompt, Request, RequestInput, Timings, VisualItem,
-};
+use crate::actors::request::{PreparedRequest, Prompt, Request, RequestInput, Timings, VisualItem};
 use crate::engine::model::MultimodalInput;
 use crate::engine::paged::prefix::{text_token_key, visual_content_hash, visual_token_key};
 use crate::engine::sampling::GenerationDefaults;
@@ -154,7 +152,10 @@ impl MediaContext {
 }
 
 /// Cut the pixel rows into one item per image and per video.
-fn split_items(model: &Qwen3VlModel, mm: &MultimodalInput) -> Result<Vec<VisualItem>, RequestError> {
+fn split_items(
+    model: &Qwen3VlModel,
+    mm: &MultimodalInput,
+) -> Result<Vec<VisualItem>, RequestError> {
     let pd = model.config.patch_dim();
     let mut items = Vec::new();
     for (pixels, grids, is_video) in [

@@ -9,8 +9,7 @@ use crate::engine::{Qwen3VlModel, Result};
 
 /// Encode `items` (any mix of requests) in one tower pass.
 pub fn encode_items(model: &Qwen3VlModel, items: &mut [&mut VisualItem]) -> Result<()> {
-    let inputs: Vec<(&[f32], [usize; 3])> =
-        items.iter().map(|i| (&i.pixels[..], i.grid)).collect();
+    let inputs: Vec<(&[f32], [usize; 3])> = items.iter().map(|i| (&i.pixels[..], i.grid)).collect();
     let outs = model.encode_items(&inputs)?;
     for (item, out) in items.iter_mut().zip(outs) {
         item.output = Some(Arc::new(out));

@@ -76,9 +76,8 @@ pub fn spawn_vision_worker(
                             }
                         }
                     }
-                    let res = catch_unwind(AssertUnwindSafe(|| {
-                        encode::encode_items(&model, &mut refs)
-                    }));
+                    let res =
+                        catch_unwind(AssertUnwindSafe(|| encode::encode_items(&model, &mut refs)));
                     let err = match res {
                         Ok(Ok(())) => None,
                         Ok(Err(e)) => Some(e.to_string()),

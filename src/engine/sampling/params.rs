@@ -162,12 +162,7 @@ pub struct ResolvedSampling {
     pub logprobs: Option<usize>,
 }
 
-fn check(
-    name: &'static str,
-    v: f32,
-    ok: bool,
-    range: &'static str,
-) -> Result<(), SamplingError> {
+fn check(name: &'static str, v: f32, ok: bool, range: &'static str) -> Result<(), SamplingError> {
     if ok && v.is_finite() {
         Ok(())
     } else {

@@ -176,7 +176,12 @@ pub fn argmax(xs: &[f32]) -> usize {
 
 pub fn log_softmax(xs: &[f32]) -> Vec<f32> {
     let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = xs.iter().map(|&x| ((x - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
+    let lse = xs
+        .iter()
+        .map(|&x| ((x - max) as f64).exp())
+        .sum::<f64>()
+        .ln() as f32
+        + max;
     xs.iter().map(|&x| x - lse).collect()
 }
 
