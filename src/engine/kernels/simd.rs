@@ -29,6 +29,14 @@ pub fn level() -> Level {
     }
 }
 
+/// Force a level (tests compare the portable and vector paths); `None` re-detects.
+pub fn force_level(level: Option<Level>) {
+    LEVEL.store(
+        level.map_or(0, |l| l.min(cpu_level()) as u8),
+        Ordering::Relaxed,
+    );
+}
+
 fn detect() -> Level {
     let cpu = cpu_level();
     let wanted = match std::env::var("QWEN3VL_ISA").as_deref() {
@@ -103,7 +111,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     // 2^n by building the exponent; n ∈ [-126, 127] after the clamp.
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
