@@ -91,6 +91,12 @@ def make_inputs():
     Image.fromarray(smooth(40, 70, 12)).save(INPUTS / "small40x70.png")
     make_video("clip.mp4", 48, 12, 120, 200, ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"])
     make_video("odd.webm", 15, 6, 64, 96, ["-c:v", "libvpx-vp9", "-b:v", "200k", "-pix_fmt", "yuv420p"])
+    # Same h264 stream in other containers (decode tests), a faststart copy (truncation test) and
+    # an MPEG-4 Part 2 AVI.
+    for name, extra in [("clip.mkv", []), ("clip.mov", []), ("clip_faststart.mp4", ["-movflags", "+faststart"])]:
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(INPUTS / "clip.mp4"), "-c", "copy", *extra,
+                        str(INPUTS / name)], check=True)
+    make_video("clip.avi", 24, 8, 64, 80, ["-c:v", "mpeg4", "-q:v", "5", "-pix_fmt", "yuv420p"])
 
 
 def make_video(name, frames, fps, h, w, codec):

@@ -60,7 +60,11 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
         .to_path_buf();
     let limits = MediaLimits {
         // A local command may read what its user can read, unless told otherwise.
-        media_root: Some(args.media_root.clone().unwrap_or_else(|| PathBuf::from("/"))),
+        media_root: Some(
+            args.media_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/")),
+        ),
         allow_http: !args.no_http,
         ..Default::default()
     };

@@ -2,6 +2,8 @@
 //! temporary model folders.
 #![allow(dead_code)]
 
+pub mod encode;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
