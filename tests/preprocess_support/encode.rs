@@ -15,6 +15,7 @@ pub fn encode_test_video(
     codec: &str,
 ) -> Result<(), ff::Error> {
     ff::init()?;
+    ff::util::log::set_level(ff::util::log::Level::Error);
     let mut octx = ff::format::output(path)?;
     let global_header = octx
         .format()
