@@ -32,7 +32,7 @@ fn long_1080p_video_is_decoded_in_bounded_memory() {
     assert_eq!(m.frames_indices.len(), 16);
     assert_eq!(v.grid_thw[0], 8);
     let peak = status_kib("VmHWM:").unwrap_or(0);
-    let raw_mib = frames as u64 * 1920 * 1080 * 3 >> 20;
+    let raw_mib = (frames as u64 * 1920 * 1080 * 3) >> 20;
     let grown_mib = peak.saturating_sub(before) >> 10;
     eprintln!(
         "decoded RGB would be {raw_mib} MiB; peak RSS grew by {grown_mib} MiB (reset: {reset})"
