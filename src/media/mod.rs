@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod image;
 mod jpeg;
+mod par;
 pub mod patchify;
 pub mod resize;
 pub mod source;

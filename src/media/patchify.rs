@@ -62,25 +62,30 @@ pub fn patchify(
     let (gh, gw) = (height / p, width / p);
     let row_len = 3 * tp * p * p;
     let mut out = vec![0f32; gt * gh * gw * row_len];
-    let frame_at = |i: usize| &frames[i.min(frames.len() - 1)];
-    let mut rows = out.chunks_exact_mut(row_len);
-    for t in 0..gt {
-        for br in 0..gh / m {
-            for bc in 0..gw / m {
-                for ir in 0..m {
-                    for ic in 0..m {
-                        let row = rows.next().expect("row count matches grid");
-                        let (y0, x0) = ((br * m + ir) * p, (bc * m + ic) * p);
-                        let mut o = 0;
-                        for (c, table) in lut.iter().enumerate() {
-                            for tt in 0..tp {
-                                let f = frame_at(t * tp + tt);
-                                for py in 0..p {
-                                    let base = ((y0 + py) * width + x0) * 3 + c;
-                                    for px in 0..p {
-                                        row[o] = table[f[base + px * 3] as usize];
-                                        o += 1;
-                                    }
+    if frames.is_empty() {
+        return (out, [0, gh as u32, gw as u32]);
+    }
+    // One band = all rows of one temporal slice and one merge-window row: contiguous in `out`.
+    let bands_per_slice = gh / m;
+    super::par::for_each_chunk(&mut out, gw * m * row_len, |band, rows| {
+        let (t, br) = (band / bands_per_slice, band % bands_per_slice);
+        let mut rows = rows.chunks_exact_mut(row_len);
+        for bc in 0..gw / m {
+            for ir in 0..m {
+                for ic in 0..m {
+                    let Some(row) = rows.next() else { return };
+                    let (y0, x0) = ((br * m + ir) * p, (bc * m + ic) * p);
+                    let mut dst = row.chunks_exact_mut(p);
+                    for (c, table) in lut.iter().enumerate() {
+                        for tt in 0..tp {
+                            // Past the last frame, the last frame repeats (temporal padding).
+                            let f = &frames[(t * tp + tt).min(frames.len() - 1)];
+                            for py in 0..p {
+                                let start = ((y0 + py) * width + x0) * 3;
+                                let src = &f[start..start + p * 3];
+                                let Some(d) = dst.next() else { return };
+                                for (v, px) in d.iter_mut().zip(src.chunks_exact(3)) {
+                                    *v = table[px[c] as usize];
                                 }
                             }
                         }
@@ -88,6 +93,6 @@ pub fn patchify(
                 }
             }
         }
-    }
+    });
     (out, [gt as u32, gh as u32, gw as u32])
 }

@@ -269,9 +269,12 @@ fn horizontal(
     c: &Coeffs,
 ) -> Vec<u8> {
     let mut out = vec![0u8; (row1 - row0) * out_w * 3];
-    let half = 1i32 << (c.precision - 1).min(31);
-    let half = if c.precision == 0 { 0 } else { half };
-    for (r, out_row) in out.chunks_exact_mut(out_w * 3).enumerate() {
+    let half = if c.precision == 0 {
+        0
+    } else {
+        1i32 << (c.precision - 1)
+    };
+    super::par::for_each_chunk(&mut out, out_w * 3, |r, out_row| {
         let y = row0 + r;
         let in_row = &src[y * width * 3..(y + 1) * width * 3];
         for (xx, px) in out_row.chunks_exact_mut(3).enumerate() {
@@ -288,7 +291,7 @@ fn horizontal(
             px[1] = clip8(s1, c.precision);
             px[2] = clip8(s2, c.precision);
         }
-    }
+    });
     out
 }
 
@@ -300,11 +303,10 @@ fn vertical(src: &[u8], width: usize, row0: usize, out_h: usize, c: &Coeffs) -> 
     } else {
         1i32 << (c.precision - 1)
     };
-    let mut acc = vec![0i32; stride];
-    for (yy, out_row) in out.chunks_exact_mut(stride).enumerate() {
+    super::par::for_each_chunk(&mut out, stride, |yy, out_row| {
         let (ymin, n) = c.bounds[yy];
         let k = &c.weights[yy * c.ksize..yy * c.ksize + n];
-        acc.fill(half);
+        let mut acc = vec![half; stride];
         for (dy, &w) in k.iter().enumerate() {
             let y = ymin + dy - row0;
             let in_row = &src[y * stride..(y + 1) * stride];
@@ -316,7 +318,7 @@ fn vertical(src: &[u8], width: usize, row0: usize, out_h: usize, c: &Coeffs) -> 
         for (o, &a) in out_row.iter_mut().zip(&acc) {
             *o = clip8(a, c.precision);
         }
-    }
+    });
     out
 }
 

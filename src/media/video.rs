@@ -262,10 +262,10 @@ pub fn load_video(
                 rh as usize,
                 Resampler::TorchUint8,
             );
-            while *next < indices.len() && indices[*next] == i {
-                frames.push(resized.clone());
-                *next += 1;
-            }
+            // An index repeats only when more frames are asked for than exist.
+            let repeats = indices[*next..].iter().take_while(|&&j| j == i).count();
+            frames.extend(std::iter::repeat_n(resized, repeats));
+            *next += repeats;
         }
         Ok(())
     };

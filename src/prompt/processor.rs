@@ -433,6 +433,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn processor_is_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Processor>();
+        assert_send_sync::<ProcessedInputs>();
+    }
+
+    #[test]
     fn timestamp_format_matches_python() {
         // Python: f"{0.25:.1f}" == "0.2", f"{0.75:.1f}" == "0.8", f"{2.65:.1f}" == "2.6"
         assert_eq!(format_timestamp(0.25), "<0.2 seconds>");
