@@ -232,6 +232,10 @@ pub fn load_video(
     if total == 0 {
         return Err(bad("video has no frames"));
     }
+    if !cfg.do_sample_frames {
+        // Every frame would be kept: refuse before building a list as long as the video claims.
+        check_frame_limit(usize::try_from(total).unwrap_or(usize::MAX), limits)?;
+    }
     let indices = sample_indices(total, fps, cfg);
     check_frame_limit(indices.len(), limits)?;
     let v = &cfg.vision;
