@@ -200,6 +200,12 @@ TEMPLATE_CASES = [
         {"role": "tool", "content": "cold"},
         {"role": "user", "content": "Thanks"},
     ], [WEATHER_TOOL]),
+    ("list_contents", [
+        {"role": "system", "content": [text("Sys A. "), text("Sys B.")]},
+        {"role": "user", "content": [text("Q1")]},
+        {"role": "assistant", "content": [text("A1")]},
+        {"role": "user", "content": "Q2"},
+    ], None),
     ("vision_placeholders", [
         {"role": "user", "content": [part("image", "a.png"), text("x"), part("video", "b.mp4")]},
         {"role": "assistant", "content": "ok"},
