@@ -23,6 +23,8 @@ enum Command {
     MakeCheckpoint(cli::make_checkpoint::MakeCheckpointArgs),
     /// Model-level benchmark: vision, time to first token, prefill, decode, peak RSS.
     BenchModel(cli::bench_model::BenchModelArgs),
+    /// Chat messages (text, images, videos) → input_ids + pixel values, as the HF processor does.
+    Preprocess(cli::preprocess::PreprocessArgs),
 }
 
 fn main() {
@@ -31,6 +33,7 @@ fn main() {
         Command::Forward(a) => cli::forward::run(a),
         Command::MakeCheckpoint(a) => cli::make_checkpoint::run(a),
         Command::BenchModel(a) => cli::bench_model::run(a),
+        Command::Preprocess(a) => cli::preprocess::run(a),
     };
     if let Err(e) = result {
         // One clear line: the error and its causes.

@@ -7,7 +7,7 @@ use qwen3vl::engine::random_checkpoint::{write_random_checkpoint, Arch};
 
 #[derive(clap::Args, Debug)]
 pub struct MakeCheckpointArgs {
-    /// 2b, 4b, 8b, 32b or 30b-a3b.
+    /// tiny, 2b, 4b, 8b, 32b or 30b-a3b.
     #[arg(long)]
     pub arch: String,
     /// Override the number of text decoder layers (e.g. a layer-reduced MoE that fits in RAM).
@@ -22,8 +22,12 @@ pub struct MakeCheckpointArgs {
 }
 
 pub fn run(args: &MakeCheckpointArgs) -> Result<()> {
-    let arch = Arch::parse(&args.arch)
-        .ok_or_else(|| anyhow!("unknown --arch `{}` (2b, 4b, 8b, 32b, 30b-a3b)", args.arch))?;
+    let arch = Arch::parse(&args.arch).ok_or_else(|| {
+        anyhow!(
+            "unknown --arch `{}` (tiny, 2b, 4b, 8b, 32b, 30b-a3b)",
+            args.arch
+        )
+    })?;
     let t = std::time::Instant::now();
     let files = write_random_checkpoint(arch, args.layers, &args.out, args.seed)?;
     let bytes: u64 = files

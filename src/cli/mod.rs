@@ -3,3 +3,4 @@
 pub mod bench_model;
 pub mod forward;
 pub mod make_checkpoint;
+pub mod preprocess;

@@ -14,6 +14,8 @@ use super::error::{EngineError, Result};
 /// Architectures of the released models (spec §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
+    /// A few-MB model with the real vocabulary (works with the real tokenizer): demos and tests.
+    Tiny,
     B2,
     B4,
     B8,
@@ -24,6 +26,7 @@ pub enum Arch {
 impl Arch {
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
+            "tiny" => Some(Arch::Tiny),
             "2b" => Some(Arch::B2),
             "4b" => Some(Arch::B4),
             "8b" => Some(Arch::B8),
@@ -48,6 +51,7 @@ impl Arch {
             usize,
             [usize; 3],
         ) = match self {
+            Arch::Tiny => (128, 4, 4, 2, 256, true, 4, 64, 128, [1, 2, 3]),
             Arch::B2 => (2048, 28, 16, 8, 6144, true, 24, 1024, 4096, [5, 11, 17]),
             Arch::B4 => (2560, 36, 32, 8, 9728, true, 24, 1024, 4096, [5, 11, 17]),
             Arch::B8 => (4096, 36, 32, 8, 12288, false, 27, 1152, 4304, [8, 16, 24]),
@@ -55,14 +59,20 @@ impl Arch {
             Arch::A3b30 => (2048, 48, 32, 4, 6144, false, 27, 1152, 4304, [8, 16, 24]),
         };
         let moe = self == Arch::A3b30;
+        // The tiny model keeps head_dim 128 semantics small: 4 heads of 32.
+        let (head_dim, section) = if self == Arch::Tiny {
+            (32, [6, 5, 5])
+        } else {
+            (128, [24, 20, 20])
+        };
         let mut text = json!({
             "model_type": if moe { "qwen3_vl_moe_text" } else { "qwen3_vl_text" },
             "vocab_size": 151936, "hidden_size": h, "intermediate_size": inter,
             "num_hidden_layers": layers.unwrap_or(l), "num_attention_heads": nh,
-            "num_key_value_heads": nkv, "head_dim": 128, "rms_norm_eps": 1e-6,
+            "num_key_value_heads": nkv, "head_dim": head_dim, "rms_norm_eps": 1e-6,
             "rope_theta": 5000000.0, "max_position_embeddings": 262144, "hidden_act": "silu",
             "attention_bias": false, "tie_word_embeddings": tie,
-            "rope_scaling": {"rope_type": "default", "mrope_section": [24, 20, 20], "mrope_interleaved": true},
+            "rope_scaling": {"rope_type": "default", "mrope_section": section, "mrope_interleaved": true},
             "bos_token_id": 151643, "eos_token_id": 151645, "dtype": "bfloat16"
         });
         if moe {
@@ -84,7 +94,8 @@ impl Arch {
             "text_config": text,
             "vision_config": {
                 "model_type": if moe { "qwen3_vl_moe" } else { "qwen3_vl" },
-                "depth": vd, "hidden_size": vh, "intermediate_size": vi, "num_heads": 16,
+                "depth": vd, "hidden_size": vh, "intermediate_size": vi,
+                "num_heads": if self == Arch::Tiny { 4 } else { 16 },
                 "out_hidden_size": h, "patch_size": 16, "temporal_patch_size": 2,
                 "spatial_merge_size": 2, "in_channels": 3, "num_position_embeddings": 2304,
                 "hidden_act": "gelu_pytorch_tanh", "deepstack_visual_indexes": ds
@@ -244,7 +255,8 @@ pub enum Fill {
     Bias,
 }
 
-const WEIGHT_STD: f32 = 0.02;
+/// Large enough that a random model's logits are not flat (so greedy output varies).
+const WEIGHT_STD: f32 = 0.05;
 const SHARD_BYTES: usize = 4 << 30;
 
 /// Write `config.json`, `generation_config.json` and random bf16 weights for `arch` into `out`.

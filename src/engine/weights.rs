@@ -109,6 +109,7 @@ impl Checkpoint {
 
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
+            || legacy_name(name).is_some_and(|l| self.entries.contains_key(&l))
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -116,13 +117,14 @@ impl Checkpoint {
     }
 
     pub fn get(&self, name: &str) -> Result<TensorView<'_>> {
-        let (key, e) =
-            self.entries
-                .get_key_value(name)
-                .ok_or_else(|| EngineError::MissingTensor {
-                    name: name.to_string(),
-                    dir: self.dir.clone(),
-                })?;
+        let (key, e) = self
+            .entries
+            .get_key_value(name)
+            .or_else(|| legacy_name(name).and_then(|l| self.entries.get_key_value(&l)))
+            .ok_or_else(|| EngineError::MissingTensor {
+                name: name.to_string(),
+                dir: self.dir.clone(),
+            })?;
         let dtype = e.dtype.clone().map_err(|dtype| EngineError::Dtype {
             name: name.to_string(),
             dtype,
@@ -139,7 +141,11 @@ impl Checkpoint {
     /// does not hold the mapped file and the converted weights in memory at the same time.
     /// Only whole pages inside the tensor are released; the file itself is untouched.
     pub fn release(&self, name: &str) {
-        if let Some(e) = self.entries.get(name) {
+        if let Some(e) = self
+            .entries
+            .get(name)
+            .or_else(|| legacy_name(name).and_then(|l| self.entries.get(&l)))
+        {
             release_range(&self.files[e.file].1, e.start, e.end);
         }
     }
@@ -191,6 +197,17 @@ impl TensorView<'_> {
                 .collect(),
             _ => self.to_f32().into_iter().map(bf16::from_f32).collect(),
         }
+    }
+}
+
+/// Qwen2-VL-style names some re-exports use: `visual.…` and `model.layers.…` instead of the nested
+/// `model.visual.…` / `model.language_model.…`.
+fn legacy_name(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("model.visual.") {
+        Some(format!("visual.{rest}"))
+    } else {
+        name.strip_prefix("model.language_model.")
+            .map(|rest| format!("model.{rest}"))
     }
 }
 

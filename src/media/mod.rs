@@ -1,1 +1,138 @@
 //! Image and video decoding and preprocessing with Hugging Face processor parity.
+//!
+//! * [`source`] — where bytes come from ([`MediaSource`], [`MediaFetcher`]) and the media root.
+//! * [`image`] — decoding (EXIF, alpha on white) and `Qwen2VLImageProcessor` (slow, PIL) parity.
+//! * [`video`] — FFmpeg decoding, frame sampling and `Qwen3VLVideoProcessor` parity.
+//! * [`resize`] — `smart_resize` and the antialiased bicubic resamplers.
+//! * [`patchify`] — normalisation and patch flattening.
+
+pub mod config;
+pub mod error;
+pub mod image;
+mod jpeg;
+mod par;
+pub mod patchify;
+pub mod resize;
+pub mod source;
+pub mod video;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use self::config::{ImageProcessorConfig, VideoProcessorConfig, VisionConfig};
+pub use self::error::MediaError;
+pub use self::image::{decode_image, preprocess_image, PatchedVisual, RgbImage};
+pub use self::source::{MediaFetcher, MediaSource};
+pub use self::video::{load_video, video_from_frames, VideoData, VideoMetadata};
+
+/// Resource limits and access policy for user-supplied media.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaLimits {
+    /// Local files are readable only under this directory; `None` disables local files.
+    pub media_root: Option<PathBuf>,
+    /// Whether `http(s)://` references may be fetched.
+    pub allow_http: bool,
+    /// Whole-request timeout for one HTTP fetch.
+    pub http_timeout: Duration,
+    /// Maximum encoded size of one media item, in bytes.
+    pub max_item_bytes: u64,
+    /// Maximum number of images plus videos (a frame list counts as one) in one request.
+    pub max_items: usize,
+    /// Maximum pixel count of a source image or video frame (before resizing).
+    pub max_image_pixels: u64,
+    /// Maximum number of frames kept from one video (after sampling).
+    pub max_frames: u64,
+}
+
+impl Default for MediaLimits {
+    fn default() -> Self {
+        Self {
+            media_root: None,
+            allow_http: true,
+            http_timeout: Duration::from_secs(30),
+            max_item_bytes: 256 << 20,
+            max_items: 20,
+            max_image_pixels: 8192 * 8192,
+            max_frames: 768,
+        }
+    }
+}
+
+/// An image reference from a chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInput {
+    pub source: MediaSource,
+}
+
+/// A video reference from a chat message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VideoInput {
+    /// An encoded video file (mp4, webm, mkv, avi, mov, …).
+    Source(MediaSource),
+    /// Already-extracted frames, with the rate they were taken at (default 2 fps).
+    Frames {
+        frames: Vec<MediaSource>,
+        fps: Option<f64>,
+    },
+}
+
+impl ImageInput {
+    /// Fetches, decodes and preprocesses the image.
+    pub fn load(
+        &self,
+        fetcher: &MediaFetcher,
+        cfg: &ImageProcessorConfig,
+    ) -> Result<PatchedVisual, MediaError> {
+        let bytes = fetcher.fetch(&self.source)?;
+        let img = decode_image(&bytes, fetcher.limits())?;
+        preprocess_image(&img, cfg)
+    }
+}
+
+impl VideoInput {
+    /// Fetches, decodes, samples and preprocesses the video.
+    pub fn load(
+        &self,
+        fetcher: &MediaFetcher,
+        cfg: &VideoProcessorConfig,
+    ) -> Result<(PatchedVisual, VideoMetadata), MediaError> {
+        let limits = fetcher.limits();
+        match self {
+            VideoInput::Source(MediaSource::File(p)) => {
+                let path = fetcher.resolve_path(p)?;
+                let size = std::fs::metadata(&path)
+                    .map_err(|source| MediaError::Io {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .len();
+                if size > limits.max_item_bytes {
+                    return Err(MediaError::TooLarge {
+                        size,
+                        limit: limits.max_item_bytes,
+                    });
+                }
+                // Decoded straight from disk: the file is never held in memory.
+                load_video(&VideoData::Path(path), cfg, limits)
+            }
+            VideoInput::Source(src) => {
+                let bytes: Arc<[u8]> = fetcher.fetch(src)?.into();
+                load_video(&VideoData::Bytes(bytes), cfg, limits)
+            }
+            VideoInput::Frames { frames, fps } => {
+                if frames.len() as u64 > limits.max_frames {
+                    return Err(MediaError::TooManyFrames {
+                        frames: frames.len() as u64,
+                        limit: limits.max_frames,
+                    });
+                }
+                let imgs = frames
+                    .iter()
+                    .map(|s| decode_image(&fetcher.fetch(s)?, limits))
+                    .collect::<Result<Vec<_>, _>>()?;
+                video_from_frames(&imgs, *fps, cfg, limits)
+            }
+        }
+    }
+}

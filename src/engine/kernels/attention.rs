@@ -9,6 +9,7 @@ use super::bf16::Precision;
 use super::gemm_portable::gemm_strided;
 use super::ops::SyncSlice;
 use super::pool::ThreadPool;
+use super::simd::{exp_f32, multiversion};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AttnShape {
@@ -109,20 +110,7 @@ pub fn attention(
                     Mask::Full => kmax,
                     Mask::Causal { offset } => (offset + i0 + r + 1).min(kmax),
                 };
-                let mut max = f32::NEG_INFINITY;
-                for x in row[..visible].iter_mut() {
-                    *x = p.round(p.round(*x) * scale);
-                    max = max.max(*x);
-                }
-                let mut sum = 0f32;
-                for x in row[..visible].iter_mut() {
-                    *x = (*x - max).exp();
-                    sum += *x;
-                }
-                for x in row[..visible].iter_mut() {
-                    *x = p.round(*x / sum);
-                }
-                row[visible..].iter_mut().for_each(|x| *x = 0.0);
+                softmax_row(row, visible, scale, p);
             }
             let vb = &v[s.k0 * kvs + g * hd..];
             let base = (s.q0 + i0) * qs + h * hd;
@@ -152,4 +140,25 @@ pub fn attention(
             }
         });
     });
+}
+
+multiversion! {
+    /// Eager-PyTorch softmax of one score row: round(round(s)·scale), f32 softmax over the
+    /// visible keys, probabilities rounded; masked keys get probability 0.
+    fn softmax_row(row: &mut [f32], visible: usize, scale: f32, p: Precision) {
+        let mut max = f32::NEG_INFINITY;
+        for x in row[..visible].iter_mut() {
+            *x = p.round(p.round(*x) * scale);
+            max = max.max(*x);
+        }
+        let mut sum = 0f32;
+        for x in row[..visible].iter_mut() {
+            *x = exp_f32(*x - max);
+            sum += *x;
+        }
+        for x in row[..visible].iter_mut() {
+            *x = p.round(*x / sum);
+        }
+        row[visible..].iter_mut().for_each(|x| *x = 0.0);
+    }
 }

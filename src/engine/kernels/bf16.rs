@@ -1,9 +1,11 @@
 //! bf16 helpers. In bf16 mode activations live in f32 buffers but hold only bf16-representable
 //! values: every place where PyTorch rounds a bf16 tensor, we round too.
 
+use super::simd::multiversion;
+
 /// Round to the nearest bf16 value (ties to even), returned as f32. Bit arithmetic so that loops
 /// over buffers vectorise; NaN stays NaN.
-#[inline]
+#[inline(always)]
 pub fn round_bf16(x: f32) -> f32 {
     let b = x.to_bits();
     if (b & 0x7fff_ffff) > 0x7f80_0000 {
@@ -13,10 +15,30 @@ pub fn round_bf16(x: f32) -> f32 {
     f32::from_bits(r & 0xffff_0000)
 }
 
-/// Round a whole buffer to bf16 precision (round-to-nearest-even).
-pub fn round_slice(xs: &mut [f32]) {
-    for x in xs {
-        *x = round_bf16(*x);
+multiversion! {
+    /// Round a whole buffer to bf16 precision (round-to-nearest-even).
+    pub fn round_slice(xs: &mut [f32]) {
+        for x in xs {
+            *x = round_bf16(*x);
+        }
+    }
+}
+
+multiversion! {
+    /// Round f32 values to bf16 (nearest-even).
+    pub fn narrow(dst: &mut [half::bf16], src: &[f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = half::bf16::from_bits((round_bf16(*s).to_bits() >> 16) as u16);
+        }
+    }
+}
+
+multiversion! {
+    /// Widen bf16 bit patterns to f32 (exact: a bf16 is the top half of an f32).
+    pub fn widen(dst: &mut [f32], src: &[half::bf16]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = f32::from_bits((s.to_bits() as u32) << 16);
+        }
     }
 }
 
@@ -30,7 +52,7 @@ pub enum Precision {
 }
 
 impl Precision {
-    #[inline]
+    #[inline(always)]
     pub fn round(self, x: f32) -> f32 {
         match self {
             Precision::F32 => x,

@@ -5,6 +5,7 @@
 use half::bf16;
 
 use super::pool::ThreadPool;
+use super::simd::multiversion;
 
 /// Columns per task: a block of bf16 weight rows widened to f32 stays L2-resident.
 const BLOCK_N: usize = 64;
@@ -92,9 +93,7 @@ pub fn matmul_bf16(
         while j < n1 {
             let jb = (j + BLOCK_N).min(n1);
             let rows = jb - j;
-            for (d, s) in wide[..rows * k].iter_mut().zip(&w[j * k..jb * k]) {
-                *d = s.to_f32();
-            }
+            super::bf16::widen(&mut wide[..rows * k], &w[j * k..jb * k]);
             if m == 1 {
                 // GEMV: a plain dot product per column beats gemm's packing overhead.
                 for r in 0..rows {
@@ -110,7 +109,9 @@ pub fn matmul_bf16(
     });
 }
 
-/// f32 dot product with 16 independent accumulators (vectorises well).
+multiversion! {
+/// f32 dot product with 16 independent accumulators (vectorises well; the same summation order
+/// on every ISA).
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let mut acc = [0f32; 16];
@@ -126,6 +127,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         tail += a[i] * b[i];
     }
     acc.iter().sum::<f32>() + tail
+}
 }
 
 /// C[m, n] = A[m, k] · B[k, n] for arbitrary element strides (row stride `rs`, column stride `cs`).

@@ -12,10 +12,11 @@ pub mod onednn_sys;
 pub mod ops;
 pub mod paged_attention;
 pub mod pool;
+pub mod simd;
 
 use crate::engine::error::{EngineError, Result};
 use linear::{FastBackend, FastMatmul, WeightStore};
-use onednn::{OneDnn, OneDnnError, PackedWeight, WeightData};
+use onednn::{OneDnn, OneDnnError, PackedWeight, Source, WeightData};
 
 /// Weights smaller than this (elements) stay on the portable path under automatic selection:
 /// oneDNN's per-call cost (primitive lookup, OpenMP region) dominates on tiny matrices.
@@ -103,6 +104,18 @@ struct SplitPacked {
 impl FastMatmul for SplitPacked {
     fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
         let n = self.n;
+        // Convert the source to bf16 once for all slices (not once per slice).
+        let x_bf16: Vec<half::bf16>;
+        let src = if self.slices[0].2.wants_bf16_source() {
+            x_bf16 = {
+                let mut v = vec![half::bf16::ZERO; x.len()];
+                bf16::narrow(&mut v, x);
+                v
+            };
+            Source::Bf16(&x_bf16)
+        } else {
+            Source::F32(x)
+        };
         let failure = std::sync::Mutex::new(None);
         let out = ops::SyncSlice(y.as_mut_ptr(), y.len());
         pool::ThreadPool::global().run(self.slices.len(), &|i| {
@@ -111,13 +124,13 @@ impl FastMatmul for SplitPacked {
             let b = bias.map(|b| &b[n0..n1]);
             let r = if m == 1 {
                 // SAFETY: slice i owns output columns [n0, n1); with one row they are contiguous.
-                w.matmul(x, m, b, unsafe { out.range(n0, n1) })
+                w.matmul_src(src, m, b, unsafe { out.range(n0, n1) })
             } else {
                 SLICE_OUT.with(|cell| {
                     // Reused per thread: fresh multi-MB buffers cost a page fault per 4 KiB.
                     let mut tmp = cell.borrow_mut();
                     tmp.resize(m * (n1 - n0), 0.0);
-                    let r = w.matmul(x, m, b, &mut tmp);
+                    let r = w.matmul_src(src, m, b, &mut tmp);
                     for (row, src) in tmp.chunks_exact(n1 - n0).enumerate() {
                         // SAFETY: columns [n0, n1) of each row belong to slice i only.
                         unsafe { out.range(row * n + n0, row * n + n1) }.copy_from_slice(src);

@@ -49,6 +49,14 @@ use super::onednn_sys::*;
 mod handles;
 use handles::{AlignedBuf, Prim};
 
+/// The source operand of a matmul.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    F32(&'a [f32]),
+    /// Already rounded to bf16 (only for bf16 weights).
+    Bf16(&'a [bf16]),
+}
+
 /// Errors from the oneDNN binding.
 #[derive(Debug, thiserror::Error)]
 pub enum OneDnnError {
@@ -384,11 +392,31 @@ impl PackedWeight {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<(), OneDnnError> {
+        self.matmul_src(Source::F32(x), m, bias, y)
+    }
+
+    /// Whether this weight multiplies a bf16 source (then callers may convert `x` once with
+    /// [`Source::Bf16`] and share it between several weights or slices).
+    pub fn wants_bf16_source(&self) -> bool {
+        self.dt == DNNL_BF16
+    }
+
+    /// As [`PackedWeight::matmul`], with the source given as f32 or already as bf16.
+    pub fn matmul_src(
+        &self,
+        x: Source<'_>,
+        m: usize,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<(), OneDnnError> {
         let (n, k) = (self.n, self.k);
-        if m == 0 || x.len() != m * k || y.len() != m * n {
+        let x_len = match x {
+            Source::F32(v) => v.len(),
+            Source::Bf16(v) => v.len(),
+        };
+        if m == 0 || x_len != m * k || y.len() != m * n {
             return Err(OneDnnError::Shape(format!(
-                "x has {} elements and y {}, expected M·K = {m}·{k} and M·N = {m}·{n} (M ≥ 1)",
-                x.len(),
+                "x has {x_len} elements and y {}, expected M·K = {m}·{k} and M·N = {m}·{n} (M ≥ 1)",
                 y.len()
             )));
         }
@@ -401,16 +429,23 @@ impl PackedWeight {
         let mm = self.primitive(m, bias.is_some())?;
         SCRATCH.with(|s| {
             let s = &mut *s.borrow_mut();
-            let src = if self.dt == DNNL_BF16 {
-                if s.x_bf16.len() < x.len() {
-                    s.x_bf16.resize(x.len(), bf16::ZERO);
+            let src = match (self.dt == DNNL_BF16, x) {
+                (true, Source::Bf16(xb)) => xb.as_ptr() as *mut c_void,
+                (true, Source::F32(x)) => {
+                    if s.x_bf16.len() < x.len() {
+                        s.x_bf16.resize(x.len(), bf16::ZERO);
+                    }
+                    let xb = &mut s.x_bf16[..x.len()];
+                    xb.convert_from_f32_slice(x);
+                    xb.as_mut_ptr().cast()
                 }
-                let xb = &mut s.x_bf16[..x.len()];
-                xb.convert_from_f32_slice(x);
-                xb.as_mut_ptr().cast()
-            } else {
                 // oneDNN only reads the source; the cast to *mut is what its C API takes.
-                x.as_ptr() as *mut c_void
+                (false, Source::F32(x)) => x.as_ptr() as *mut c_void,
+                (false, Source::Bf16(_)) => {
+                    return Err(OneDnnError::Shape(
+                        "an f32 weight needs an f32 source".into(),
+                    ))
+                }
             };
             let w = if mm.unpack_weights {
                 self.unpack(&mut s.plain_w, &mut s.pad)?

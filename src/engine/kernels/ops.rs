@@ -2,8 +2,9 @@
 //! PyTorch reference (statistics in f32, one rounding to the activation precision where PyTorch
 //! materialises a bf16 tensor).
 
-use super::bf16::Precision;
+use super::bf16::{round_bf16, Precision};
 use super::pool::ThreadPool;
+use super::simd::{multiversion, sigmoid_f32};
 
 /// Rows per task for row-parallel ops.
 fn rows_per_task(rows: usize, threads: usize) -> usize {
@@ -43,11 +44,19 @@ pub fn rms_norm(pool: &ThreadPool, x: &mut [f32], dim: usize, w: &[f32], eps: f3
     par_rows(pool, x, dim, &|_, row| rms_norm_row(row, w, eps, p));
 }
 
-pub fn rms_norm_row(row: &mut [f32], w: &[f32], eps: f32, p: Precision) {
-    let ss: f32 = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
-    let inv = 1.0 / (ss + eps).sqrt();
-    for (v, wi) in row.iter_mut().zip(w) {
-        *v = p.round(wi * p.round(*v * inv));
+multiversion! {
+    pub fn rms_norm_row(row: &mut [f32], w: &[f32], eps: f32, p: Precision) {
+        let ss: f32 = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+        let inv = 1.0 / (ss + eps).sqrt();
+        if p == Precision::Bf16 {
+            for (v, wi) in row.iter_mut().zip(w) {
+                *v = round_bf16(wi * round_bf16(*v * inv));
+            }
+        } else {
+            for (v, wi) in row.iter_mut().zip(w) {
+                *v = wi * (*v * inv);
+            }
+        }
     }
 }
 
@@ -63,24 +72,30 @@ pub fn layer_norm(
     eps: f32,
     p: Precision,
 ) {
-    par_rows(pool, x, dim, &|_, row| {
+    par_rows(pool, x, dim, &|_, row| layer_norm_row(row, w, b, eps, p));
+}
+
+multiversion! {
+    fn layer_norm_row(row: &mut [f32], w: &[f32], b: &[f32], eps: f32, p: Precision) {
         let n = row.len() as f64;
         let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let var = row.iter().map(|&v| (v as f64 - mean) * (v as f64 - mean)).sum::<f64>() / n;
         let (mean, var) = (mean as f32, var as f32);
         let rstd = 1.0 / (var + eps).sqrt();
         let shift = -mean * rstd;
         for ((v, wi), bi) in row.iter_mut().zip(w).zip(b) {
             *v = p.round(v.mul_add(rstd, shift).mul_add(*wi, *bi));
         }
-    });
+    }
 }
 
-/// `gelu_pytorch_tanh`.
-#[inline]
+/// `gelu_pytorch_tanh`: 0.5·x·(1 + tanh(u)) computed as x·sigmoid(2u) (the same function,
+/// without tanh's cancellation near zero and without a libm call).
+#[inline(always)]
 pub fn gelu_tanh(x: f32) -> f32 {
     const K: f32 = 0.797_884_6; // sqrt(2/pi)
-    0.5 * x * (1.0 + (K * (x + 0.044715 * x * x * x)).tanh())
+    let u = K * (x + 0.044715 * (x * x * x));
+    x * sigmoid_f32(2.0 * u)
 }
 
 /// Exact GELU (`nn.GELU()`), erf form.
@@ -89,9 +104,9 @@ pub fn gelu_erf(x: f32) -> f32 {
     x * 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-#[inline]
+#[inline(always)]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x * sigmoid_f32(x)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -102,7 +117,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    #[inline]
+    #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Activation::GeluTanh => gelu_tanh(x),
@@ -118,25 +133,57 @@ pub fn activate(pool: &ThreadPool, x: &mut [f32], act: Activation, p: Precision)
     let cell = SyncSlice(x.as_mut_ptr(), len);
     pool.run_chunks(len, 1024, &|a, b| {
         // SAFETY: chunks [a, b) are disjoint sub-ranges of the buffer.
-        let s = unsafe { cell.range(a, b) };
-        for v in s {
-            *v = p.round(act.apply(*v));
-        }
+        activate_slice(unsafe { cell.range(a, b) }, act, p);
     });
 }
 
-/// SwiGLU combine: out[i] = round(round(silu(gate[i])) · up[i]), `gate_up` holds rows of
-/// [gate | up] (width 2·inter) or separate buffers via `silu_mul`.
-pub fn silu_mul(gate: &mut [f32], up: &[f32], p: Precision) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        *g = p.round(p.round(silu(*g)) * u);
+multiversion! {
+    fn activate_slice(s: &mut [f32], act: Activation, p: Precision) {
+        // One loop per activation so each vectorises without a per-element branch.
+        macro_rules! each {
+            ($f:expr) => {
+                if p == Precision::Bf16 {
+                    s.iter_mut().for_each(|v| *v = round_bf16($f(*v)));
+                } else {
+                    s.iter_mut().for_each(|v| *v = $f(*v));
+                }
+            };
+        }
+        match act {
+            Activation::GeluTanh => each!(gelu_tanh),
+            Activation::GeluErf => each!(gelu_erf),
+            Activation::Silu => each!(silu),
+        }
     }
 }
 
-/// Residual add: x += y with one rounding.
-pub fn add_inplace(x: &mut [f32], y: &[f32], p: Precision) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a = p.round(*a + b);
+multiversion! {
+    /// SwiGLU combine: gate[i] = round(round(silu(gate[i])) · up[i]).
+    pub fn silu_mul(gate: &mut [f32], up: &[f32], p: Precision) {
+        if p == Precision::Bf16 {
+            for (g, u) in gate.iter_mut().zip(up) {
+                *g = round_bf16(round_bf16(silu(*g)) * u);
+            }
+        } else {
+            for (g, u) in gate.iter_mut().zip(up) {
+                *g = silu(*g) * u;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Residual add: x += y with one rounding.
+    pub fn add_inplace(x: &mut [f32], y: &[f32], p: Precision) {
+        if p == Precision::Bf16 {
+            for (a, b) in x.iter_mut().zip(y) {
+                *a = round_bf16(*a + b);
+            }
+        } else {
+            for (a, b) in x.iter_mut().zip(y) {
+                *a += b;
+            }
+        }
     }
 }
 

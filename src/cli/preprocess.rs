@@ -1,0 +1,89 @@
+//! `qwen3vl preprocess`: run the Qwen3-VL processor on a messages file and write the tensors.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use qwen3vl::media::MediaLimits;
+use qwen3vl::prompt::{ChatMessage, Processor, RenderOptions};
+
+/// Arguments of `qwen3vl preprocess`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PreprocessArgs {
+    /// Model folder: tokenizer.json, chat template, preprocessor_config.json,
+    /// video_preprocessor_config.json (built-in defaults for the missing ones).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// JSON file with an OpenAI-style list of messages (or `{"messages": [...], "tools": [...]}`);
+    /// relative media paths resolve against its folder.
+    #[arg(long)]
+    pub messages: PathBuf,
+    /// Output safetensors file.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Only files under this folder may be read (default: no restriction).
+    #[arg(long)]
+    pub media_root: Option<PathBuf>,
+    /// Refuse http(s):// media.
+    #[arg(long)]
+    pub no_http: bool,
+    /// Do not append the assistant generation prompt.
+    #[arg(long)]
+    pub no_generation_prompt: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum MessagesFile {
+    List(Vec<ChatMessage>),
+    Request {
+        messages: Vec<ChatMessage>,
+        #[serde(default)]
+        tools: Option<Vec<serde_json::Value>>,
+    },
+}
+
+/// Runs the command.
+pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.messages)
+        .with_context(|| format!("reading {}", args.messages.display()))?;
+    let (messages, tools) = match serde_json::from_str::<MessagesFile>(&text)
+        .with_context(|| format!("parsing {} as chat messages", args.messages.display()))?
+    {
+        MessagesFile::List(m) => (m, None),
+        MessagesFile::Request { messages, tools } => (messages, tools),
+    };
+    let base = args
+        .messages
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let limits = MediaLimits {
+        // A local command may read what its user can read, unless told otherwise.
+        media_root: Some(
+            args.media_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/")),
+        ),
+        allow_http: !args.no_http,
+        ..Default::default()
+    };
+    let processor = Processor::from_model_dir(&args.model, limits)
+        .with_context(|| format!("loading processor files from {}", args.model.display()))?
+        .with_base_dir(base);
+    let opts = RenderOptions {
+        tools,
+        add_generation_prompt: !args.no_generation_prompt,
+        ..Default::default()
+    };
+    let out = processor.process_with(&messages, &opts)?;
+    out.write_safetensors(&args.output)?;
+    eprintln!(
+        "wrote {}: {} tokens, {} image(s), {} video(s)",
+        args.output.display(),
+        out.input_ids.len(),
+        out.image_grid_thw.len(),
+        out.video_grid_thw.len()
+    );
+    Ok(())
+}

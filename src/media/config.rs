@@ -1,0 +1,303 @@
+//! Processor settings read from a checkpoint's `preprocessor_config.json` and
+//! `video_preprocessor_config.json`, with the Qwen3-VL shipped values as defaults.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::error::{MediaError, Result};
+
+/// Settings shared by the image and the video processor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisionConfig {
+    /// Lower bound of the resized pixel count (`size.shortest_edge` / `min_pixels`).
+    pub min_pixels: u64,
+    /// Upper bound of the resized pixel count (`size.longest_edge` / `max_pixels`).
+    pub max_pixels: u64,
+    pub patch_size: u32,
+    pub temporal_patch_size: u32,
+    pub merge_size: u32,
+    pub image_mean: [f32; 3],
+    pub image_std: [f32; 3],
+    pub rescale_factor: f64,
+    pub do_resize: bool,
+    pub do_rescale: bool,
+    pub do_normalize: bool,
+}
+
+impl VisionConfig {
+    /// Side length that resized images must be a multiple of (`patch_size · merge_size`).
+    pub fn factor(&self) -> u32 {
+        self.patch_size * self.merge_size
+    }
+
+    /// Number of values in one flattened patch row (`3 · temporal_patch_size · patch_size²`).
+    pub fn patch_dim(&self) -> usize {
+        3 * (self.temporal_patch_size * self.patch_size * self.patch_size) as usize
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok = self.patch_size > 0
+            && self.merge_size > 0
+            && self.temporal_patch_size > 0
+            && self.patch_size <= 1024
+            && self.merge_size <= 16
+            && self.temporal_patch_size <= 16
+            && self.image_std.iter().all(|s| *s != 0.0)
+            && self.min_pixels <= self.max_pixels;
+        if ok {
+            Ok(())
+        } else {
+            Err(MediaError::Config(format!(
+                "inconsistent settings: {self:?}"
+            )))
+        }
+    }
+}
+
+/// Image processor settings (`Qwen2VLImageProcessor`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageProcessorConfig {
+    pub vision: VisionConfig,
+}
+
+/// Video processor settings (`Qwen3VLVideoProcessor`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoProcessorConfig {
+    pub vision: VisionConfig,
+    /// Frames sampled per second of video.
+    pub fps: f64,
+    pub min_frames: u32,
+    pub max_frames: u32,
+    pub do_sample_frames: bool,
+}
+
+/// JSON shape shared by both files; every field optional so that partial files work.
+#[derive(Debug, Default, Deserialize)]
+struct RawConfig {
+    size: Option<RawSize>,
+    min_pixels: Option<u64>,
+    max_pixels: Option<u64>,
+    patch_size: Option<u32>,
+    temporal_patch_size: Option<u32>,
+    merge_size: Option<u32>,
+    image_mean: Option<Vec<f32>>,
+    image_std: Option<Vec<f32>>,
+    rescale_factor: Option<f64>,
+    do_resize: Option<bool>,
+    do_rescale: Option<bool>,
+    do_normalize: Option<bool>,
+    resample: Option<u32>,
+    fps: Option<f64>,
+    min_frames: Option<u32>,
+    max_frames: Option<u32>,
+    do_sample_frames: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawSize {
+    shortest_edge: Option<u64>,
+    longest_edge: Option<u64>,
+}
+
+/// PIL's code for bicubic; the only filter implemented (and the only one Qwen3-VL ships).
+const RESAMPLE_BICUBIC: u32 = 3;
+
+fn triple(v: Option<Vec<f32>>, name: &str) -> Result<[f32; 3]> {
+    match v {
+        None => Ok([0.5; 3]),
+        Some(v) if v.len() == 3 => Ok([v[0], v[1], v[2]]),
+        Some(v) if v.len() == 1 => Ok([v[0]; 3]),
+        Some(v) => Err(MediaError::Config(format!(
+            "{name} must have 3 values, got {}",
+            v.len()
+        ))),
+    }
+}
+
+impl RawConfig {
+    fn read(path: &Path) -> Result<Option<Self>> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| MediaError::Config(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(MediaError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    fn vision(
+        self,
+        default_min: u64,
+        default_max: u64,
+        honour_size: bool,
+    ) -> Result<(VisionConfig, Self)> {
+        if let Some(r) = self.resample {
+            if r != RESAMPLE_BICUBIC {
+                return Err(MediaError::Config(format!(
+                    "resample={r} is not supported (only 3 = bicubic)"
+                )));
+            }
+        }
+        // Explicit min_pixels/max_pixels override `size`, as in transformers.
+        let size = self.size.as_ref().filter(|_| honour_size);
+        let min_pixels = self
+            .min_pixels
+            .or(size.and_then(|s| s.shortest_edge))
+            .unwrap_or(default_min);
+        let max_pixels = self
+            .max_pixels
+            .or(size.and_then(|s| s.longest_edge))
+            .unwrap_or(default_max);
+        let v = VisionConfig {
+            min_pixels,
+            max_pixels,
+            patch_size: self.patch_size.unwrap_or(16),
+            temporal_patch_size: self.temporal_patch_size.unwrap_or(2),
+            merge_size: self.merge_size.unwrap_or(2),
+            image_mean: triple(self.image_mean.clone(), "image_mean")?,
+            image_std: triple(self.image_std.clone(), "image_std")?,
+            rescale_factor: self.rescale_factor.unwrap_or(1.0 / 255.0),
+            do_resize: self.do_resize.unwrap_or(true),
+            do_rescale: self.do_rescale.unwrap_or(true),
+            do_normalize: self.do_normalize.unwrap_or(true),
+        };
+        v.validate()?;
+        Ok((v, self))
+    }
+}
+
+/// `Qwen2VLImageProcessor` (slow) class defaults for the pixel budget: `56·56` and `28·28·1280`.
+pub const SLOW_IMAGE_MIN_PIXELS: u64 = 56 * 56;
+pub const SLOW_IMAGE_MAX_PIXELS: u64 = 28 * 28 * 1280;
+
+impl Default for ImageProcessorConfig {
+    /// What transformers 4.57's slow `Qwen2VLImageProcessor` makes of the shipped Qwen3-VL
+    /// `preprocessor_config.json` (see [`ImageProcessorConfig::from_json`]).
+    fn default() -> Self {
+        let (vision, _) = RawConfig::default()
+            .vision(SLOW_IMAGE_MIN_PIXELS, SLOW_IMAGE_MAX_PIXELS, false)
+            .expect("defaults are valid");
+        Self { vision }
+    }
+}
+
+impl Default for VideoProcessorConfig {
+    /// The shipped Qwen3-VL `video_preprocessor_config.json` values.
+    fn default() -> Self {
+        let (vision, _) = RawConfig::default()
+            .vision(4_096, 25_165_824, true)
+            .expect("defaults are valid");
+        Self {
+            vision,
+            fps: 2.0,
+            min_frames: 4,
+            max_frames: 768,
+            do_sample_frames: true,
+        }
+    }
+}
+
+impl ImageProcessorConfig {
+    /// Reads `preprocessor_config.json` from `dir`; a missing file gives the shipped defaults.
+    pub fn from_model_dir(dir: &Path) -> Result<Self> {
+        match RawConfig::read(&dir.join("preprocessor_config.json"))? {
+            None => Ok(Self::default()),
+            Some(raw) => Self::from_raw(raw, false),
+        }
+    }
+
+    /// Parses the JSON text of a `preprocessor_config.json`.
+    ///
+    /// Parity note: transformers 4.57's slow `Qwen2VLImageProcessor.__init__` replaces any valid
+    /// `size` by its class defaults (`{shortest_edge: 3136, longest_edge: 1003520}`) and only
+    /// honours explicit `min_pixels` / `max_pixels` keys. The shipped Qwen3-VL file has `size`
+    /// only, so HF effectively resizes images into [3136, 1003520] pixels; we do the same.
+    /// Use [`ImageProcessorConfig::from_json_honouring_size`] for the documented semantics.
+    pub fn from_json(text: &str) -> Result<Self> {
+        Self::from_raw(Self::parse(text)?, false)
+    }
+
+    /// Like [`ImageProcessorConfig::from_json`] but `size.shortest_edge` / `size.longest_edge`
+    /// are used as the pixel budget (the fast processor's and later transformers' behaviour).
+    pub fn from_json_honouring_size(text: &str) -> Result<Self> {
+        Self::from_raw(Self::parse(text)?, true)
+    }
+
+    fn parse(text: &str) -> Result<RawConfig> {
+        serde_json::from_str(text).map_err(|e| MediaError::Config(e.to_string()))
+    }
+
+    fn from_raw(raw: RawConfig, honour_size: bool) -> Result<Self> {
+        let (vision, _) = raw.vision(SLOW_IMAGE_MIN_PIXELS, SLOW_IMAGE_MAX_PIXELS, honour_size)?;
+        Ok(Self { vision })
+    }
+}
+
+impl VideoProcessorConfig {
+    /// Reads `video_preprocessor_config.json` from `dir`; a missing file gives the shipped defaults.
+    pub fn from_model_dir(dir: &Path) -> Result<Self> {
+        match RawConfig::read(&dir.join("video_preprocessor_config.json"))? {
+            None => Ok(Self::default()),
+            Some(raw) => Self::from_raw(raw),
+        }
+    }
+
+    /// Parses the JSON text of a `video_preprocessor_config.json`.
+    pub fn from_json(text: &str) -> Result<Self> {
+        Self::from_raw(serde_json::from_str(text).map_err(|e| MediaError::Config(e.to_string()))?)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Self> {
+        // Class defaults of Qwen3VLVideoProcessor apply when the file leaves `size` out.
+        let (vision, raw) = raw.vision(128 * 32 * 32, 32 * 32 * 768, true)?;
+        let cfg = Self {
+            vision,
+            fps: raw.fps.unwrap_or(2.0),
+            min_frames: raw.min_frames.unwrap_or(4),
+            max_frames: raw.max_frames.unwrap_or(768),
+            do_sample_frames: raw.do_sample_frames.unwrap_or(true),
+        };
+        if !(cfg.fps > 0.0 && cfg.fps.is_finite()) || cfg.max_frames == 0 {
+            return Err(MediaError::Config(format!(
+                "bad video sampling settings: {cfg:?}"
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
+/// The shipped Qwen3-VL-2B-Instruct `preprocessor_config.json`.
+pub const DEFAULT_PREPROCESSOR_CONFIG: &str = r#"{
+  "size": {
+    "longest_edge": 16777216,
+    "shortest_edge": 65536
+  },
+  "patch_size": 16,
+  "temporal_patch_size": 2,
+  "merge_size": 2,
+  "image_mean": [0.5, 0.5, 0.5],
+  "image_std": [0.5, 0.5, 0.5],
+  "processor_class": "Qwen3VLProcessor",
+  "image_processor_type": "Qwen2VLImageProcessorFast"
+}
+"#;
+
+/// The shipped Qwen3-VL-2B-Instruct `video_preprocessor_config.json`.
+pub const DEFAULT_VIDEO_PREPROCESSOR_CONFIG: &str = r#"{
+  "size": {
+    "longest_edge": 25165824,
+    "shortest_edge": 4096
+  },
+  "patch_size": 16,
+  "temporal_patch_size": 2,
+  "merge_size": 2,
+  "image_mean": [0.5, 0.5, 0.5],
+  "image_std": [0.5, 0.5, 0.5],
+  "processor_class": "Qwen3VLProcessor",
+  "video_processor_type": "Qwen3VLVideoProcessor"
+}
+"#;

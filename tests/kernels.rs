@@ -1,0 +1,138 @@
+//! Every fast path equals the portable path: oneDNN vs the portable GEMM for odd shapes, and the
+//! AVX-512 / AVX2 builds of the elementwise kernels vs the baseline build (bit-identical).
+
+use half::bf16;
+use qwen3vl::engine::kernels::bf16::Precision;
+use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
+use qwen3vl::engine::kernels::ops::{
+    activate, add_inplace, layer_norm, rms_norm, silu_mul, Activation,
+};
+use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::simd::{force_level, Level};
+
+fn noise(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn naive(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f64> {
+    let mut y = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = b.map_or(0.0, |b| b[j] as f64);
+            for kk in 0..k {
+                acc += x[i * k + kk] as f64 * w[j * k + kk] as f64;
+            }
+            y[i * n + j] = acc;
+        }
+    }
+    y
+}
+
+#[test]
+fn linear_backends_agree_on_odd_shapes() {
+    let pool = ThreadPool::global();
+    let onednn = qwen3vl::engine::kernels::onednn_backend(0);
+    if onednn.is_none() {
+        eprintln!("oneDNN unavailable: checking the portable path against the naive product only");
+    }
+    for &(m, k, n) in &[
+        (1usize, 100usize, 37usize),
+        (3, 64, 130),
+        (17, 257, 65),
+        (1, 2048, 300),
+        (40, 33, 1),
+    ] {
+        for precision in [Precision::F32, Precision::Bf16] {
+            let mut x = noise(m * k, 1 + m as u32);
+            let mut w = noise(n * k, 7 + n as u32);
+            let b = noise(n, 3);
+            precision.round_slice(&mut x);
+            precision.round_slice(&mut w);
+            let store = || match precision {
+                Precision::F32 => WeightStore::F32(w.clone()),
+                Precision::Bf16 => {
+                    WeightStore::Bf16(w.iter().map(|&v| bf16::from_f32(v)).collect())
+                }
+            };
+            let mut bias = b.clone();
+            precision.round_slice(&mut bias);
+            let want = naive(&x, &w, Some(&bias), m, n, k);
+            let portable = Linear::new(store(), n, k, Some(b.clone()), precision, None).unwrap();
+            let yp = portable.apply(pool, &x, m).unwrap();
+            let tol = |i: usize| match precision {
+                Precision::F32 => 1e-4 * (1.0 + want[i].abs()),
+                // One bf16 rounding of the output.
+                Precision::Bf16 => 8e-3 * want[i].abs() + 1e-6,
+            };
+            for i in 0..m * n {
+                assert!(
+                    (yp[i] as f64 - want[i]).abs() <= tol(i),
+                    "portable {m}x{k}x{n} {precision:?} [{i}]: {} vs {}",
+                    yp[i],
+                    want[i]
+                );
+            }
+            if let Some(be) = onednn.as_deref() {
+                let fast =
+                    Linear::new(store(), n, k, Some(b.clone()), precision, Some(be)).unwrap();
+                assert!(
+                    fast.backend_name().starts_with("oneDNN"),
+                    "{}",
+                    fast.backend_name()
+                );
+                let yf = fast.apply(pool, &x, m).unwrap();
+                for i in 0..m * n {
+                    let close = (yf[i] - yp[i]).abs() as f64 <= tol(i);
+                    assert!(
+                        close,
+                        "oneDNN vs portable {m}x{k}x{n} {precision:?} [{i}]: {} vs {}",
+                        yf[i], yp[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn vector_and_baseline_kernels_are_bit_identical() {
+    let pool = ThreadPool::global();
+    let run = |level: Option<Level>| {
+        force_level(level);
+        let mut out = Vec::new();
+        for p in [Precision::F32, Precision::Bf16] {
+            for act in [Activation::GeluTanh, Activation::GeluErf, Activation::Silu] {
+                let mut x: Vec<f32> = noise(3001, 5).iter().map(|v| v * 8.0).collect();
+                activate(pool, &mut x, act, p);
+                out.extend(x);
+            }
+            let mut g = noise(999, 9);
+            silu_mul(&mut g, &noise(999, 10), p);
+            out.extend(&g);
+            let mut a = noise(999, 11);
+            add_inplace(&mut a, &noise(999, 12), p);
+            out.extend(&a);
+            let mut r = noise(64 * 37, 13);
+            rms_norm(pool, &mut r, 37, &noise(37, 14), 1e-6, p);
+            out.extend(&r);
+            let mut l = noise(64 * 37, 15);
+            layer_norm(pool, &mut l, 37, &noise(37, 16), &noise(37, 17), 1e-6, p);
+            out.extend(&l);
+        }
+        force_level(None);
+        out.into_iter().map(f32::to_bits).collect::<Vec<u32>>()
+    };
+    let base = run(Some(Level::Base));
+    let avx2 = run(Some(Level::Avx2));
+    let best = run(None);
+    assert_eq!(base, avx2);
+    assert_eq!(base, best);
+}

@@ -1,0 +1,133 @@
+//! Parity with the Hugging Face Qwen3-VL processor (transformers 4.57, slow PIL image processor)
+//! on the fixtures made by `scripts/ref/gen_processor_fixtures.py`: ids and grids exactly, pixels
+//! within one uint8 step (max |Δ| ≤ 2/127.5, mean |Δ| ≤ 0.002).
+
+mod preprocess_support;
+
+use std::collections::HashMap;
+
+use preprocess_support::*;
+use qwen3vl::prompt::{ChatMessage, ProcessedInputs, Processor};
+
+const MAX_DIFF: f64 = 2.0 / 127.5 + 1e-6;
+const MEAN_DIFF: f64 = 0.002;
+
+fn expected_value(q: u8, image: bool) -> f32 {
+    if image {
+        (((q as f64) * (1.0 / 255.0)) as f32 - 0.5) / 0.5
+    } else {
+        (q as f32 - 127.5) / 127.5
+    }
+}
+
+/// Compares one visual item's rows with the stored reference rows; returns (max, mean) |Δ|.
+fn compare_item(
+    name: &str,
+    ours: &[f32],
+    row_len: usize,
+    t: &HashMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+    prefix: &str,
+    image: bool,
+) -> (f64, f64) {
+    let rows = as_i64(&t[&format!("{prefix}_rows")].2);
+    let q = &t[&format!("{prefix}_q")].2;
+    let want_mean = as_f64(&t[&format!("{prefix}_mean")].2)[0];
+    let (mut max, mut sum, mut exact) = (0f64, 0f64, 0usize);
+    for (k, &r) in rows.iter().enumerate() {
+        let ours_row = &ours[r as usize * row_len..(r as usize + 1) * row_len];
+        for (j, &v) in ours_row.iter().enumerate() {
+            let d = (v as f64 - expected_value(q[k * row_len + j], image) as f64).abs();
+            exact += (d == 0.0) as usize;
+            max = max.max(d);
+            sum += d;
+        }
+    }
+    let n = rows.len() * row_len;
+    let mean = sum / n as f64;
+    let our_mean = ours.iter().map(|&v| v as f64).sum::<f64>() / ours.len() as f64;
+    eprintln!(
+        "{name}/{prefix}: {} rows checked, max |Δ| {max:.5}, mean |Δ| {mean:.6}, exact {:.4}, mean {our_mean:.6} vs {want_mean:.6}",
+        rows.len(),
+        exact as f64 / n as f64
+    );
+    assert!(max <= MAX_DIFF, "{name}/{prefix}: max |Δ| {max}");
+    assert!(mean <= MEAN_DIFF, "{name}/{prefix}: mean |Δ| {mean}");
+    assert!(
+        (our_mean - want_mean).abs() <= MEAN_DIFF,
+        "{name}/{prefix}: overall mean {our_mean} vs {want_mean}"
+    );
+    (max, mean)
+}
+
+fn check_case(case: &serde_json::Value, procs: &mut HashMap<String, Processor>) {
+    let name = case["name"].as_str().unwrap();
+    let cfg = case["config"].as_str().unwrap();
+    let proc = procs
+        .entry(cfg.to_string())
+        .or_insert_with(|| processor(cfg));
+    let messages: Vec<ChatMessage> = serde_json::from_value(case["messages"].clone()).unwrap();
+    let out: ProcessedInputs = proc
+        .process(&messages)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(
+        out.prompt,
+        case["prompt"].as_str().unwrap(),
+        "{name}: rendered prompt"
+    );
+    let t = load_tensors(&fixtures().join(case["expected"].as_str().unwrap()));
+    let ids: Vec<i64> = out.input_ids.iter().map(|&x| x as i64).collect();
+    assert_eq!(ids, as_i64(&t["input_ids"].2), "{name}: input_ids");
+    let row_len = out.patch_dim;
+    for (key, grids, pixels, image) in [
+        ("image", &out.image_grid_thw, &out.pixel_values, true),
+        (
+            "video",
+            &out.video_grid_thw,
+            &out.pixel_values_videos,
+            false,
+        ),
+    ] {
+        let want: Vec<i64> = t
+            .get(&format!("{key}_grid_thw"))
+            .map(|x| as_i64(&x.2))
+            .unwrap_or_default();
+        let got: Vec<i64> = grids.iter().flatten().map(|&x| x as i64).collect();
+        assert_eq!(got, want, "{name}: {key}_grid_thw");
+        let mut start = 0;
+        for (k, g) in grids.iter().enumerate() {
+            let n = (g[0] * g[1] * g[2]) as usize * row_len;
+            compare_item(
+                name,
+                &pixels[start..start + n],
+                row_len,
+                &t,
+                &format!("{key}{k}"),
+                image,
+            );
+            start += n;
+        }
+        assert_eq!(start, pixels.len(), "{name}: {key} pixel rows");
+    }
+    if let Some((_, shape, bytes)) = t.get("pixel_values") {
+        let want = as_f32(bytes);
+        assert_eq!(shape[1], row_len);
+        assert_eq!(want.len(), out.pixel_values.len());
+        let max = want
+            .iter()
+            .zip(&out.pixel_values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max as f64 <= MAX_DIFF,
+            "{name}: full pixel_values max |Δ| {max}"
+        );
+    }
+}
+
+#[test]
+fn processor_matches_hf_fixtures() {
+    let mut procs = HashMap::new();
+    for case in cases()["media_cases"].as_array().unwrap() {
+        check_case(case, &mut procs);
+    }
+}
