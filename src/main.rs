@@ -25,6 +25,9 @@ enum Command {
     BenchModel(cli::bench_model::BenchModelArgs),
     /// Chat messages (text, images, videos) → input_ids + pixel values, as the HF processor does.
     Preprocess(cli::preprocess::PreprocessArgs),
+    /// Pure model inference through the serving engine: a batch of requests, streamed output,
+    /// TTFT, decode tok/s and throughput.
+    Run(cli::run::RunArgs),
 }
 
 fn main() {
@@ -34,6 +37,7 @@ fn main() {
         Command::MakeCheckpoint(a) => cli::make_checkpoint::run(a),
         Command::BenchModel(a) => cli::bench_model::run(a),
         Command::Preprocess(a) => cli::preprocess::run(a),
+        Command::Run(a) => cli::run::run(a),
     };
     if let Err(e) = result {
         // One clear line: the error and its causes.

@@ -39,6 +39,8 @@ pub use crate::actors::media::Truncation;
 pub use crate::actors::request::{FinishReason, Timings, Usage};
 pub use crate::actors::stream::{Detokenize, DetokenizerFactory, Event, TokenLogprob};
 pub use crate::engine::sampling::SamplingParams;
+pub use crate::media::MediaLimits;
+pub use crate::prompt::{ChatMessage, Processor};
 pub use builder::{KvCacheSize, PipelineBuilder, PipelineError, ScheduleConfig};
 pub use events::{ChoiceOutput, Completion, EventStream};
 
@@ -50,6 +52,7 @@ pub struct Pipeline {
     stats: Arc<EngineStats>,
     next_id: AtomicU64,
     max_iter_times: usize,
+    has_processor: bool,
     max_in_flight: usize,
     shutdown: Arc<AtomicBool>,
     /// Requests inside the pipeline (submitted, not yet finished or dropped). Actix gives every
@@ -111,6 +114,27 @@ impl Pipeline {
         params: SamplingParams,
     ) -> Result<Completion, RequestError> {
         self.generate(input, params).collect_blocking()
+    }
+
+    /// Generate a reply to OpenAI-style chat messages (text, `image_url`, `video_url` parts):
+    /// the media stage renders the chat template, loads and preprocesses media, tokenizes; the
+    /// stream carries text deltas. Needs a tokenizer (see [`PipelineBuilder::tokenizer`]).
+    pub fn chat(&self, messages: Vec<ChatMessage>, params: SamplingParams) -> EventStream {
+        self.submit(RequestInput::Chat(messages), params)
+    }
+
+    /// [`Pipeline::chat`], waiting for the whole reply.
+    pub fn chat_blocking(
+        &self,
+        messages: Vec<ChatMessage>,
+        params: SamplingParams,
+    ) -> Result<Completion, RequestError> {
+        self.chat(messages, params).collect_blocking()
+    }
+
+    /// Whether chat requests are possible (a tokenizer was found).
+    pub fn has_processor(&self) -> bool {
+        self.has_processor
     }
 
     fn submit(&self, input: RequestInput, params: SamplingParams) -> EventStream {

@@ -79,7 +79,7 @@ pub enum RequestInput {
     /// Token ids with preprocessed pixels (the processor's output).
     Tokens(MultimodalInput),
     /// OpenAI-style chat messages (needs the processor).
-    Chat(Vec<serde_json::Value>),
+    Chat(Vec<crate::prompt::ChatMessage>),
 }
 
 /// A request as it enters the pipeline.

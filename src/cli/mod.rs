@@ -4,3 +4,4 @@ pub mod bench_model;
 pub mod forward;
 pub mod make_checkpoint;
 pub mod preprocess;
+pub mod run;

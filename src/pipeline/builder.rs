@@ -8,17 +8,20 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use super::{DetokenizerFactory, Pipeline, RequestError, Truncation};
+use super::{DetokenizerFactory, MediaLimits, Pipeline, Processor, RequestError, Truncation};
 use crate::actors::llm::engine::{spawn_engine, EngineConfig, EngineStats, OutputSink};
 use crate::actors::llm::scheduler::{SchedulerConfig, SeqUpdate};
 use crate::actors::llm::LlmActor;
 use crate::actors::media::{Limits, MediaActor, MediaContext};
 use crate::actors::request::RequestId;
+use crate::actors::stream::SharedDetokenizer;
 use crate::actors::stream::{Deliver, Fail, StreamActor};
 use crate::actors::vision::{spawn_vision_worker, VisionActor};
 use crate::engine::paged::{cache_blocks_for_bytes, DEFAULT_BLOCK_SIZE};
 use crate::engine::sampling::GenerationDefaults;
 use crate::engine::{EngineError, LoadOptions, Qwen3VlModel};
+use crate::media::{ImageProcessorConfig, VideoProcessorConfig};
+use crate::prompt::{ChatTemplate, Tokenizer};
 
 /// MindIE's `ScheduleConfig` / `ModelDeployConfig` knobs (defaults are MindIE's).
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +78,8 @@ pub enum PipelineError {
     Defaults(#[from] crate::engine::sampling::SamplingError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("loading the processor: {0}")]
+    Processor(String),
     #[error("starting the pipeline threads: {0}")]
     Spawn(#[from] std::io::Error),
 }
@@ -93,6 +98,9 @@ pub struct PipelineBuilder {
     mailbox: usize,
     max_in_flight: Option<usize>,
     detokenizer: Option<DetokenizerFactory>,
+    processor: Option<Processor>,
+    tokenizer: Option<PathBuf>,
+    media_limits: MediaLimits,
     progress: Option<Box<dyn Fn(&str) + Send + Sync>>,
 }
 
@@ -111,6 +119,9 @@ impl Default for PipelineBuilder {
             mailbox: 16,
             max_in_flight: None,
             detokenizer: None,
+            processor: None,
+            tokenizer: None,
+            media_limits: MediaLimits::default(),
             progress: None,
         }
     }
@@ -175,6 +186,21 @@ impl PipelineBuilder {
         self.detokenizer = Some(f);
         self
     }
+    /// Use this processor for chat requests (default: built from the model folder).
+    pub fn processor(mut self, p: Processor) -> Self {
+        self.processor = Some(p);
+        self
+    }
+    /// `tokenizer.json` to use when the model folder has none (random checkpoints).
+    pub fn tokenizer(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tokenizer = Some(path.into());
+        self
+    }
+    /// Where media may be read from and how large it may be.
+    pub fn media_limits(mut self, l: MediaLimits) -> Self {
+        self.media_limits = l;
+        self
+    }
     /// Called with progress messages while loading.
     pub fn on_progress(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.progress = Some(Box::new(f));
@@ -204,7 +230,7 @@ impl PipelineBuilder {
     }
 
     /// Load the model and start the stages.
-    pub fn build(self) -> Result<Pipeline, PipelineError> {
+    pub fn build(mut self) -> Result<Pipeline, PipelineError> {
         self.check()?;
         let dir = self.model_dir.clone().ok_or(PipelineError::NoModel)?;
         let say = |m: &str| {
@@ -243,7 +269,21 @@ impl PipelineBuilder {
             max_waiting: self.mailbox.max(s.max_prefill_batch_size),
         };
         let max_in_flight = self.max_in_flight.unwrap_or(2 * s.max_batch_size).max(1);
+        let processor = match self.processor.take() {
+            Some(p) => Some(Arc::new(p)),
+            None => self.load_processor(&dir)?.map(Arc::new),
+        };
+        if processor.is_some() {
+            say("processor ready (tokenizer, chat template, media preprocessing)");
+        }
+        let detok = self.detokenizer.clone().or_else(|| {
+            processor
+                .as_ref()
+                .map(|p| SharedDetokenizer::factory(Arc::new(p.tokenizer.clone())))
+        });
+        let has_processor = processor.is_some();
         let media_ctx = Arc::new(MediaContext {
+            processor,
             model: model.clone(),
             defaults,
             limits: Limits {
@@ -254,7 +294,6 @@ impl PipelineBuilder {
             },
         });
         let (mailbox, workers, overlap) = (self.mailbox, self.media_workers, self.overlap_vision);
-        let detok = self.detokenizer.clone();
         let (etx, erx) = mpsc::channel(mailbox);
         let (vtx, vrx) = mpsc::channel(mailbox);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -311,12 +350,37 @@ impl PipelineBuilder {
             stats,
             next_id: AtomicU64::new(0),
             max_iter_times: s.max_iter_times,
+            has_processor,
             max_in_flight,
             admission: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
             shutdown,
             system,
             threads: vec![engine, vision, actors],
         })
+    }
+
+    /// Tokenizer from the builder or the model folder; the template and processor configs
+    /// from the model folder, built-in Qwen3-VL defaults for missing files.
+    fn load_processor(&self, dir: &std::path::Path) -> Result<Option<Processor>, PipelineError> {
+        let path = match &self.tokenizer {
+            Some(p) => p.clone(),
+            None => dir.join("tokenizer.json"),
+        };
+        if !path.exists() {
+            return Ok(None);
+        }
+        let err = |e: String| PipelineError::Processor(e);
+        let tok = Tokenizer::from_file(&path).map_err(|e| err(e.to_string()))?;
+        let template = ChatTemplate::from_model_dir(dir).map_err(|e| err(e.to_string()))?;
+        let img = ImageProcessorConfig::from_model_dir(dir).map_err(|e| err(e.to_string()))?;
+        let vid = VideoProcessorConfig::from_model_dir(dir).map_err(|e| err(e.to_string()))?;
+        Ok(Some(Processor::new(
+            tok,
+            template,
+            img,
+            vid,
+            self.media_limits.clone(),
+        )))
     }
 
     fn num_blocks(&self, model: &Qwen3VlModel) -> Result<usize, PipelineError> {

@@ -10,6 +10,7 @@ use crate::engine::model::MultimodalInput;
 use crate::engine::paged::prefix::{text_token_key, visual_content_hash, visual_token_key};
 use crate::engine::sampling::GenerationDefaults;
 use crate::engine::Qwen3VlModel;
+use crate::prompt::Processor;
 
 /// What to do with a prompt longer than the input limit (MindIE's `truncation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +44,8 @@ impl Limits {
 /// Everything the media stage needs, shared by its workers.
 pub struct MediaContext {
     pub model: Arc<Qwen3VlModel>,
+    /// Tokenizer, chat template, image/video processors (chat requests need it).
+    pub processor: Option<Arc<Processor>>,
     pub defaults: GenerationDefaults,
     pub limits: Limits,
 }
@@ -59,10 +62,26 @@ impl MediaContext {
         } = req;
         let mut mm = match input {
             RequestInput::Tokens(mm) => mm,
-            RequestInput::Chat(_) => {
-                return Err(RequestError::Invalid(
-                    "chat messages need the processor (tokenizer + chat template), which this build does not have; submit token ids".into(),
-                ))
+            RequestInput::Chat(messages) => {
+                let processor = self.processor.as_ref().ok_or_else(|| {
+                    RequestError::Invalid(
+                        "chat messages need a tokenizer (tokenizer.json in the model folder or PipelineBuilder::tokenizer); submit token ids instead".into(),
+                    )
+                })?;
+                let p = processor.process(&messages).map_err(|e| match e {
+                    crate::prompt::PromptError::Media { .. } => RequestError::Media(e.to_string()),
+                    _ => RequestError::Invalid(e.to_string()),
+                })?;
+                let grids = |g: &[[u32; 3]]| -> Vec<[usize; 3]> {
+                    g.iter().map(|x| x.map(|d| d as usize)).collect()
+                };
+                MultimodalInput {
+                    input_ids: p.input_ids,
+                    image_grid_thw: grids(&p.image_grid_thw),
+                    video_grid_thw: grids(&p.video_grid_thw),
+                    pixel_values: p.pixel_values,
+                    pixel_values_videos: p.pixel_values_videos,
+                }
             }
         };
         self.apply_limits(&mut mm)?;

@@ -3,6 +3,7 @@
 //! the engine frees the sequence's blocks at its next step. A client that went away (its
 //! receiver dropped) gets its request cancelled the same way.
 
+mod detok;
 mod event;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use crate::actors::error::RequestError;
 use crate::actors::llm::scheduler::SeqUpdate;
 use crate::actors::request::{CancelFlag, FinishReason, RequestId, Usage};
 use crate::engine::sampling::{StopMatcher, StopResult};
+pub use detok::SharedDetokenizer;
 pub use event::{Event, TokenLogprob};
 
 /// Token ids → text, one token at a time (the processor's incremental detokenizer).
