@@ -84,6 +84,8 @@ pub enum PipelineError {
     Spawn(#[from] std::io::Error),
 }
 
+type ProgressFn = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Builder for [`Pipeline`]; `Pipeline::builder().model(dir).build()`.
 pub struct PipelineBuilder {
     model_dir: Option<PathBuf>,
@@ -101,7 +103,7 @@ pub struct PipelineBuilder {
     processor: Option<Processor>,
     tokenizer: Option<PathBuf>,
     media_limits: MediaLimits,
-    progress: Option<Box<dyn Fn(&str) + Send + Sync>>,
+    progress: Option<ProgressFn>,
 }
 
 impl Default for PipelineBuilder {

@@ -65,10 +65,9 @@ pub fn spawn_vision_worker(
                 let mut failed: Vec<(usize, String)> = Vec::new();
                 {
                     let mut refs: Vec<&mut crate::actors::request::VisualItem> = Vec::new();
-                    let mut it = pending.iter_mut().enumerate().peekable();
                     // Collect &mut items in batch order (batch is sorted by (ri, ii)).
                     let mut want = batch.iter().peekable();
-                    while let Some((ri, r)) = it.next() {
+                    for (ri, r) in pending.iter_mut().enumerate() {
                         for (ii, item) in r.visuals.iter_mut().enumerate() {
                             if want.peek() == Some(&&(ri, ii)) {
                                 refs.push(item);
