@@ -30,6 +30,7 @@ fn pipeline(model: &str, batch: usize, overlap: bool) -> Pipeline {
             max_seq_len: 2048,
             max_input_token_len: 1536,
             max_iter_times: 512,
+            prefill_chunk: env("BENCH_CHUNK", 0),
             ..Default::default()
         })
         .kv_cache(KvCacheSize::Gib(2.0))

@@ -328,6 +328,7 @@ fn limits_reject_or_truncate() {
             max_seq_len: 256,
             max_input_token_len: 200,
             max_iter_times: 32,
+            ..Default::default()
         })
         .build()
         .unwrap();

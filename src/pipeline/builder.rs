@@ -40,6 +40,9 @@ pub struct ScheduleConfig {
     pub max_iter_times: usize,
     /// `truncation`: what to do with a too-long prompt.
     pub truncation: Truncation,
+    /// SplitFuse chunk (MindIE `templateType: Mix`): prompt tokens computed per step, so decode
+    /// steps keep running while long prompts prefill. 0 = whole prompts (`Standard`).
+    pub prefill_chunk: usize,
 }
 
 impl Default for ScheduleConfig {
@@ -52,6 +55,7 @@ impl Default for ScheduleConfig {
             max_input_token_len: 2048,
             max_iter_times: 512,
             truncation: Truncation::Error,
+            prefill_chunk: 0,
         }
     }
 }
@@ -262,6 +266,7 @@ impl PipelineBuilder {
                 max_batch_size: s.max_batch_size,
                 max_prefill_batch_size: s.max_prefill_batch_size,
                 max_prefill_tokens: s.max_prefill_tokens,
+                prefill_chunk: s.prefill_chunk,
             },
             max_seq_len: s.max_seq_len,
             block_size: self.block_size,
