@@ -4,8 +4,12 @@
 //! * `overlap`: requests decoding while others arrive with images, vision overlapped with
 //!   decode (vision thread) vs. inline (engine thread): decode tok/s, inter-token gaps, TTFT.
 //!
-//!     cargo run --release --example bench_pipeline -- decode  /work/models/2b 1,4,16
-//!     cargo run --release --example bench_pipeline -- overlap /work/models/2b
+//! ```text
+//! cargo run --release --example bench_pipeline -- decode  /work/models/2b 1,4,16
+//! BENCH_CHUNK=128 cargo run --release --example bench_pipeline -- overlap /work/models/2b
+//! ```
+//! Knobs (environment): BENCH_TOKENS, BENCH_PROMPT, BENCH_DECODERS, BENCH_IMAGES,
+//! BENCH_IMAGE_SIDE, BENCH_CHUNK (SplitFuse chunk, 0 = off).
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,8 @@
 //! Stream a chat reply through the serving pipeline.
 //!
-//!     cargo run --release --example chat -- <model-dir> [image-file]
+//! ```text
+//! cargo run --release --example chat -- <model-dir> [image-file]
+//! ```
 use futures::StreamExt;
 use qwen3vl::pipeline::{ChatMessage, Event, MediaLimits, Pipeline, SamplingParams};
 use serde_json::json;

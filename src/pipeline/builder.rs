@@ -16,7 +16,7 @@ use crate::actors::media::{Limits, MediaActor, MediaContext};
 use crate::actors::request::RequestId;
 use crate::actors::stream::SharedDetokenizer;
 use crate::actors::stream::{Deliver, Fail, StreamActor};
-use crate::actors::vision::{spawn_vision_worker, VisionActor};
+use crate::actors::vision::{spawn_vision_worker, VisionActor, VisionSharing};
 use crate::engine::paged::{cache_blocks_for_bytes, DEFAULT_BLOCK_SIZE};
 use crate::engine::sampling::GenerationDefaults;
 use crate::engine::{EngineError, LoadOptions, Qwen3VlModel};
@@ -100,6 +100,7 @@ pub struct PipelineBuilder {
     prefix_caching: bool,
     overlap_vision: bool,
     vision_batch_patches: usize,
+    vision_sharing: VisionSharing,
     media_workers: usize,
     mailbox: usize,
     max_in_flight: Option<usize>,
@@ -121,6 +122,7 @@ impl Default for PipelineBuilder {
             prefix_caching: true,
             overlap_vision: true,
             vision_batch_patches: 8192,
+            vision_sharing: VisionSharing::Fair,
             media_workers: 2,
             mailbox: 16,
             max_in_flight: None,
@@ -169,6 +171,11 @@ impl PipelineBuilder {
     /// Patches per vision tower pass (at least one item per pass).
     pub fn vision_batch_patches(mut self, n: usize) -> Self {
         self.vision_batch_patches = n;
+        self
+    }
+    /// How overlapped vision shares the cores with decode (default: fair).
+    pub fn vision_sharing(mut self, s: VisionSharing) -> Self {
+        self.vision_sharing = s;
         self
     }
     /// Requests preprocessed concurrently by the media stage.
@@ -348,6 +355,8 @@ impl PipelineBuilder {
             llm,
             stream.clone(),
             self.vision_batch_patches,
+            self.vision_sharing,
+            stats.clone(),
         )?;
         say("pipeline ready");
         Ok(Pipeline {
