@@ -287,3 +287,33 @@ fn burst_waits_at_bounded_door() {
     assert!(peak.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     assert_eq!(p.stats().free_blocks, p.stats().total_blocks);
 }
+
+#[test]
+fn same_image_prompt_hits_the_prefix_cache() {
+    let p = builder("dense_tied", Precision::Bf16, 4)
+        .block_size(4)
+        .build()
+        .unwrap();
+    let input = case("dense_tied", "image1", "bf16").input;
+    let first = p.generate_blocking(input.clone(), greedy(6)).unwrap();
+    let again = p.generate_blocking(input.clone(), greedy(6)).unwrap();
+    let (a, b) = (&first.choices[0], &again.choices[0]);
+    assert_eq!(a.usage.cached_tokens, 0);
+    let full_blocks = (input.input_ids.len() - 1) / 4 * 4;
+    assert_eq!(b.usage.cached_tokens, full_blocks);
+    assert_same(
+        &[b.token_ids.clone()],
+        &[a.token_ids.clone()],
+        "cached vs fresh",
+    );
+    // A different image at the same place shares only the text before it.
+    let mut other = input.clone();
+    other.pixel_values.iter_mut().for_each(|x| *x = -*x);
+    let c = p.generate_blocking(other, greedy(6)).unwrap();
+    let first_pad = input
+        .input_ids
+        .iter()
+        .position(|&t| t == p.model().config.image_token_id)
+        .unwrap();
+    assert!(c.choices[0].usage.cached_tokens <= first_pad);
+}
