@@ -302,8 +302,8 @@ fn same_image_prompt_hits_the_prefix_cache() {
     let full_blocks = (input.input_ids.len() - 1) / 4 * 4;
     assert_eq!(b.usage.cached_tokens, full_blocks);
     assert_same(
-        &[b.token_ids.clone()],
-        &[a.token_ids.clone()],
+        std::slice::from_ref(&b.token_ids),
+        std::slice::from_ref(&a.token_ids),
         "cached vs fresh",
     );
     // A different image at the same place shares only the text before it.
