@@ -11,7 +11,7 @@ use super::kernels::pool::ThreadPool;
 use super::kv_cache::KvCache;
 use super::loader::Loader;
 use super::moe::MoeBlock;
-use super::rope::{apply_rope, TextRope};
+use super::rope::{apply_rope, RopeRounding, TextRope};
 
 enum Mlp {
     Dense {
@@ -220,8 +220,8 @@ impl TextDecoder {
             let v = layer.v.apply(pool, &n, s)?;
             rms_norm(pool, &mut q, hd, &layer.q_norm, self.eps, p);
             rms_norm(pool, &mut k, hd, &layer.k_norm, self.eps, p);
-            apply_rope(&mut q, s, nh, hd, &cos, &sin, p);
-            apply_rope(&mut k, s, nkv, hd, &cos, &sin, p);
+            apply_rope(&mut q, s, nh, hd, &cos, &sin, p, RopeRounding::EachOp);
+            apply_rope(&mut k, s, nkv, hd, &cos, &sin, p, RopeRounding::EachOp);
             let (ks, vs) = cache.append(li, &k, &v);
             attention(pool, shape, &q, ks, vs, &seg, scale, p, &mut attn);
             layer.o.forward(pool, &attn, s, &mut n)?;
