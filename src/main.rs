@@ -23,6 +23,8 @@ enum Command {
     MakeCheckpoint(cli::make_checkpoint::MakeCheckpointArgs),
     /// Model-level benchmark: vision, time to first token, prefill, decode, peak RSS.
     BenchModel(cli::bench_model::BenchModelArgs),
+    /// Serving benchmark (AISBench-compatible): perf, accuracy (--mode all) and --compare.
+    Bench(Box<cli::bench::BenchArgs>),
 }
 
 fn main() {
@@ -31,6 +33,7 @@ fn main() {
         Command::Forward(a) => cli::forward::run(a),
         Command::MakeCheckpoint(a) => cli::make_checkpoint::run(a),
         Command::BenchModel(a) => cli::bench_model::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     if let Err(e) = result {
         // One clear line: the error and its causes.
