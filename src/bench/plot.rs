@@ -4,7 +4,12 @@
 use std::fmt::Write as _;
 
 use super::metrics::percentile;
-use super::report::fmt_num;
+
+/// A tick or marker label: 1 decimal (ms values), trailing ".0" dropped.
+fn short(v: f64) -> String {
+    let s = format!("{v:.1}");
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+}
 
 /// One plotted distribution.
 pub struct Series<'a> {
@@ -16,7 +21,7 @@ pub struct Series<'a> {
 const W: f64 = 720.0;
 const PANEL_H: f64 = 260.0;
 const LEFT: f64 = 60.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 40.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 45.0;
 const BINS: usize = 30;
@@ -108,7 +113,7 @@ fn panel(svg: &mut String, y0: f64, s: &Series) {
             svg,
             r#"<text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
             base_y + 16.0,
-            fmt_num(v)
+            short(v)
         );
     }
     let _ = writeln!(
@@ -131,12 +136,17 @@ fn panel(svg: &mut String, y0: f64, s: &Series) {
             r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{base_y:.1}" stroke="{color}" stroke-dasharray="4 3"/>"#,
             y0 + TOP
         );
+        // Labels on the right half sit left of their line.
+        let (lx, anchor) = if x > LEFT + plot_w * 0.6 {
+            (x - 3.0, "end")
+        } else {
+            (x + 3.0, "start")
+        };
         let _ = writeln!(
             svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="11" fill="{color}">{label} {}</text>"#,
-            x + 3.0,
+            r#"<text x="{lx:.1}" y="{:.1}" font-size="11" fill="{color}" text-anchor="{anchor}">{label} {}</text>"#,
             y0 + TOP + if label == "P99" { 24.0 } else { 12.0 },
-            fmt_num(v)
+            short(v)
         );
     }
 }
