@@ -409,3 +409,46 @@ async fn cli_runs_and_compares() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.starts_with("error: /nonexistent/x.jsonl"), "{err}");
 }
+
+/// A word-level tokenizer.json, for the fallback token count.
+fn tiny_tokenizer(dir: &Path) -> PathBuf {
+    let t = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "Dakota": 1, "Digital": 2, "camera": 3}, "unk_token": "[UNK]"}
+    });
+    let p = dir.join("tokenizer.json");
+    std::fs::write(&p, t.to_string()).unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_without_usage_counts_tokens_with_the_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = mm_custom(dir.path(), 2);
+    let peer = bench_peer::start(PeerConfig::default()).await;
+    let out = dir.path().join("out");
+    let mut cfg = config(ds, &peer.base_url, &out, "gen");
+    cfg.target = Target::Http {
+        kind: BackendKind::VllmGenerate,
+        base_url: peer.base_url.clone(),
+        api_key: None,
+        attempts: 1,
+        timeout: None,
+    };
+    // No usage and no tokenizer: OutputTokens are 0, as in AISBench.
+    let o = run_bench(&cfg).await.unwrap();
+    assert_eq!(o.report.summary.common.total_generated_tokens, 0);
+    assert_eq!(o.report.summary.common.success_requests, 2);
+    assert!(peer.requests("/v1/models").is_empty());
+    // With a tokenizer: "Dakota Digital camera" is 3 tokens.
+    cfg.tokenizer = Some(tiny_tokenizer(dir.path()));
+    let o = run_bench(&cfg).await.unwrap();
+    assert_eq!(o.report.summary.common.total_generated_tokens, 6);
+    assert_eq!(o.report.summary.common.total_input_tokens, 0); // multimodal, no usage
+                                                               // A broken tokenizer file is a clear error.
+    std::fs::write(dir.path().join("tokenizer.json"), "{").unwrap();
+    let err = run_bench(&cfg).await.unwrap_err().to_string();
+    assert!(err.starts_with("tokenizer "), "{err}");
+}
