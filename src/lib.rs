@@ -4,8 +4,10 @@
 //! * [`media`] — images and video: decoding, resizing, patchifying (Hugging Face processor parity).
 //! * [`prompt`] — tokenizer, chat template, placeholder expansion, incremental detokenizer.
 //! * [`actors`] — the streaming pipeline stages.
+//! * [`bench`] — `qwen3vl bench`: the AISBench-compatible serving benchmark.
 
 pub mod actors;
+pub mod bench;
 pub mod engine;
 pub mod media;
 pub mod prompt;
