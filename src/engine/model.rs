@@ -380,3 +380,16 @@ impl MultimodalInput {
         Ok(out)
     }
 }
+
+impl From<crate::prompt::ProcessedInputs> for MultimodalInput {
+    fn from(p: crate::prompt::ProcessedInputs) -> Self {
+        let grids = |g: Vec<[u32; 3]>| g.into_iter().map(|g| g.map(|d| d as usize)).collect();
+        MultimodalInput {
+            input_ids: p.input_ids,
+            pixel_values: p.pixel_values,
+            image_grid_thw: grids(p.image_grid_thw),
+            pixel_values_videos: p.pixel_values_videos,
+            video_grid_thw: grids(p.video_grid_thw),
+        }
+    }
+}
