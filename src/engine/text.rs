@@ -222,7 +222,7 @@ impl TextDecoder {
     }
 
     /// Run the decoder over the new tokens of several sequences at once, stacked row-wise in
-    /// `x` (sequence i owns rows seqs[i].q0 .. q0+len). Every linear sees all rows (weights are
+    /// `x` (sequence i owns rows `seqs[i].q0 .. q0 + len`). Every linear sees all rows (weights are
     /// streamed once per step); attention runs per sequence over its cache blocks. K/V of the new
     /// tokens are written to the blocks at cache indices start..start+len.
     pub fn forward_paged(
