@@ -1,21 +1,18 @@
-//! Demo: an image and a question through preprocessing, the vision tower and the decoder, with the
-//! answer streamed token by token. The model is a random-weight checkpoint, so the answer is
-//! noise — the point is the path, not the words.
+//! Demo: an image and a question through the whole serving pipeline (media → vision → LLM
+//! scheduler → stream actors), with the answer streamed as it is produced. The model is a
+//! random-weight checkpoint, so the answer is noise — the point is the path, not the words.
 //!
 //! `cargo run --release --example demo -- <model-dir> [question]`
 
 use std::io::Write;
-use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use qwen3vl::engine::model::argmax;
-use qwen3vl::engine::{LoadOptions, MultimodalInput, Qwen3VlModel};
-use qwen3vl::media::MediaLimits;
-use qwen3vl::prompt::{ChatMessage, IncrementalDetokenizer, Processor, Tokenizer};
+use futures::StreamExt;
+use qwen3vl::pipeline::{ChatMessage, Event, MediaLimits, Pipeline, SamplingParams};
+use serde_json::json;
 
-fn main() -> Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let model_dir = PathBuf::from(args.next().context("usage: demo <model-dir> [question]")?);
+    let model = args.next().ok_or("usage: demo <model-dir> [question]")?;
     let question = args
         .next()
         .unwrap_or_else(|| "What is in this picture?".into());
@@ -33,49 +30,47 @@ fn main() -> Result<()> {
     })
     .save(&image)?;
 
-    let limits = MediaLimits {
-        media_root: Some(work.path().to_path_buf()),
-        ..Default::default()
-    };
-    let processor = Processor::from_model_dir(&model_dir, limits)?;
-    let messages: Vec<ChatMessage> = serde_json::from_value(serde_json::json!([{
+    let pipeline = Pipeline::builder()
+        .model(model)
+        .media_limits(MediaLimits {
+            media_root: Some(work.path().to_path_buf()),
+            ..Default::default()
+        })
+        .on_progress(|m| eprintln!("[pipeline] {m}"))
+        .build()?;
+    let messages: Vec<ChatMessage> = serde_json::from_value(json!([{
         "role": "user",
         "content": [
             {"type": "image_url", "image_url": {"url": format!("file://{}", image.display())}},
             {"type": "text", "text": question},
         ]
     }]))?;
-    let inputs = processor.process(&messages)?;
-    eprintln!(
-        "prompt: {} tokens, image grid {:?}",
-        inputs.input_ids.len(),
-        inputs.image_grid_thw
-    );
-
-    let model = Qwen3VlModel::load(&model_dir, LoadOptions::default())?;
-    let tokenizer = Tokenizer::from_file(&model_dir.join("tokenizer.json"))?;
-    let mut detok = IncrementalDetokenizer::new(tokenizer, true);
-    let input = MultimodalInput::from(inputs);
-    let t0 = std::time::Instant::now();
-    let mut cache = model.new_cache();
-    let first = model.prefill(&mut cache, &input, false)?;
-    let mut token = argmax(&first.logits) as u32;
-    let ttft = t0.elapsed();
-    let mut out = std::io::stdout().lock();
-    write!(out, "{question}\n> ")?;
-    let mut n = 0;
-    while n < 48 && token != 151_645 && token != 151_643 {
-        write!(out, "{}", detok.push(token)?)?;
-        out.flush()?;
-        n += 1;
-        let logits = model.decode(&mut cache, token, first.positions.rope_delta)?;
-        token = argmax(&logits) as u32;
-    }
-    writeln!(out, "{}", detok.flush()?)?;
-    eprintln!(
-        "time to first token {:.3}s, {n} tokens in {:.3}s",
-        ttft.as_secs_f64(),
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
+    // Greedy, so the demo prints the same thing every time.
+    let params = SamplingParams {
+        temperature: Some(0.0),
+        max_tokens: Some(48),
+        ..Default::default()
+    };
+    println!("{question}");
+    futures::executor::block_on(async {
+        let mut events = pipeline.chat(messages, params);
+        let mut out = std::io::stdout();
+        while let Some(event) = events.next().await {
+            match event {
+                Event::Delta { text, .. } => {
+                    print!("{text}");
+                    out.flush()?;
+                }
+                Event::Finished { reason, usage, timings, .. } => println!(
+                    "\n[{}] {} prompt tokens (image included) + {} generated, time to first token {:.3}s",
+                    reason.as_str(),
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    timings.first_token.unwrap_or_default()
+                ),
+                Event::Error(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    })
 }
