@@ -5,9 +5,11 @@
 //! * [`prompt`] — tokenizer, chat template, placeholder expansion, incremental detokenizer.
 //! * [`actors`] — the streaming pipeline stages.
 //! * [`pipeline`] — the public API: build a pipeline, stream chat/generation events.
+//! * [`service`] — the HTTP server (MindIE / vLLM / OpenAI / TGI wire formats).
 
 pub mod actors;
 pub mod engine;
 pub mod media;
 pub mod pipeline;
 pub mod prompt;
+pub mod service;

@@ -28,6 +28,8 @@ enum Command {
     /// Pure model inference through the serving engine: a batch of requests, streamed output,
     /// TTFT, decode tok/s and throughput.
     Run(cli::run::RunArgs),
+    /// HTTP server with MindIE Service's APIs (also vLLM, OpenAI and TGI clients).
+    Serve(Box<cli::serve::ServeArgs>),
 }
 
 fn main() {
@@ -38,6 +40,7 @@ fn main() {
         Command::BenchModel(a) => cli::bench_model::run(a),
         Command::Preprocess(a) => cli::preprocess::run(a),
         Command::Run(a) => cli::run::run(a),
+        Command::Serve(a) => cli::serve::run(a),
     };
     if let Err(e) = result {
         // One clear line: the error and its causes.

@@ -5,3 +5,4 @@ pub mod forward;
 pub mod make_checkpoint;
 pub mod preprocess;
 pub mod run;
+pub mod serve;
