@@ -38,6 +38,7 @@ pub use crate::actors::error::RequestError;
 pub use crate::actors::media::Truncation;
 pub use crate::actors::request::{FinishReason, Timings, Usage};
 pub use crate::actors::stream::{Detokenize, DetokenizerFactory, Event, TokenLogprob};
+pub use crate::actors::vision::VisionSharing;
 pub use crate::engine::sampling::SamplingParams;
 pub use crate::media::MediaLimits;
 pub use crate::prompt::{ChatMessage, Processor};

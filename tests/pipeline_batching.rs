@@ -119,6 +119,38 @@ fn batched_greedy_equals_single_moe_f32() {
 }
 
 #[test]
+fn chunked_prefill_equals_whole_prompt() {
+    let model = "dense_tied";
+    let ins = inputs(model, "bf16");
+    let params = greedy(10);
+    let whole = builder(model, Precision::Bf16, 8).build().unwrap();
+    let want = run_all(&whole, &ins, &params);
+    drop(whole);
+    // 7-token chunks: prompts (with their images) are prefilled over many steps, chunks end
+    // mid-block and mid-image, interleaved with the other requests' decodes.
+    let chunked = builder(model, Precision::Bf16, 8)
+        .schedule(ScheduleConfig {
+            max_batch_size: 8,
+            max_prefill_batch_size: 8,
+            max_prefill_tokens: 4096,
+            max_seq_len: 512,
+            max_input_token_len: 480,
+            max_iter_times: 64,
+            prefill_chunk: 7,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let got = run_all(&chunked, &ins, &params);
+    assert_eq!(got, want);
+    let longest = ins.iter().map(|i| i.input_ids.len()).max().unwrap();
+    assert!(
+        chunked.stats().steps as usize >= longest / 7,
+        "prefill was chunked"
+    );
+}
+
+#[test]
 fn preemption_recompute_equals_uninterrupted() {
     let model = "dense_untied";
     let ins: Vec<MultimodalInput> = inputs(model, "bf16")

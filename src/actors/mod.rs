@@ -2,8 +2,8 @@
 //!
 //! 1. [`media`] — validate, tokenize, decode and preprocess media (blocking pool);
 //! 2. [`vision`] — batch visual items across requests and run the vision tower (own thread);
-//! 3. + 4. [`llm`] — continuous-batching scheduler and model runner (engine thread): prefill and
-//!    decode of all running sequences in one step;
+//! 3. and 4. [`llm`] — continuous-batching scheduler and model runner (engine thread): prefill
+//!    and decode of all running sequences in one step;
 //! 5. [`stream`] — detokenize, stop strings, deliver events to each request's stream.
 //!
 //! Requests are plain data ([`request`]) moved from stage to stage with `Addr::send`, which

@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// KV cache size in GiB (default: derived from free memory).
     #[arg(long)]
     pub kv_cache_gib: Option<f64>,
+    /// Prompt tokens computed per step (SplitFuse chunked prefill; 0 = whole prompts).
+    #[arg(long, default_value_t = 0)]
+    pub prefill_chunk: usize,
     /// Tokens per KV block (cacheBlockSize).
     #[arg(long, default_value_t = 128)]
     pub block_size: usize,
@@ -88,6 +91,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             max_seq_len: args.max_input_length + args.max_output_length,
             max_input_token_len: args.max_input_length,
             max_iter_times: args.max_output_length,
+            prefill_chunk: args.prefill_chunk,
             ..Default::default()
         })
         .block_size(args.block_size)

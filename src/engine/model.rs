@@ -331,6 +331,9 @@ impl Qwen3VlModel {
     /// Encode several visual items (images or video slices, possibly of different requests) in
     /// one tower pass and split the result per item.
     pub fn encode_items(&self, items: &[(&[f32], [usize; 3])]) -> Result<Vec<VisionOutput>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pixels = Vec::with_capacity(items.iter().map(|i| i.0.len()).sum());
         let mut grids = Vec::with_capacity(items.len());
         for (p, g) in items {

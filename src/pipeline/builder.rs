@@ -16,7 +16,7 @@ use crate::actors::media::{Limits, MediaActor, MediaContext};
 use crate::actors::request::RequestId;
 use crate::actors::stream::SharedDetokenizer;
 use crate::actors::stream::{Deliver, Fail, StreamActor};
-use crate::actors::vision::{spawn_vision_worker, VisionActor};
+use crate::actors::vision::{spawn_vision_worker, VisionActor, VisionSharing};
 use crate::engine::paged::{cache_blocks_for_bytes, DEFAULT_BLOCK_SIZE};
 use crate::engine::sampling::GenerationDefaults;
 use crate::engine::{EngineError, LoadOptions, Qwen3VlModel};
@@ -40,6 +40,9 @@ pub struct ScheduleConfig {
     pub max_iter_times: usize,
     /// `truncation`: what to do with a too-long prompt.
     pub truncation: Truncation,
+    /// SplitFuse chunk (MindIE `templateType: Mix`): prompt tokens computed per step, so decode
+    /// steps keep running while long prompts prefill. 0 = whole prompts (`Standard`).
+    pub prefill_chunk: usize,
 }
 
 impl Default for ScheduleConfig {
@@ -52,6 +55,7 @@ impl Default for ScheduleConfig {
             max_input_token_len: 2048,
             max_iter_times: 512,
             truncation: Truncation::Error,
+            prefill_chunk: 0,
         }
     }
 }
@@ -84,6 +88,8 @@ pub enum PipelineError {
     Spawn(#[from] std::io::Error),
 }
 
+type ProgressFn = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Builder for [`Pipeline`]; `Pipeline::builder().model(dir).build()`.
 pub struct PipelineBuilder {
     model_dir: Option<PathBuf>,
@@ -94,6 +100,7 @@ pub struct PipelineBuilder {
     prefix_caching: bool,
     overlap_vision: bool,
     vision_batch_patches: usize,
+    vision_sharing: VisionSharing,
     media_workers: usize,
     mailbox: usize,
     max_in_flight: Option<usize>,
@@ -101,7 +108,7 @@ pub struct PipelineBuilder {
     processor: Option<Processor>,
     tokenizer: Option<PathBuf>,
     media_limits: MediaLimits,
-    progress: Option<Box<dyn Fn(&str) + Send + Sync>>,
+    progress: Option<ProgressFn>,
 }
 
 impl Default for PipelineBuilder {
@@ -115,6 +122,7 @@ impl Default for PipelineBuilder {
             prefix_caching: true,
             overlap_vision: true,
             vision_batch_patches: 8192,
+            vision_sharing: VisionSharing::Fair,
             media_workers: 2,
             mailbox: 16,
             max_in_flight: None,
@@ -163,6 +171,11 @@ impl PipelineBuilder {
     /// Patches per vision tower pass (at least one item per pass).
     pub fn vision_batch_patches(mut self, n: usize) -> Self {
         self.vision_batch_patches = n;
+        self
+    }
+    /// How overlapped vision shares the cores with decode (default: fair).
+    pub fn vision_sharing(mut self, s: VisionSharing) -> Self {
+        self.vision_sharing = s;
         self
     }
     /// Requests preprocessed concurrently by the media stage.
@@ -260,6 +273,7 @@ impl PipelineBuilder {
                 max_batch_size: s.max_batch_size,
                 max_prefill_batch_size: s.max_prefill_batch_size,
                 max_prefill_tokens: s.max_prefill_tokens,
+                prefill_chunk: s.prefill_chunk,
             },
             max_seq_len: s.max_seq_len,
             block_size: self.block_size,
@@ -341,6 +355,8 @@ impl PipelineBuilder {
             llm,
             stream.clone(),
             self.vision_batch_patches,
+            self.vision_sharing,
+            stats.clone(),
         )?;
         say("pipeline ready");
         Ok(Pipeline {

@@ -103,7 +103,7 @@ fn engine_main(
         updates.extend(sched.schedule());
         if sched.num_running() > 0 {
             let result = catch_unwind(AssertUnwindSafe(|| {
-                run_step(&model, &mut kv, sched.running())
+                run_step(&model, &mut kv, sched.running(), vocab)
             }));
             match result {
                 Ok(Ok(logits)) => {
@@ -195,6 +195,7 @@ fn admit(
             output: Vec::new(),
             blocks: Default::default(),
             computed: 0,
+            step_tokens: 0,
             cached_tokens: 0,
             max_new_tokens: req.max_new_tokens,
             stop_token_ids: stops.clone(),

@@ -19,8 +19,12 @@ pub struct SchedulerConfig {
     pub max_batch_size: usize,
     /// Max sequences joining in one step (`maxPrefillBatchSize`).
     pub max_prefill_batch_size: usize,
-    /// Max prompt tokens computed in one step (`maxPrefillTokens`).
+    /// Max prompt tokens admitted in one step (`maxPrefillTokens`).
     pub max_prefill_tokens: usize,
+    /// SplitFuse (MindIE `templateType: Mix`): at most this many prompt tokens are computed per
+    /// step, long prompts are prefilled in chunks alongside the decodes, so a long prefill never
+    /// stalls decoding for long. 0 = whole prompts in one step (MindIE `Standard`).
+    pub prefill_chunk: usize,
 }
 
 /// What happened to a sequence in a step.
@@ -101,8 +105,8 @@ impl Scheduler {
     }
 
     /// Decide the next step: grow running sequences (preempting the newest when blocks run
-    /// out), then admit waiting ones. Afterwards every running sequence has blocks for all of
-    /// its tokens; the model computes tokens [computed, total) of each.
+    /// out), admit waiting ones, and set each running sequence's `step_tokens`. Afterwards
+    /// every running sequence has blocks for all of its tokens.
     pub fn schedule(&mut self) -> Vec<SeqUpdate> {
         let mut preempted = Vec::new();
         let mut i = 0;
@@ -161,6 +165,22 @@ impl Scheduler {
             admitted += 1;
             self.running.push(s);
         }
+        // Work of this step: decodes always; prompt tokens up to the chunk budget, oldest first.
+        let mut budget = if self.cfg.prefill_chunk == 0 {
+            usize::MAX
+        } else {
+            self.cfg.prefill_chunk
+        };
+        for s in &mut self.running {
+            let remaining = s.total_len() - s.computed;
+            s.step_tokens = if remaining == 1 {
+                1
+            } else {
+                let n = remaining.min(budget);
+                budget -= n;
+                n
+            };
+        }
         Vec::new()
     }
 
@@ -171,9 +191,14 @@ impl Scheduler {
         let mut keep = Vec::with_capacity(self.running.len());
         for (i, mut s) in std::mem::take(&mut self.running).into_iter().enumerate() {
             let total = s.total_len();
-            s.computed = total;
+            s.computed += std::mem::take(&mut s.step_tokens);
             let keys = s.keys();
-            self.blocks.commit(&mut s.blocks, &keys, total);
+            self.blocks.commit(&mut s.blocks, &keys, s.computed);
+            if s.computed < total {
+                // Mid-prefill (chunked) or idle this step.
+                keep.push(s);
+                continue;
+            }
             let mut row = logits[i * vocab..(i + 1) * vocab].to_vec();
             let sampled = s.sampler.sample(&mut row);
             let tok = sampled.token;

@@ -1,7 +1,8 @@
 //! Stage 2 — vision: batches pending images and video items *across requests* and runs the
 //! vision tower on its own thread, so it overlaps with the engine thread's decode steps. Both
-//! threads share the compute pool, which interleaves them kernel by kernel; each tower pass is
-//! capped at `max_batch_patches` so no single pass runs for long.
+//! threads share the cores: while sequences are decoding the tower runs single-threaded on the
+//! vision thread and the decode steps keep the compute pool (see [`VisionSharing`]); each tower
+//! pass is capped at `max_batch_patches`.
 
 pub mod encode;
 mod worker;
@@ -10,7 +11,7 @@ use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::actors::request::PreparedRequest;
-pub use worker::spawn_vision_worker;
+pub use worker::{spawn_vision_worker, VisionSharing};
 
 /// A prepared request whose visual items need encoding.
 #[derive(Message)]

@@ -10,13 +10,27 @@ use tokio::sync::mpsc;
 
 use super::encode;
 use crate::actors::error::RequestError;
+use crate::actors::llm::engine::EngineStats;
 use crate::actors::llm::{Admit, LlmActor};
 use crate::actors::request::PreparedRequest;
 use crate::actors::stream::{Fail, StreamActor};
+use crate::engine::kernels::pool::ThreadPool;
 use crate::engine::Qwen3VlModel;
+use std::sync::atomic::Ordering;
 
 /// Requests held by the worker beyond its channel (bounds memory).
 const MAX_PENDING: usize = 8;
+
+/// How the vision thread shares the cores with the engine thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VisionSharing {
+    /// Always use the shared compute pool (vision and decode alternate kernel by kernel).
+    Pool,
+    /// While sequences are decoding, run the tower on the vision thread alone, leaving the
+    /// compute pool to the decode steps (the OS shares the cores between the threads); with
+    /// nothing decoding, use the whole pool.
+    Fair,
+}
 
 pub fn spawn_vision_worker(
     model: Arc<Qwen3VlModel>,
@@ -24,10 +38,18 @@ pub fn spawn_vision_worker(
     llm: Addr<LlmActor>,
     stream: Addr<StreamActor>,
     max_batch_patches: usize,
+    sharing: VisionSharing,
+    stats: Arc<EngineStats>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("qwen3vl-vision".into())
         .spawn(move || {
+            // The compute pool runs nested regions inline on the calling thread. A private
+            // two-thread pool gives the vision thread such a region: inside it, every kernel of
+            // the tower runs single-threaded here instead of queueing for the shared pool,
+            // where each of a decode step's hundreds of small kernels would wait behind a large
+            // vision kernel.
+            let solo = ThreadPool::new(2);
             let mut pending: VecDeque<Box<PreparedRequest>> = VecDeque::new();
             loop {
                 if pending.is_empty() {
@@ -65,10 +87,9 @@ pub fn spawn_vision_worker(
                 let mut failed: Vec<(usize, String)> = Vec::new();
                 {
                     let mut refs: Vec<&mut crate::actors::request::VisualItem> = Vec::new();
-                    let mut it = pending.iter_mut().enumerate().peekable();
                     // Collect &mut items in batch order (batch is sorted by (ri, ii)).
                     let mut want = batch.iter().peekable();
-                    while let Some((ri, r)) = it.next() {
+                    for (ri, r) in pending.iter_mut().enumerate() {
                         for (ii, item) in r.visuals.iter_mut().enumerate() {
                             if want.peek() == Some(&&(ri, ii)) {
                                 refs.push(item);
@@ -76,8 +97,27 @@ pub fn spawn_vision_worker(
                             }
                         }
                     }
-                    let res =
-                        catch_unwind(AssertUnwindSafe(|| encode::encode_items(&model, &mut refs)));
+                    let decoding = stats.running.load(Ordering::Relaxed) > 0;
+                    let res = catch_unwind(AssertUnwindSafe(|| {
+                        if sharing == VisionSharing::Fair && decoding {
+                            let cell = std::sync::Mutex::new((&mut refs, None));
+                            solo.run(2, &|task| {
+                                if task == 0 {
+                                    let mut g = cell.lock().unwrap_or_else(|e| e.into_inner());
+                                    let (items, out) = &mut *g;
+                                    *out = Some(encode::encode_items(&model, items));
+                                }
+                            });
+                            let (_, out) = cell.into_inner().unwrap_or_else(|e| e.into_inner());
+                            out.unwrap_or_else(|| {
+                                Err(crate::engine::EngineError::Kernel(
+                                    "vision task lost".into(),
+                                ))
+                            })
+                        } else {
+                            encode::encode_items(&model, &mut refs)
+                        }
+                    }));
                     let err = match res {
                         Ok(Ok(())) => None,
                         Ok(Err(e)) => Some(e.to_string()),
