@@ -69,6 +69,10 @@ pub struct ServeArgs {
     pub max_prefill_batch_size: Option<usize>,
     #[arg(long)]
     pub max_prefill_tokens: Option<usize>,
+    /// SplitFuse: prefill prompts in chunks of N tokens alongside decode steps (MindIE
+    /// `templateType: "Mix"`; default 0 = whole prompts).
+    #[arg(long)]
+    pub prefill_chunk: Option<usize>,
     /// Too-long prompts: error (default), left (keep the end) or right (keep the start).
     #[arg(long, value_parser = parse_truncation)]
     pub truncation: Option<Truncation>,
@@ -145,6 +149,7 @@ impl ServeArgs {
             max_batch_size: self.max_batch_size,
             max_prefill_batch_size: self.max_prefill_batch_size,
             max_prefill_tokens: self.max_prefill_tokens,
+            prefill_chunk: self.prefill_chunk,
             block_size: self.block_size,
             kv_cache_gib: self.kv_cache_gib,
             media_root: self.media_root.clone(),

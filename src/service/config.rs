@@ -17,6 +17,9 @@ use crate::pipeline::{KvCacheSize, ScheduleConfig, Truncation};
 /// MindIE's hard-coded local media directory (`_ALLOWED_LOCAL_MEDIA_PATH`), our default root.
 pub const DEFAULT_MEDIA_ROOT: &str = "/data/multimodal_inputs";
 
+/// SplitFuse chunk when `templateType: "Mix"` gives no `splitChunkTokens`.
+pub const DEFAULT_SPLIT_CHUNK: usize = 512;
+
 /// Everything the server needs, resolved.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -86,6 +89,8 @@ pub struct Settings {
     pub max_batch_size: Option<usize>,
     pub max_prefill_batch_size: Option<usize>,
     pub max_prefill_tokens: Option<usize>,
+    /// SplitFuse chunk (0 = whole prompts).
+    pub prefill_chunk: Option<usize>,
     pub block_size: Option<usize>,
     pub kv_cache_gib: Option<f64>,
     pub media_root: Option<PathBuf>,
@@ -110,7 +115,7 @@ impl Settings {
             management_port, metrics_port, allow_all_zero_ip, max_link_num, max_request_mb,
             token_timeout_s, e2e_timeout_s, full_text, https, tls_cert, tls_key, max_seq_len,
             max_input_token_len, truncation, max_iter_times, max_batch_size,
-            max_prefill_batch_size, max_prefill_tokens, block_size, kv_cache_gib, media_root,
+            max_prefill_batch_size, max_prefill_tokens, prefill_chunk, block_size, kv_cache_gib, media_root,
             allow_http_media, max_media_items, media_workers, http_workers, shutdown_timeout_s)
     }
 
@@ -230,6 +235,7 @@ impl Settings {
             max_input_token_len,
             max_iter_times: self.max_iter_times.unwrap_or(d.max_iter_times),
             truncation: self.truncation.unwrap_or_default(),
+            prefill_chunk: self.prefill_chunk.unwrap_or(d.prefill_chunk),
         };
         let kv_cache = match self.kv_cache_gib {
             Some(g) if g > 0.0 => KvCacheSize::Gib(g),
@@ -499,6 +505,18 @@ impl Reader {
             s.max_prefill_tokens = self.usize(sc, sec, "maxPrefillTokens")?;
             s.max_batch_size = self.usize(sc, sec, "maxBatchSize")?;
             s.max_iter_times = self.usize(sc, sec, "maxIterTimes")?;
+            // templateType "Mix" is MindIE's SplitFuse: prompts prefill in chunks of
+            // splitChunkTokens (default here 512) alongside decode steps.
+            let chunk = self.usize(sc, sec, "splitChunkTokens")?;
+            s.prefill_chunk = match self.string(sc, sec, "templateType")?.as_deref() {
+                None | Some("Standard") => None,
+                Some("Mix") => Some(chunk.unwrap_or(DEFAULT_SPLIT_CHUNK).max(1)),
+                Some(other) => {
+                    return Err(format!(
+                        "{sec}.templateType must be \"Standard\" or \"Mix\", got \"{other}\""
+                    ))
+                }
+            };
             self.rest(
                 sc,
                 sec,
@@ -508,6 +526,8 @@ impl Reader {
                     "maxPrefillTokens",
                     "maxBatchSize",
                     "maxIterTimes",
+                    "templateType",
+                    "splitChunkTokens",
                 ],
             );
         }
@@ -588,6 +608,13 @@ mod tests {
             vec![("127.0.0.2".into(), 1026), ("127.0.0.2".into(), 1027)]
         );
         assert_eq!(c.max_request_bytes, 40 << 20);
+        assert_eq!(c.schedule.prefill_chunk, 0);
+        let mix = SHIPPED.replace(
+            "\"templateType\": \"Standard\"",
+            "\"templateType\": \"Mix\"",
+        );
+        let (s, _) = Settings::from_mindie_json(&mix, Path::new("/")).unwrap();
+        assert_eq!(s.prefill_chunk, Some(DEFAULT_SPLIT_CHUNK));
     }
 
     #[test]
