@@ -255,3 +255,121 @@ fn binary_reads_mindie_config_and_stops_on_sigterm() {
     assert!(status.success(), "exit {status:?}: {tail:?}");
     assert!(tail.iter().any(|l| l.contains("SIGTERM")), "{tail:?}");
 }
+
+/// `e2eTimeout`: a request that runs past it ends with MindIE's "Engine callback timeout"
+/// (500 before any output; plain text at the end of a stream that has started), and the
+/// server keeps serving.
+#[tokio::test]
+async fn e2e_timeout_ends_requests() {
+    let mut s = settings();
+    s.e2e_timeout_s = Some(1);
+    s.max_iter_times = Some(4000);
+    let server = Server::start(config(s), false).unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let c = reqwest::Client::new();
+    let mut body = long_stream(4000);
+    body["stream"] = json!(false);
+    let t = Instant::now();
+    let r = c
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error_type"], "Incomplete Generation");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("Engine callback timeout"),
+        "{v}"
+    );
+    let r = c
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&long_stream(4000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.trim_end().ends_with("e2eTimeout of 1s"),
+        "{}",
+        &text[text.len().saturating_sub(200)..]
+    );
+    assert!(!text.contains("[DONE]"));
+    // The timed-out requests were cancelled: their blocks come back.
+    let t0 = Instant::now();
+    while server.state().pipeline.stats().running > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = server.state().pipeline.stats();
+    assert_eq!(st.free_blocks, st.total_blocks, "{st:?}");
+    let r = c
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&long_stream(3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    server.stop().unwrap();
+}
+
+/// A checkpoint without a tokenizer: text and chat requests get 424 (MindIE's "Generation
+/// Error": the request cannot be turned into an inference request); token-id requests work.
+#[tokio::test]
+async fn no_tokenizer_gives_424_but_token_ids_work() {
+    let dir = tempfile::tempdir().unwrap();
+    qwen3vl::engine::random_checkpoint::write_random_checkpoint(
+        qwen3vl::engine::random_checkpoint::Arch::Tiny,
+        Some(1),
+        dir.path(),
+        3,
+    )
+    .unwrap();
+    let mut s = settings();
+    s.model_dir = Some(dir.path().to_path_buf());
+    let server = Server::start(config(s), false).unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&long_stream(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 424);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error_type"],
+        "Generation Error"
+    );
+    let r = c
+        .post(format!("{base}/generate"))
+        .json(&json!({"prompt": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 424);
+    let v: Value = c
+        .post(format!("{base}/infer"))
+        .json(&json!({"input_id": [1, 2, 3], "parameters": {"max_new_tokens": 3, "details": true}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["details"]["generated_token_ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "{v}"
+    );
+    server.stop().unwrap();
+}
