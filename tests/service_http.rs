@@ -108,9 +108,23 @@ async fn metadata_and_health() {
         .await
         .unwrap();
     assert_eq!(v2["extensions"]["max_iter_times"], 512);
-    let m: Value = c.get(url("/v2/models/qwen3vl")).send().await.unwrap().json().await.unwrap();
+    let m: Value = c
+        .get(url("/v2/models/qwen3vl"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(m["name"], "qwen3vl");
-    let mj: Value = c.get(url("/metrics-json")).send().await.unwrap().json().await.unwrap();
+    let mj: Value = c
+        .get(url("/metrics-json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mj["result"][4]["metric"][0]["__name__"], "remainBlocks");
     let r = c.get(url("/no/such/path")).send().await.unwrap();
     assert_eq!(r.status(), 404);

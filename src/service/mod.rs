@@ -23,6 +23,7 @@ pub mod errors;
 pub mod generation;
 pub mod limits;
 pub mod metrics;
+pub mod mindie_config;
 pub mod params;
 pub mod routes;
 pub mod shutdown;
