@@ -334,6 +334,40 @@ async fn mindie_infer_native() {
 }
 
 #[tokio::test]
+async fn triton_generate_and_stream() {
+    let v = post_json(
+        "/v2/models/qwen3vl/generate",
+        json!({"id": "a123", "text_input": "My name is Olivier and I",
+               "parameters": {"max_new_tokens": 3, "details": true, "do_sample": false, "batch_size": 100}}),
+    )
+    .await;
+    assert_eq!(
+        (v["id"].as_str(), v["model_name"].as_str()),
+        (Some("a123"), Some("qwen3vl"))
+    );
+    assert!(v["text_output"].is_string() && v["model_version"].is_null());
+    assert!(v["details"]["generated_tokens"].as_u64().unwrap() >= 1);
+    let (status, body) = post(
+        "/v2/models/qwen3vl/generate_stream",
+        json!({"text_input": "Hi", "parameters": {"max_new_tokens": 3, "details": true, "top_k": 0}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("data:{"), "no space after data: {body:?}");
+    let (frames, _) = sse_json(&body);
+    assert!(frames[0]["prefill_time"].is_u64());
+    assert!(frames.last().unwrap()["details"]["finish_reason"].is_string());
+    let (status, _) = post("/v2/models/other/generate", json!({"text_input": "x"})).await;
+    assert_eq!(status, 404);
+    let (status, _) = post(
+        "/v2/models/qwen3vl/generate",
+        json!({"id": "bad id!", "text_input": "x"}),
+    )
+    .await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test]
 async fn completions_and_tokenizer() {
     let v = post_json(
         "/v1/completions",

@@ -7,6 +7,7 @@ pub mod infer;
 pub mod models;
 pub mod openai_chat;
 pub mod tokenizer;
+pub mod triton;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -29,6 +30,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/info", web::get().to(models::info))
         .route("/v2", web::get().to(models::v2))
         .route("/v2/models/{model}", web::get().to(models::v2_model))
+        .route(
+            "/v2/models/{model}/generate",
+            web::post().to(triton::generate),
+        )
+        .route(
+            "/v2/models/{model}/generate_stream",
+            web::post().to(triton::generate_stream),
+        )
         .route("/health", web::get().to(health::health))
         .route("/v2/health/live", web::get().to(health::live))
         .route("/v2/health/ready", web::get().to(health::ready))
