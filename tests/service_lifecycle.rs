@@ -373,3 +373,43 @@ async fn no_tokenizer_gives_424_but_token_ids_work() {
     );
     server.stop().unwrap();
 }
+
+/// A client that hangs up on a non-streaming request (nothing sent yet, so actix-web cannot
+/// notice by writing) still cancels it: the handler watches the connection.
+#[tokio::test]
+async fn hang_up_cancels_non_stream_requests() {
+    let mut s = settings();
+    s.max_iter_times = Some(4000);
+    let server = Server::start(config(s), false).unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(600))
+        .build()
+        .unwrap();
+    let mut body = long_stream(4000);
+    body["stream"] = json!(false);
+    let r = impatient
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await;
+    assert!(r.is_err(), "4000 tokens finished within 600 ms?");
+    let t0 = Instant::now();
+    loop {
+        let st = server.state().pipeline.stats();
+        let cancelled = server
+            .state()
+            .metrics
+            .cancelled
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if cancelled == 1 && st.running == 0 && st.free_blocks == st.total_blocks {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "still generating: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().unwrap();
+}

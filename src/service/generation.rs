@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use futures::{FutureExt, StreamExt};
 
+use super::disconnect::{unless_hung_up, PeerSocket};
 use super::errors::ApiError;
 use super::limits::LinkPermit;
 use super::state::AppState;
@@ -91,6 +92,8 @@ pub struct Generation {
     finished: Vec<Option<Finish>>,
     ended: bool,
     recorded: bool,
+    /// The client's connection, watched while nothing has been sent yet.
+    peer: Option<PeerSocket>,
     /// The seed in force (echoed in TGI / `/infer` details).
     pub seed: u64,
 }
@@ -133,6 +136,7 @@ impl Generation {
         n: usize,
         seed: u64,
         permit: LinkPermit,
+        peer: Option<PeerSocket>,
     ) -> Result<Generation, ApiError> {
         let now = Instant::now();
         let mut g = Generation {
@@ -147,9 +151,12 @@ impl Generation {
             finished: vec![None; n.max(1)],
             ended: false,
             recorded: false,
+            peer: peer.clone(),
             seed,
         };
-        match g.pull().await {
+        // A client that hangs up during a long prefill: dropping `g` cancels the request.
+        let first = unless_hung_up(peer, async { Ok(g.pull().await) }).await?;
+        match first {
             Ok(Some(Event::Error(e))) => {
                 g.record_failure();
                 Err(e.into())
@@ -304,8 +311,13 @@ impl Generation {
         Some(Ok(chunk))
     }
 
-    /// Run to the end.
+    /// Run to the end (or until the client hangs up, which cancels the request).
     pub async fn collect(mut self) -> Result<Collected, ApiError> {
+        let peer = self.peer.take();
+        unless_hung_up(peer, self.collect_all()).await
+    }
+
+    async fn collect_all(mut self) -> Result<Collected, ApiError> {
         let mut out = Collected {
             choices: vec![CollectedChoice::default(); self.finished.len()],
         };

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod config;
+pub mod disconnect;
 pub mod errors;
 pub mod generation;
 pub mod limits;
@@ -123,6 +124,7 @@ impl Server {
                             .configure(routes::configure)
                             .default_service(web::to(routes::not_found))
                     })
+                    .on_connect(disconnect::on_connect)
                     .workers(workers)
                     .shutdown_timeout(grace.as_secs())
                     .disable_signals();

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::config::ServiceConfig;
+use super::disconnect::PeerSocket;
 use super::errors::ApiError;
 use super::generation::Generation;
 use super::limits::{LinkLimiter, LinkPermit};
@@ -154,6 +155,7 @@ impl AppState {
         prompt: PromptInput,
         mut params: SamplingParams,
         permit: LinkPermit,
+        peer: Option<PeerSocket>,
     ) -> Result<Generation, ApiError> {
         let seed = *params
             .seed
@@ -189,7 +191,7 @@ impl AppState {
                 self.pipeline.chat(messages, params)
             }
         };
-        Generation::start(self.clone(), events, n, seed, permit).await
+        Generation::start(self.clone(), events, n, seed, permit, peer).await
     }
 }
 

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use actix_web::web::{Bytes, Data};
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::openai_chat::{unix_now, usage_json, Meta};
 use crate::pipeline::TokenLogprob;
+use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::{Failure, Generation};
 use crate::service::params::{from_value, parse_json, Body, VllmSampling};
@@ -35,38 +36,43 @@ struct CompletionRequest {
     logprobs: Option<i64>,
 }
 
-pub async fn handle(state: Data<AppState>, Body(body): Body) -> Result<HttpResponse, ApiError> {
+pub async fn handle(
+    req: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&req);
     let state = state.into_inner();
     let v = parse_json(&body)?;
-    let req: CompletionRequest = from_value(&v)?;
+    let cr: CompletionRequest = from_value(&v)?;
     let sampling: VllmSampling = from_value(&v)?;
-    state.check_model(req.model.as_deref(), true)?;
+    state.check_model(cr.model.as_deref(), true)?;
     let mut params = sampling.to_params(2.0)?;
-    if let Some(k) = req.logprobs {
+    if let Some(k) = cr.logprobs {
         if !(0..=20).contains(&k) {
             return Err(ApiError::validation("`logprobs` must be in [0, 20]"));
         }
         params.logprobs = true;
         params.top_logprobs = k as usize;
     }
-    let prompt = match req.prompt {
+    let prompt = match cr.prompt {
         CompletionPrompt::Text(t) => PromptInput::Text(t),
         CompletionPrompt::Tokens(ids) => PromptInput::Tokens(ids),
     };
-    let include_usage = req
+    let include_usage = cr
         .stream_options
         .as_ref()
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let permit = state.admit().await?;
-    let g = state.generate(prompt, params, permit).await?;
+    let g = state.generate(prompt, params, permit, peer).await?;
     let meta = Meta {
         id: state.request_id(),
         created: unix_now(),
         model: state.config.served_model_name.clone(),
     };
-    if req.stream.unwrap_or(false) {
+    if cr.stream.unwrap_or(false) {
         return Ok(stream(state, g, meta, include_usage));
     }
     let c = g.collect().await?;

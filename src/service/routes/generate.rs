@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use actix_web::web::{Bytes, Data};
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::Failure;
 use crate::service::params::{
@@ -44,16 +45,21 @@ enum TgiRoute {
     Root,
 }
 
-pub async fn generate(state: Data<AppState>, Body(body): Body) -> Result<HttpResponse, ApiError> {
+pub async fn generate(
+    http: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&http);
     let state = state.into_inner();
     let v = parse_json(&body)?;
     if v.get("prompt").is_some() {
         let req: VllmRequest = from_value(&v)?;
         let sampling: VllmSampling = from_value(&v)?;
-        vllm(state, req, sampling).await
+        vllm(state, req, sampling, peer).await
     } else if v.get("inputs").is_some() {
         let req: TgiRequest = from_value(&v)?;
-        tgi(state, req, TgiRoute::Generate).await
+        tgi(state, req, TgiRoute::Generate, peer).await
     } else {
         Err(ApiError::validation(
             "the body needs `prompt` (vLLM) or `inputs` (TGI)",
@@ -62,22 +68,30 @@ pub async fn generate(state: Data<AppState>, Body(body): Body) -> Result<HttpRes
 }
 
 pub async fn generate_stream(
+    http: HttpRequest,
     state: Data<AppState>,
     Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
     let req: TgiRequest = parse_body(&body)?;
-    tgi(state.into_inner(), req, TgiRoute::GenerateStream).await
+    let peer = PeerSocket::of(&http);
+    tgi(state.into_inner(), req, TgiRoute::GenerateStream, peer).await
 }
 
-pub async fn root(state: Data<AppState>, Body(body): Body) -> Result<HttpResponse, ApiError> {
+pub async fn root(
+    http: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
     let req: TgiRequest = parse_body(&body)?;
-    tgi(state.into_inner(), req, TgiRoute::Root).await
+    let peer = PeerSocket::of(&http);
+    tgi(state.into_inner(), req, TgiRoute::Root, peer).await
 }
 
 async fn vllm(
     state: Arc<AppState>,
     req: VllmRequest,
     sampling: VllmSampling,
+    peer: Option<PeerSocket>,
 ) -> Result<HttpResponse, ApiError> {
     state.check_model(req.model.as_deref(), false)?;
     let params = sampling.to_params(f32::MAX)?;
@@ -87,7 +101,7 @@ async fn vllm(
         TextOrParts::Parts(p) => PromptInput::from_parts(p),
     };
     let permit = state.admit().await?;
-    let mut g = state.generate(prompt, params, permit).await?;
+    let mut g = state.generate(prompt, params, permit, peer).await?;
     if !req.stream.unwrap_or(false) {
         let c = g.collect().await?;
         // MindIE: the first text item of the prompt, a space, the generated text.
@@ -168,6 +182,7 @@ async fn tgi(
     state: Arc<AppState>,
     req: TgiRequest,
     route: TgiRoute,
+    peer: Option<PeerSocket>,
 ) -> Result<HttpResponse, ApiError> {
     let p = req.parameters.unwrap_or_default();
     let params = p.to_params()?;
@@ -186,7 +201,7 @@ async fn tgi(
     };
     let prompt = tgi_prompt(&state, req.inputs, p.truncate).await?;
     let permit = state.admit().await?;
-    let mut g = state.generate(prompt, params, permit).await?;
+    let mut g = state.generate(prompt, params, permit, peer).await?;
     let seed = g.seed;
     if !streaming {
         let c = g.collect().await?;

@@ -3,11 +3,12 @@
 //! `[DONE]` carrying per-frame prefill/decode milliseconds.
 
 use actix_web::web::{Bytes, Data};
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::generate::tgi_prompt;
+use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::Failure;
 use crate::service::params::{parse_body, Body, TextOrParts, TgiParameters};
@@ -26,7 +27,12 @@ struct InferRequest {
     parameters: Option<TgiParameters>,
 }
 
-pub async fn handle(state: Data<AppState>, Body(body): Body) -> Result<HttpResponse, ApiError> {
+pub async fn handle(
+    http: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&http);
     let state = state.into_inner();
     let req: InferRequest = parse_body(&body)?;
     let p = req.parameters.unwrap_or_default();
@@ -43,7 +49,7 @@ pub async fn handle(state: Data<AppState>, Body(body): Body) -> Result<HttpRespo
     };
     let with_details = p.details();
     let permit = state.admit().await?;
-    let mut g = state.generate(prompt, params, permit).await?;
+    let mut g = state.generate(prompt, params, permit, peer).await?;
     let seed = g.seed;
     if !req.stream.unwrap_or(false) {
         let c = g.collect().await?;

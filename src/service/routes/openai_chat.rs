@@ -9,11 +9,12 @@
 use std::sync::Arc;
 
 use actix_web::web::{Bytes, Data};
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::pipeline::{ChatMessage, TokenLogprob};
+use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::{Chunk, Failure, Generation};
 use crate::service::params::{from_value, parse_json, Body, VllmSampling};
@@ -42,16 +43,21 @@ struct StreamOptions {
 
 const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
-pub async fn handle(state: Data<AppState>, Body(body): Body) -> Result<HttpResponse, ApiError> {
+pub async fn handle(
+    req: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&req);
     let state = state.into_inner();
     let v = parse_json(&body)?;
-    let req: ChatRequest = from_value(&v)?;
+    let chat: ChatRequest = from_value(&v)?;
     let sampling: VllmSampling = from_value(&v)?;
-    state.check_model(req.model.as_deref(), true)?;
-    if req.messages.is_empty() {
+    state.check_model(chat.model.as_deref(), true)?;
+    if chat.messages.is_empty() {
         return Err(ApiError::validation("`messages` must not be empty"));
     }
-    for m in &req.messages {
+    for m in &chat.messages {
         if !ROLES.contains(&m.role.as_str()) {
             return Err(ApiError::validation(format!(
                 "message role `{}` is not one of system, user, assistant, tool",
@@ -63,23 +69,23 @@ pub async fn handle(state: Data<AppState>, Body(body): Body) -> Result<HttpRespo
         }
     }
     let mut params = sampling.to_params(2.0)?;
-    let top = req.top_logprobs.unwrap_or(0);
+    let top = chat.top_logprobs.unwrap_or(0);
     if !(0..=20).contains(&top) {
         return Err(ApiError::validation("`top_logprobs` must be in [0, 20]"));
     }
-    params.logprobs = req.logprobs.unwrap_or(false);
+    params.logprobs = chat.logprobs.unwrap_or(false);
     params.top_logprobs = if params.logprobs { top as usize } else { 0 };
     let permit = state.admit().await?;
     let g = state
-        .generate(PromptInput::Chat(req.messages), params, permit)
+        .generate(PromptInput::Chat(chat.messages), params, permit, peer)
         .await?;
     let meta = Meta {
         id: state.request_id(),
         created: unix_now(),
         model: state.config.served_model_name.clone(),
     };
-    if req.stream.unwrap_or(false) {
-        let include_usage = req
+    if chat.stream.unwrap_or(false) {
+        let include_usage = chat
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false);

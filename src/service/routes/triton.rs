@@ -4,11 +4,12 @@
 //! `data:` without a space.
 
 use actix_web::web::{Bytes, Data, Path};
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::generate::tgi_prompt;
+use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::Failure;
 use crate::service::params::{parse_body, Body, TextOrParts, TgiParameters};
@@ -37,22 +38,25 @@ fn frame(v: &Value) -> Bytes {
 }
 
 pub async fn generate(
+    http: HttpRequest,
     state: Data<AppState>,
     model: Path<String>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    run(state, model, body, false).await
+    run(PeerSocket::of(&http), state, model, body, false).await
 }
 
 pub async fn generate_stream(
+    http: HttpRequest,
     state: Data<AppState>,
     model: Path<String>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    run(state, model, body, true).await
+    run(PeerSocket::of(&http), state, model, body, true).await
 }
 
 async fn run(
+    peer: Option<PeerSocket>,
     state: Data<AppState>,
     model: Path<String>,
     Body(body): Body,
@@ -81,7 +85,7 @@ async fn run(
     let with_details = p.details();
     let prompt = tgi_prompt(&state, req.text_input, p.truncate).await?;
     let permit = state.admit().await?;
-    let mut g = state.generate(prompt, params, permit).await?;
+    let mut g = state.generate(prompt, params, permit, peer).await?;
     let model = state.config.served_model_name.clone();
     if !streaming {
         let c = g.collect().await?;
