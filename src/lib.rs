@@ -6,6 +6,7 @@
 //! * [`actors`] — the streaming pipeline stages.
 //! * [`bench`] — `qwen3vl bench`: the AISBench-compatible serving benchmark.
 //! * [`pipeline`] — the public API: build a pipeline, stream chat/generation events.
+//! * [`service`] — the HTTP server (MindIE / vLLM / OpenAI / TGI wire formats).
 
 pub mod actors;
 pub mod bench;
@@ -13,3 +14,4 @@ pub mod engine;
 pub mod media;
 pub mod pipeline;
 pub mod prompt;
+pub mod service;

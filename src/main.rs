@@ -30,6 +30,8 @@ enum Command {
     /// Pure model inference through the serving engine: a batch of requests, streamed output,
     /// TTFT, decode tok/s and throughput.
     Run(cli::run::RunArgs),
+    /// HTTP server with MindIE Service's APIs (also vLLM, OpenAI and TGI clients).
+    Serve(Box<cli::serve::ServeArgs>),
 }
 
 fn main() {
@@ -41,6 +43,7 @@ fn main() {
         Command::Preprocess(a) => cli::preprocess::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Run(a) => cli::run::run(a),
+        Command::Serve(a) => cli::serve::run(a),
     };
     if let Err(e) = result {
         // One clear line: the error and its causes.

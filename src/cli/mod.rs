@@ -6,3 +6,4 @@ pub mod forward;
 pub mod make_checkpoint;
 pub mod preprocess;
 pub mod run;
+pub mod serve;

@@ -1,0 +1,195 @@
+//! `POST /v1/completions` (vLLM flavour): a text or token-id prompt, no chat template, no media.
+
+use std::sync::Arc;
+
+use actix_web::web::{Bytes, Data};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::openai_chat::{unix_now, usage_json, Meta};
+use crate::pipeline::TokenLogprob;
+use crate::service::disconnect::PeerSocket;
+use crate::service::errors::ApiError;
+use crate::service::generation::{Failure, Generation};
+use crate::service::params::{from_value, parse_json, Body, VllmSampling};
+use crate::service::sse;
+use crate::service::state::{AppState, PromptInput};
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CompletionPrompt {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletionRequest {
+    model: Option<String>,
+    prompt: CompletionPrompt,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<Value>,
+    /// Number of most likely alternatives per token (OpenAI completions semantics).
+    #[serde(default)]
+    logprobs: Option<i64>,
+}
+
+pub async fn handle(
+    req: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&req);
+    let state = state.into_inner();
+    let v = parse_json(&body)?;
+    let cr: CompletionRequest = from_value(&v)?;
+    let sampling: VllmSampling = from_value(&v)?;
+    state.check_model(cr.model.as_deref(), true)?;
+    let mut params = sampling.to_params(2.0)?;
+    if let Some(k) = cr.logprobs {
+        if !(0..=20).contains(&k) {
+            return Err(ApiError::validation("`logprobs` must be in [0, 20]"));
+        }
+        params.logprobs = true;
+        params.top_logprobs = k as usize;
+    }
+    let prompt = match cr.prompt {
+        CompletionPrompt::Text(t) => PromptInput::Text(t),
+        CompletionPrompt::Tokens(ids) => PromptInput::Tokens(ids),
+    };
+    let include_usage = cr
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let permit = state.admit().await?;
+    let g = state.generate(prompt, params, permit, peer).await?;
+    let meta = Meta {
+        id: state.request_id(),
+        created: unix_now(),
+        model: state.config.served_model_name.clone(),
+    };
+    if cr.stream.unwrap_or(false) {
+        return Ok(stream(state, g, meta, include_usage));
+    }
+    let c = g.collect().await?;
+    let choices: Vec<Value> = c
+        .choices
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| {
+            json!({
+                "index": i,
+                "text": ch.text,
+                "logprobs": logprobs_json(&state, &ch.logprobs),
+                "finish_reason": ch.finish.as_ref().map(|f| f.openai()),
+            })
+        })
+        .collect();
+    let (p, n) = c.usage();
+    Ok(sse::json(&json!({
+        "id": meta.id,
+        "object": "text_completion",
+        "created": meta.created,
+        "model": meta.model,
+        "choices": choices,
+        "usage": usage_json(p, n, 0),
+    })))
+}
+
+/// OpenAI completions logprobs: parallel lists.
+fn logprobs_json(state: &AppState, lps: &[TokenLogprob]) -> Value {
+    if lps.is_empty() {
+        return Value::Null;
+    }
+    let tok = |id: u32| {
+        state
+            .tokenizer
+            .as_ref()
+            .and_then(|t| t.decode(&[id], false).ok())
+            .unwrap_or_default()
+    };
+    let tokens: Vec<String> = lps.iter().map(|l| tok(l.token)).collect();
+    let top: Vec<Value> = lps
+        .iter()
+        .map(|l| {
+            let m: Map<String, Value> =
+                l.top.iter().map(|&(id, lp)| (tok(id), json!(lp))).collect();
+            Value::Object(m)
+        })
+        .collect();
+    let mut offset = 0;
+    let offsets: Vec<usize> = tokens
+        .iter()
+        .map(|t| {
+            let o = offset;
+            offset += t.len();
+            o
+        })
+        .collect();
+    json!({
+        "tokens": tokens,
+        "token_logprobs": lps.iter().map(|l| l.logprob).collect::<Vec<_>>(),
+        "top_logprobs": top,
+        "text_offset": offsets,
+    })
+}
+
+fn stream(
+    state: Arc<AppState>,
+    mut g: Generation,
+    meta: Meta,
+    include_usage: bool,
+) -> HttpResponse {
+    let frame = move |choices: Value, usage: Option<Value>| -> Value {
+        let mut o = json!({
+            "id": meta.id,
+            "object": "text_completion",
+            "created": meta.created,
+            "model": meta.model,
+        });
+        if let Some(u) = usage {
+            o["usage"] = u;
+        }
+        o["choices"] = choices;
+        o
+    };
+    let body = async_stream::stream! {
+        while let Some(next) = g.next().await {
+            let c = match next {
+                Ok(c) => c,
+                Err(Failure::Timeout(m)) => {
+                    yield Ok(Bytes::from(m));
+                    return;
+                }
+                Err(Failure::Error(e)) => {
+                    yield Ok(sse::error_frame(&e));
+                    return;
+                }
+            };
+            if c.text.is_empty() && c.finish.is_none() {
+                continue;
+            }
+            let usage = (c.finish.is_some() && g.all_finished()).then(|| {
+                let (p, n) = g.usage();
+                usage_json(p, n, 0)
+            });
+            let lp = logprobs_json(&state, &c.logprobs);
+            yield Ok(sse::data(&frame(
+                json!([{"index": c.choice, "text": c.text, "logprobs": lp,
+                        "stop_reason": c.finish.as_ref().and_then(|f| f.stop.clone()),
+                        "finish_reason": c.finish.as_ref().map(|f| f.openai())}]),
+                usage,
+            )));
+        }
+        if include_usage {
+            let (p, n) = g.usage();
+            yield Ok(sse::data(&frame(json!([]), Some(usage_json(p, n, 0)))));
+        }
+        yield Ok(sse::done());
+    };
+    sse::stream(body)
+}

@@ -1,0 +1,269 @@
+//! `POST /generate` — vLLM flavour when the body has `prompt` (MindIE checks it first), TGI
+//! flavour when it has `inputs`; `POST /generate_stream` (TGI, always streaming) and `POST /`
+//! (TGI, `stream` field selects, non-stream wrapped in an array).
+
+use std::sync::Arc;
+
+use actix_web::web::{Bytes, Data};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::service::disconnect::PeerSocket;
+use crate::service::errors::ApiError;
+use crate::service::generation::Failure;
+use crate::service::params::{
+    from_value, parse_body, parse_json, Body, TextOrParts, TgiParameters, VllmSampling,
+};
+use crate::service::sse;
+use crate::service::state::{AppState, PromptInput};
+
+#[derive(Debug, Deserialize)]
+struct VllmRequest {
+    prompt: TextOrParts,
+    /// MindIE reads it as a LoRA id; only the served model exists here.
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TgiRequest {
+    pub inputs: TextOrParts,
+    #[serde(default)]
+    pub parameters: Option<TgiParameters>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+/// Which TGI route was called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TgiRoute {
+    Generate,
+    GenerateStream,
+    Root,
+}
+
+pub async fn generate(
+    http: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&http);
+    let state = state.into_inner();
+    let v = parse_json(&body)?;
+    if v.get("prompt").is_some() {
+        let req: VllmRequest = from_value(&v)?;
+        let sampling: VllmSampling = from_value(&v)?;
+        vllm(state, req, sampling, peer).await
+    } else if v.get("inputs").is_some() {
+        let req: TgiRequest = from_value(&v)?;
+        tgi(state, req, TgiRoute::Generate, peer).await
+    } else {
+        Err(ApiError::validation(
+            "the body needs `prompt` (vLLM) or `inputs` (TGI)",
+        ))
+    }
+}
+
+pub async fn generate_stream(
+    http: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let req: TgiRequest = parse_body(&body)?;
+    let peer = PeerSocket::of(&http);
+    tgi(state.into_inner(), req, TgiRoute::GenerateStream, peer).await
+}
+
+pub async fn root(
+    http: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let req: TgiRequest = parse_body(&body)?;
+    let peer = PeerSocket::of(&http);
+    tgi(state.into_inner(), req, TgiRoute::Root, peer).await
+}
+
+async fn vllm(
+    state: Arc<AppState>,
+    req: VllmRequest,
+    sampling: VllmSampling,
+    peer: Option<PeerSocket>,
+) -> Result<HttpResponse, ApiError> {
+    state.check_model(req.model.as_deref(), false)?;
+    let params = sampling.to_params(f32::MAX)?;
+    let head = req.prompt.first_text().to_string();
+    let prompt = match req.prompt {
+        TextOrParts::Text(t) => PromptInput::Text(t),
+        TextOrParts::Parts(p) => PromptInput::from_parts(p),
+    };
+    let permit = state.admit().await?;
+    let mut g = state.generate(prompt, params, permit, peer).await?;
+    if !req.stream.unwrap_or(false) {
+        let c = g.collect().await?;
+        // MindIE: the first text item of the prompt, a space, the generated text.
+        let text: Vec<String> = c
+            .choices
+            .iter()
+            .map(|ch| format!("{head} {}", ch.text))
+            .collect();
+        return Ok(sse::json(&json!({ "text": text })));
+    }
+    let full = state.config.full_text;
+    let body = async_stream::stream! {
+        let mut texts: Vec<String> = Vec::new();
+        while let Some(next) = g.next().await {
+            let c = match next {
+                Ok(c) => c,
+                Err(Failure::Timeout(m)) => {
+                    yield Ok(Bytes::from(m));
+                    return;
+                }
+                Err(Failure::Error(e)) => {
+                    yield Ok(sse::nul(&e.body()));
+                    return;
+                }
+            };
+            if c.text.is_empty() && c.finish.is_none() {
+                continue;
+            }
+            if texts.len() <= c.choice {
+                texts.resize(c.choice + 1, String::new());
+            }
+            texts[c.choice].push_str(&c.text);
+            // One entry per sequence: this one's delta, "" for the others.
+            let out: Vec<&str> = (0..texts.len())
+                .map(|i| match (i == c.choice, full) {
+                    (true, true) => texts[i].as_str(),
+                    (true, false) => c.text.as_str(),
+                    (false, true) => texts[i].as_str(),
+                    (false, false) => "",
+                })
+                .collect();
+            yield Ok(sse::nul(&json!({ "text": out })));
+        }
+    };
+    Ok(sse::stream(body))
+}
+
+/// TGI `details` for a finished request.
+pub(crate) fn details(g_seed: u64, prompt: usize, finish: &str, generated: usize) -> Value {
+    json!({
+        "prompt_tokens": prompt,
+        "finish_reason": finish,
+        "generated_tokens": generated,
+        "seed": g_seed,
+    })
+}
+
+/// Raw-text prompt with TGI's `truncate` (keep the last N tokens).
+pub(crate) async fn tgi_prompt(
+    state: &AppState,
+    inputs: TextOrParts,
+    truncate: Option<i64>,
+) -> Result<PromptInput, ApiError> {
+    Ok(match inputs {
+        TextOrParts::Text(t) => match truncate {
+            Some(n) => {
+                let ids = state.encode(t).await?;
+                let keep = ids.len().saturating_sub(n as usize);
+                PromptInput::Tokens(ids[keep..].to_vec())
+            }
+            None => PromptInput::Text(t),
+        },
+        TextOrParts::Parts(p) => PromptInput::from_parts(p),
+    })
+}
+
+async fn tgi(
+    state: Arc<AppState>,
+    req: TgiRequest,
+    route: TgiRoute,
+    peer: Option<PeerSocket>,
+) -> Result<HttpResponse, ApiError> {
+    let p = req.parameters.unwrap_or_default();
+    let params = p.to_params()?;
+    let streaming = route == TgiRoute::GenerateStream
+        || (route == TgiRoute::Root && req.stream.unwrap_or(false));
+    if streaming && p.decoder_input_details == Some(true) {
+        return Err(ApiError::validation(
+            "decoder_input_details is not allowed with streaming",
+        ));
+    }
+    let with_details = p.details();
+    let prefix = if p.return_full_text == Some(true) {
+        req.inputs.first_text().to_string()
+    } else {
+        String::new()
+    };
+    let prompt = tgi_prompt(&state, req.inputs, p.truncate).await?;
+    let permit = state.admit().await?;
+    let mut g = state.generate(prompt, params, permit, peer).await?;
+    let seed = g.seed;
+    if !streaming {
+        let c = g.collect().await?;
+        let ch = c.choices.first().cloned().unwrap_or_default();
+        let (prompt_tokens, generated) = c.usage();
+        let text = format!("{prefix}{}", ch.text);
+        let mut out = json!({});
+        if with_details {
+            let tok = state.tokenizer.clone();
+            let tokens: Vec<Value> = ch
+                .token_ids
+                .iter()
+                .map(|&id| {
+                    let text = tok.as_ref().and_then(|t| t.decode(&[id], false).ok());
+                    json!({"id": id, "logprob": null, "special": null, "text": text})
+                })
+                .collect();
+            let finish = ch.finish.as_ref().map_or("length", |f| f.tgi());
+            let mut d = details(seed, prompt_tokens, finish, generated);
+            d["prefill"] = json!([]);
+            d["tokens"] = Value::Array(tokens);
+            out["details"] = d;
+        }
+        out["generated_text"] = json!(text);
+        return Ok(sse::json(&if route == TgiRoute::Root {
+            json!([out])
+        } else {
+            out
+        }));
+    }
+    let body = async_stream::stream! {
+        let mut text = prefix;
+        while let Some(next) = g.next().await {
+            let c = match next {
+                Ok(c) => c,
+                Err(Failure::Timeout(m)) => {
+                    yield Ok(Bytes::from(m));
+                    return;
+                }
+                Err(Failure::Error(e)) => {
+                    yield Ok(sse::error_frame(&e));
+                    return;
+                }
+            };
+            if c.choice != 0 || (c.text.is_empty() && c.finish.is_none()) {
+                continue;
+            }
+            text.push_str(&c.text);
+            let mut frame = json!({
+                "token": {"id": c.token_ids, "text": c.text, "logprob": null, "special": null},
+                "generated_text": null,
+                "details": null,
+            });
+            if let Some(f) = &c.finish {
+                frame["generated_text"] = json!(text);
+                if with_details {
+                    let (p, n) = g.usage();
+                    frame["details"] = details(seed, p, f.tgi(), n);
+                }
+            }
+            yield Ok(sse::data(&frame));
+        }
+    };
+    Ok(sse::stream(body))
+}

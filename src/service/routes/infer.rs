@@ -1,0 +1,104 @@
+//! MindIE's native `POST /infer` (and `/infer_token`, the same handler): `inputs` (text or a
+//! multimodal list) or `input_id` (token ids), TGI-style `parameters`, `data:` frames without
+//! `[DONE]` carrying per-frame prefill/decode milliseconds.
+
+use actix_web::web::{Bytes, Data};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::generate::tgi_prompt;
+use crate::service::disconnect::PeerSocket;
+use crate::service::errors::ApiError;
+use crate::service::generation::Failure;
+use crate::service::params::{parse_body, Body, TextOrParts, TgiParameters};
+use crate::service::sse;
+use crate::service::state::{AppState, PromptInput};
+
+#[derive(Debug, Deserialize)]
+struct InferRequest {
+    #[serde(default)]
+    inputs: Option<TextOrParts>,
+    #[serde(default)]
+    input_id: Option<Vec<u32>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    parameters: Option<TgiParameters>,
+}
+
+pub async fn handle(
+    http: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&http);
+    let state = state.into_inner();
+    let req: InferRequest = parse_body(&body)?;
+    let p = req.parameters.unwrap_or_default();
+    let params = p.to_params()?;
+    let prompt = match (req.inputs, req.input_id) {
+        (Some(_), Some(_)) => return Err(ApiError::validation("Input conflict.")),
+        (None, None) => {
+            return Err(ApiError::validation(
+                "the body needs `inputs` or `input_id`",
+            ))
+        }
+        (Some(i), None) => tgi_prompt(&state, i, p.truncate).await?,
+        (None, Some(ids)) => PromptInput::Tokens(ids),
+    };
+    let with_details = p.details();
+    let permit = state.admit().await?;
+    let mut g = state.generate(prompt, params, permit, peer).await?;
+    let seed = g.seed;
+    if !req.stream.unwrap_or(false) {
+        let c = g.collect().await?;
+        let ch = c.choices.first().cloned().unwrap_or_default();
+        let mut out = json!({ "generated_text": ch.text });
+        if with_details {
+            out["details"] = json!({
+                "finish_reason": ch.finish.as_ref().map_or("length", |f| f.tgi()),
+                "generated_tokens": ch.token_ids.len(),
+                "generated_token_ids": ch.token_ids,
+                "seed": seed,
+            });
+        }
+        return Ok(sse::json(&out));
+    }
+    let body = async_stream::stream! {
+        let mut text = String::new();
+        while let Some(next) = g.next().await {
+            let c = match next {
+                Ok(c) => c,
+                Err(Failure::Timeout(m)) => {
+                    yield Ok(Bytes::from(m));
+                    return;
+                }
+                Err(Failure::Error(e)) => {
+                    yield Ok(sse::error_frame(&e));
+                    return;
+                }
+            };
+            if c.choice != 0 || (c.text.is_empty() && c.finish.is_none()) {
+                continue;
+            }
+            text.push_str(&c.text);
+            let mut frame = json!({"prefill_time": c.prefill_ms, "decode_time": c.decode_ms});
+            match &c.finish {
+                None => frame["token"] = json!({"id": c.token_ids, "text": c.text}),
+                Some(f) => {
+                    // The last frame: the whole text, details on request, no token text.
+                    frame["generated_text"] = json!(text);
+                    frame["details"] = if with_details {
+                        json!({"finish_reason": f.tgi(), "generated_tokens": f.usage.completion_tokens, "seed": seed})
+                    } else {
+                        Value::Null
+                    };
+                    frame["token"] = json!({"id": c.token_ids, "text": null});
+                }
+            }
+            yield Ok(sse::data(&frame));
+        }
+    };
+    Ok(sse::stream(body))
+}

@@ -1,0 +1,121 @@
+//! Model metadata: `GET /v1/models[/{model}]` (OpenAI), `GET /info` (TGI), `GET /v2[/models/{model}]`
+//! (Triton), shaped as MindIE's `parse_protocol.cpp` writes them.
+
+use actix_web::web::{Data, Path};
+use actix_web::HttpResponse;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::service::errors::ApiError;
+use crate::service::sse;
+use crate::service::state::AppState;
+
+/// MindIE masks all but the last path component of the weights folder.
+fn masked_root(state: &AppState) -> String {
+    let name = state
+        .config
+        .model_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("***/{name}")
+}
+
+/// nlohmann::json output: keys sorted (serde_json keeps insertion order here, so they are
+/// inserted sorted), four-space indent.
+fn pretty(v: &Value) -> String {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    // Serializing a Value into a Vec cannot fail.
+    let _ = v.serialize(&mut ser);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+pub async fn list(state: Data<AppState>) -> HttpResponse {
+    let v = json!({
+        "data": [{
+            "id": state.config.served_model_name,
+            "object": "model",
+            "owned_by": "MindIE Server",
+            "parent": "null",
+            "root": masked_root(&state),
+        }],
+        "object": "list",
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(pretty(&v))
+}
+
+fn check(state: &AppState, model: &str) -> Result<(), ApiError> {
+    if model == state.config.served_model_name {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("model `{model}` not found")))
+    }
+}
+
+pub async fn one(state: Data<AppState>, model: Path<String>) -> Result<HttpResponse, ApiError> {
+    check(&state, &model)?;
+    Ok(sse::json(&json!({
+        "id": state.config.served_model_name,
+        "object": "model",
+        "created": state.created,
+        "owned_by": "MindIE Server",
+    })))
+}
+
+pub async fn info(state: Data<AppState>) -> HttpResponse {
+    let s = &state.config.schedule;
+    let max_input = s.max_input_token_len.min(s.max_seq_len.saturating_sub(1));
+    sse::json(&json!({
+        "docker_label": null,
+        "max_batch_total_tokens": s.max_prefill_tokens,
+        "max_best_of": 1,
+        "max_concurrent_requests": s.max_batch_size,
+        "max_stop_sequences": null,
+        "max_waiting_tokens": null,
+        "sha": null,
+        "validation_workers": null,
+        "version": env!("CARGO_PKG_VERSION"),
+        "waiting_served_ratio": null,
+        "models": [{
+            "model_device_type": "cpu",
+            "model_dtype": "bfloat16",
+            "model_id": state.config.served_model_name,
+            "model_pipeline_tag": "image-text-to-text",
+            "model_sha": null,
+            "max_total_tokens": s.max_seq_len,
+        }],
+        "max_input_length": max_input,
+    }))
+}
+
+pub async fn v2(state: Data<AppState>) -> HttpResponse {
+    let s = &state.config.schedule;
+    sse::json(&json!({
+        "name": "MindIE Server",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": {
+            "max_iter_times": s.max_iter_times,
+            "prefill_policy_type": 0,
+            "decode_policy_type": 0,
+            "max_prefill_batch_size": s.max_prefill_batch_size,
+            "max_prefill_tokens": s.max_prefill_tokens,
+        },
+    }))
+}
+
+pub async fn v2_model(
+    state: Data<AppState>,
+    model: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check(&state, &model)?;
+    Ok(sse::json(&json!({
+        "name": state.config.served_model_name,
+        "platform": "MindIE Server",
+        "inputs": [{"name": "input0", "shape": [-1], "datatype": "UINT32"}],
+        "outputs": [{"name": "output0", "shape": [-1], "datatype": "UINT32"}],
+    })))
+}

@@ -1,0 +1,248 @@
+//! `POST /v1/chat/completions` (MindIE's vLLM flavour, `single_req_vllm_openai_infer_interface`).
+//!
+//! Streaming follows MindIE: the role chunk is sent with the first generated token (never
+//! before prefill), every content chunk repeats `"role": "assistant"`, and the choice's last
+//! content chunk carries `finish_reason` and `usage`. With `stream_options.include_usage`
+//! the OpenAI convention is added on top: `"usage": null` on the other chunks and a final
+//! `"choices": []` chunk with the usage, before `data: [DONE]`.
+
+use std::sync::Arc;
+
+use actix_web::web::{Bytes, Data};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::pipeline::{ChatMessage, TokenLogprob};
+use crate::service::disconnect::PeerSocket;
+use crate::service::errors::ApiError;
+use crate::service::generation::{Chunk, Failure, Generation};
+use crate::service::params::{from_value, parse_json, Body, VllmSampling};
+use crate::service::sse;
+use crate::service::state::{AppState, PromptInput};
+
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    model: Option<String>,
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(default)]
+    top_logprobs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+
+pub async fn handle(
+    req: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&req);
+    let state = state.into_inner();
+    let v = parse_json(&body)?;
+    let chat: ChatRequest = from_value(&v)?;
+    let sampling: VllmSampling = from_value(&v)?;
+    state.check_model(chat.model.as_deref(), true)?;
+    if chat.messages.is_empty() {
+        return Err(ApiError::validation("`messages` must not be empty"));
+    }
+    for m in &chat.messages {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(ApiError::validation(format!(
+                "message role `{}` is not one of system, user, assistant, tool",
+                m.role
+            )));
+        }
+        if m.role == "tool" && m.tool_call_id.is_none() {
+            return Err(ApiError::validation("tool messages need `tool_call_id`"));
+        }
+    }
+    let mut params = sampling.to_params(2.0)?;
+    let top = chat.top_logprobs.unwrap_or(0);
+    if !(0..=20).contains(&top) {
+        return Err(ApiError::validation("`top_logprobs` must be in [0, 20]"));
+    }
+    params.logprobs = chat.logprobs.unwrap_or(false);
+    params.top_logprobs = if params.logprobs { top as usize } else { 0 };
+    let permit = state.admit().await?;
+    let g = state
+        .generate(PromptInput::Chat(chat.messages), params, permit, peer)
+        .await?;
+    let meta = Meta {
+        id: state.request_id(),
+        created: unix_now(),
+        model: state.config.served_model_name.clone(),
+    };
+    if chat.stream.unwrap_or(false) {
+        let include_usage = chat
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        Ok(stream(state, g, meta, include_usage))
+    } else {
+        let c = g.collect().await?;
+        let choices: Vec<Value> = c
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| {
+                json!({
+                    "index": i,
+                    "message": {"role": "assistant", "content": ch.text, "tool_calls": []},
+                    "logprobs": logprobs_json(&state, &ch.logprobs),
+                    "finish_reason": ch.finish.as_ref().map(|f| f.openai()),
+                })
+            })
+            .collect();
+        let cached = c
+            .choices
+            .iter()
+            .filter_map(|c| c.finish.as_ref())
+            .map(|f| f.usage.cached_tokens)
+            .max()
+            .unwrap_or(0);
+        let (p, n) = c.usage();
+        Ok(sse::json(&json!({
+            "id": meta.id,
+            "object": "chat.completion",
+            "created": meta.created,
+            "model": meta.model,
+            "choices": choices,
+            "usage": usage_json(p, n, cached),
+        })))
+    }
+}
+
+pub(crate) struct Meta {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub(crate) fn usage_json(prompt: usize, completion: usize, cached: usize) -> Value {
+    let mut u = json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    });
+    if cached > 0 {
+        u["prompt_tokens_details"] = json!({"cached_tokens": cached});
+    }
+    u
+}
+
+/// OpenAI chat logprobs (`null` when not asked for).
+pub(crate) fn logprobs_json(state: &AppState, lps: &[TokenLogprob]) -> Value {
+    if lps.is_empty() {
+        return Value::Null;
+    }
+    let tok = |id: u32| -> String {
+        state
+            .tokenizer
+            .as_ref()
+            .and_then(|t| t.decode(&[id], false).ok())
+            .unwrap_or_default()
+    };
+    let entry = |id: u32, lp: f32| {
+        let t = tok(id);
+        json!({"token": t, "logprob": lp, "bytes": t.as_bytes()})
+    };
+    let content: Vec<Value> = lps
+        .iter()
+        .map(|l| {
+            let mut e = entry(l.token, l.logprob);
+            e["top_logprobs"] = l.top.iter().map(|&(id, lp)| entry(id, lp)).collect();
+            e
+        })
+        .collect();
+    json!({ "content": content })
+}
+
+fn stream(
+    state: Arc<AppState>,
+    mut g: Generation,
+    meta: Meta,
+    include_usage: bool,
+) -> HttpResponse {
+    let chunk = move |choices: Value, usage: Option<Value>| -> Value {
+        let mut o = json!({
+            "id": meta.id,
+            "object": "chat.completion.chunk",
+            "created": meta.created,
+            "model": meta.model,
+        });
+        match usage {
+            Some(u) => o["usage"] = u,
+            None if include_usage => o["usage"] = Value::Null,
+            None => {}
+        }
+        o["choices"] = choices;
+        o
+    };
+    let body = async_stream::stream! {
+        let mut started = Vec::new();
+        while let Some(next) = g.next().await {
+            let c: Chunk = match next {
+                Ok(c) => c,
+                Err(Failure::Timeout(m)) => {
+                    yield Ok(Bytes::from(m));
+                    return;
+                }
+                Err(Failure::Error(e)) => {
+                    yield Ok(sse::error_frame(&e));
+                    return;
+                }
+            };
+            if started.len() <= c.choice {
+                started.resize(c.choice + 1, false);
+            }
+            if !started[c.choice] {
+                started[c.choice] = true;
+                yield Ok(sse::data(&chunk(
+                    json!([{"index": c.choice, "delta": {"role": "assistant", "content": ""},
+                            "logprobs": null, "finish_reason": null}]),
+                    None,
+                )));
+            }
+            // Empty rounds (text held back by the detokenizer or a possible stop string)
+            // are skipped, as MindIE skips them; a finishing round is always sent.
+            if c.text.is_empty() && c.finish.is_none() {
+                continue;
+            }
+            let lp = if c.logprobs.is_empty() { Value::Null } else { logprobs_json(&state, &c.logprobs) };
+            let last = c.finish.is_some() && g.all_finished();
+            let usage = last.then(|| {
+                let (p, n) = g.usage();
+                usage_json(p, n, 0)
+            });
+            yield Ok(sse::data(&chunk(
+                json!([{"index": c.choice, "delta": {"role": "assistant", "content": c.text},
+                        "logprobs": lp, "finish_reason": c.finish.as_ref().map(|f| f.openai())}]),
+                usage,
+            )));
+        }
+        if include_usage {
+            let (p, n) = g.usage();
+            yield Ok(sse::data(&chunk(json!([]), Some(usage_json(p, n, 0)))));
+        }
+        yield Ok(sse::done());
+    };
+    sse::stream(body)
+}

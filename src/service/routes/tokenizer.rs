@@ -1,0 +1,40 @@
+//! `POST /v1/tokenizer`: `{"inputs": str, "do_decode": bool}` → `{"token_number": n, "tokens": [...]}`
+//! (ids, or each token's text when `do_decode` is true).
+
+use actix_web::web::Data;
+use actix_web::HttpResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::service::errors::ApiError;
+use crate::service::params::{parse_body, Body};
+use crate::service::sse;
+use crate::service::state::AppState;
+
+#[derive(Debug, Deserialize)]
+struct TokenizeRequest {
+    inputs: String,
+    #[serde(default)]
+    do_decode: Option<bool>,
+}
+
+pub async fn handle(state: Data<AppState>, Body(body): Body) -> Result<HttpResponse, ApiError> {
+    let req: TokenizeRequest = parse_body(&body)?;
+    if state.is_stopping() {
+        return Err(ApiError::unavailable("the server is stopping"));
+    }
+    let ids = state.encode(req.inputs).await?;
+    let tokens = if req.do_decode.unwrap_or(false) {
+        let tok = state.tokenizer()?;
+        let texts: Vec<String> = ids
+            .iter()
+            .map(|&id| tok.decode(&[id], false).unwrap_or_default())
+            .collect();
+        json!(texts)
+    } else {
+        json!(ids)
+    };
+    Ok(sse::json(
+        &json!({"token_number": ids.len(), "tokens": tokens}),
+    ))
+}

@@ -1,0 +1,149 @@
+//! Triton-style text generation, `POST /v2/models/{model}/generate[_stream]` (MindIE's
+//! `single_req_triton_text_infer_interface`; AISBench's `TritonCustomAPI` speaks it):
+//! `text_input` (text or a multimodal list), TGI-style `parameters`, stream frames prefixed
+//! `data:` without a space.
+
+use actix_web::web::{Bytes, Data, Path};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::generate::tgi_prompt;
+use crate::service::disconnect::PeerSocket;
+use crate::service::errors::ApiError;
+use crate::service::generation::Failure;
+use crate::service::params::{parse_body, Body, TextOrParts, TgiParameters};
+use crate::service::sse;
+use crate::service::state::AppState;
+
+#[derive(Debug, Deserialize)]
+struct TritonRequest {
+    #[serde(default)]
+    id: Option<String>,
+    text_input: TextOrParts,
+    #[serde(default)]
+    parameters: Option<TgiParameters>,
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=256).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `data:{json}\n\n` — Triton's framing has no space after the colon.
+fn frame(v: &Value) -> Bytes {
+    Bytes::from(format!("data:{v}\n\n"))
+}
+
+pub async fn generate(
+    http: HttpRequest,
+    state: Data<AppState>,
+    model: Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    run(PeerSocket::of(&http), state, model, body, false).await
+}
+
+pub async fn generate_stream(
+    http: HttpRequest,
+    state: Data<AppState>,
+    model: Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    run(PeerSocket::of(&http), state, model, body, true).await
+}
+
+async fn run(
+    peer: Option<PeerSocket>,
+    state: Data<AppState>,
+    model: Path<String>,
+    Body(body): Body,
+    streaming: bool,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    if *model != state.config.served_model_name {
+        return Err(ApiError::not_found(format!("model `{model}` not found")));
+    }
+    let req: TritonRequest = parse_body(&body)?;
+    let id = match req.id {
+        Some(id) if !valid_id(&id) => {
+            return Err(ApiError::validation(
+                "`id` must match ^[a-zA-Z0-9_-]{1,256}$",
+            ))
+        }
+        Some(id) => id,
+        None => state.request_id(),
+    };
+    let mut p = req.parameters.unwrap_or_default();
+    // Triton accepts top_k = 0 (off), which the TGI validation refuses.
+    if p.top_k == Some(0) {
+        p.top_k = None;
+    }
+    let params = p.to_params()?;
+    let with_details = p.details();
+    let prompt = tgi_prompt(&state, req.text_input, p.truncate).await?;
+    let permit = state.admit().await?;
+    let mut g = state.generate(prompt, params, permit, peer).await?;
+    let model = state.config.served_model_name.clone();
+    if !streaming {
+        let c = g.collect().await?;
+        let ch = c.choices.first().cloned().unwrap_or_default();
+        let mut out = json!({
+            "id": id,
+            "model_name": model,
+            "model_version": null,
+            "text_output": ch.text,
+        });
+        if with_details {
+            out["details"] = json!({
+                "finish_reason": ch.finish.as_ref().map_or("length", |f| f.tgi()),
+                "generated_tokens": ch.token_ids.len(),
+                "first_token_cost": null,
+                "decode_cost": null,
+            });
+        }
+        return Ok(sse::json(&out));
+    }
+    let body = async_stream::stream! {
+        let mut generated = 0usize;
+        while let Some(next) = g.next().await {
+            let c = match next {
+                Ok(c) => c,
+                Err(Failure::Timeout(m)) => {
+                    yield Ok(Bytes::from(m));
+                    return;
+                }
+                Err(Failure::Error(e)) => {
+                    yield Ok(frame(&e.body()));
+                    return;
+                }
+            };
+            if c.choice != 0 || (c.text.is_empty() && c.finish.is_none()) {
+                continue;
+            }
+            generated += c.token_ids.len();
+            let mut f = json!({
+                "id": id,
+                "model_name": model,
+                "model_version": null,
+                "text_output": c.text,
+            });
+            if with_details {
+                f["details"] = json!({
+                    "generated_tokens": generated,
+                    "first_token_cost": null,
+                    "decode_cost": null,
+                });
+                if let Some(fin) = &c.finish {
+                    f["details"]["finish_reason"] = json!(fin.tgi());
+                }
+            }
+            f["prefill_time"] = json!(c.prefill_ms);
+            f["decode_time"] = json!(c.decode_ms);
+            yield Ok(frame(&f));
+        }
+    };
+    Ok(sse::stream(body))
+}

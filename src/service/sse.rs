@@ -1,0 +1,52 @@
+//! Response framing: JSON bodies (`Connection: close`, as MindIE), SSE `data: …\n\n` frames,
+//! vLLM's NUL-terminated JSON objects, and the streaming response around a generation.
+
+use std::convert::Infallible;
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::HttpResponse;
+use futures::Stream;
+use serde_json::Value;
+
+use super::errors::ApiError;
+
+/// `data: <json>\n\n`.
+pub fn data(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {v}\n\n"))
+}
+
+/// The OpenAI terminator.
+pub fn done() -> Bytes {
+    Bytes::from_static(b"data: [DONE]\n\n")
+}
+
+/// vLLM `/generate` streaming: `<json>\0`, no `data:` prefix.
+pub fn nul(v: &Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\0');
+    Bytes::from(s)
+}
+
+/// An error inside a stream that has already started (the status line is gone).
+pub fn error_frame(e: &ApiError) -> Bytes {
+    data(&e.body())
+}
+
+/// A non-stream JSON response.
+pub fn json(v: &Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONNECTION, "close"))
+        .content_type("application/json")
+        .body(v.to_string())
+}
+
+/// A chunked `text/event-stream` response; dropping the body (client gone) drops the stream.
+pub fn stream(body: impl Stream<Item = Result<Bytes, Infallible>> + 'static) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // Tell reverse proxies not to buffer the frames.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body)
+}
