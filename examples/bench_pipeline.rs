@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use qwen3vl::engine::MultimodalInput;
-use qwen3vl::pipeline::{Event, KvCacheSize, Pipeline, SamplingParams, ScheduleConfig};
+use qwen3vl::pipeline::{
+    Event, KvCacheSize, Pipeline, SamplingParams, ScheduleConfig, VisionSharing,
+};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -25,6 +27,10 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn pipeline(model: &str, batch: usize, overlap: bool) -> Pipeline {
+    pipeline_with(model, batch, overlap, VisionSharing::Fair)
+}
+
+fn pipeline_with(model: &str, batch: usize, overlap: bool, sharing: VisionSharing) -> Pipeline {
     Pipeline::builder()
         .model(model)
         .schedule(ScheduleConfig {
@@ -39,6 +45,7 @@ fn pipeline(model: &str, batch: usize, overlap: bool) -> Pipeline {
         })
         .kv_cache(KvCacheSize::Gib(2.0))
         .overlap_vision(overlap)
+        .vision_sharing(sharing)
         .on_progress(|m| eprintln!("[pipeline] {m}"))
         .build()
         .expect("pipeline")
@@ -154,8 +161,13 @@ fn overlap_bench(model: &str) {
     let tokens = env("BENCH_TOKENS", 40);
     println!("| overlap | decoders × tokens | images | decode tok/s (decoders) | max gap between tokens s | image TTFT s (mean) | wall s |");
     println!("|---|---|---|---|---|---|---|");
-    for overlap in [true, false] {
-        let p = pipeline(model, decoders + images, overlap);
+    let modes = [
+        ("off (inline)", false, VisionSharing::Pool),
+        ("on, shared pool", true, VisionSharing::Pool),
+        ("on, fair", true, VisionSharing::Fair),
+    ];
+    for (name, overlap, sharing) in modes {
+        let p = pipeline_with(model, decoders + images, overlap, sharing);
         futures::executor::block_on(trace(p.generate(image_prompt(&p, 64, 7), greedy(2))));
         let t0 = Instant::now();
         let (dec, img) = futures::executor::block_on(async {
@@ -191,8 +203,7 @@ fn overlap_bench(model: &str) {
         let ttft = img.iter().map(|t| t.ttft).sum::<f64>() / images.max(1) as f64;
         let _ = dec[0].start;
         println!(
-            "| {} | {decoders} × {tokens} | {images} × {side}² | {rate:.2} | {gap:.2} | {ttft:.2} | {wall:.1} |",
-            if overlap { "on" } else { "off" }
+            "| {name} | {decoders} × {tokens} | {images} × {side}² | {rate:.2} | {gap:.2} | {ttft:.2} | {wall:.1} |"
         );
     }
 }

@@ -25,6 +25,8 @@ enum Command {
     BenchModel(cli::bench_model::BenchModelArgs),
     /// Chat messages (text, images, videos) → input_ids + pixel values, as the HF processor does.
     Preprocess(cli::preprocess::PreprocessArgs),
+    /// Serving benchmark (AISBench-compatible): perf, accuracy (--mode all) and --compare.
+    Bench(Box<cli::bench::BenchArgs>),
     /// Pure model inference through the serving engine: a batch of requests, streamed output,
     /// TTFT, decode tok/s and throughput.
     Run(cli::run::RunArgs),
@@ -39,6 +41,7 @@ fn main() {
         Command::MakeCheckpoint(a) => cli::make_checkpoint::run(a),
         Command::BenchModel(a) => cli::bench_model::run(a),
         Command::Preprocess(a) => cli::preprocess::run(a),
+        Command::Bench(a) => cli::bench::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Serve(a) => cli::serve::run(a),
     };

@@ -154,3 +154,43 @@ fn paged_equals_contiguous_dense_bf16() {
 fn paged_equals_contiguous_moe_f32() {
     check("moe", Precision::F32, "f32");
 }
+
+/// A video encodes the same whole or one temporal slice at a time (the vision stage batches
+/// slices): each slice is its own attention segment with the same position embeddings.
+#[test]
+fn video_slices_encode_like_whole_video() {
+    let backend = if row_invariant() {
+        BackendChoice::OneDnn
+    } else {
+        BackendChoice::Portable
+    };
+    let model = load("dense_tied", Precision::Bf16, backend);
+    let input = case("dense_tied", "video", "bf16").input;
+    let [t, h, w] = input.video_grid_thw[0];
+    assert!(t > 1);
+    let whole = model
+        .encode_items(&[(&input.pixel_values_videos[..], [t, h, w])])
+        .unwrap();
+    let per = h * w * model.config.patch_dim();
+    let slices: Vec<(&[f32], [usize; 3])> = (0..t)
+        .map(|i| {
+            (
+                &input.pixel_values_videos[i * per..(i + 1) * per],
+                [1, h, w],
+            )
+        })
+        .collect();
+    let parts = model.encode_items(&slices).unwrap();
+    let cat: Vec<f32> = parts.iter().flat_map(|p| p.embeds.clone()).collect();
+    if row_invariant() {
+        assert_eq!(cat, whole[0].embeds);
+    } else {
+        assert!(max_abs_diff(&cat, &whole[0].embeds) < 0.05);
+    }
+    for l in 0..whole[0].deepstack.len() {
+        let cat: Vec<f32> = parts.iter().flat_map(|p| p.deepstack[l].clone()).collect();
+        if row_invariant() {
+            assert_eq!(cat, whole[0].deepstack[l]);
+        }
+    }
+}

@@ -57,27 +57,41 @@ fn safetensors_layout_matches_the_contract() {
     assert!(!t.contains_key("pixel_values_videos"));
 }
 
-// TODO(merge): once `src/main.rs` wires `cli::preprocess` (`qwen3vl preprocess`), add:
-//
-// #[test]
-// fn preprocess_binary_writes_the_contract_file() {
-//     let model = model_dir("default");
-//     let dir = tempfile::tempdir().unwrap();
-//     std::fs::copy(fixtures().join("inputs/odd.png"), dir.path().join("odd.png")).unwrap();
-//     let messages = dir.path().join("messages.json");
-//     std::fs::write(&messages, r#"[{"role":"user","content":[
-//         {"type":"image_url","image_url":{"url":"file://odd.png"}},
-//         {"type":"text","text":"Describe this image."}]}]"#).unwrap();
-//     let out = dir.path().join("out.safetensors");
-//     let status = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3vl"))
-//         .args(["preprocess", "--model"]).arg(model.path())
-//         .arg("--messages").arg(&messages)
-//         .arg("--output").arg(&out)
-//         .status().unwrap();
-//     assert!(status.success());
-//     let t = load_tensors(&out);
-//     let case = &cases()["media_cases"][0]; // img_odd: same messages
-//     let want = load_tensors(&fixtures().join(case["expected"].as_str().unwrap()));
-//     assert_eq!(as_i64(&t["input_ids"].2), as_i64(&want["input_ids"].2));
-//     assert_eq!(as_i64(&t["image_grid_thw"].2), as_i64(&want["image_grid_thw"].2));
-// }
+/// The `qwen3vl preprocess` binary writes the contract file with the same ids and grids as HF.
+#[test]
+fn preprocess_binary_writes_the_contract_file() {
+    let model = model_dir("default");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("inputs/odd.png"),
+        dir.path().join("odd.png"),
+    )
+    .unwrap();
+    let messages = dir.path().join("messages.json");
+    std::fs::write(
+        &messages,
+        r#"[{"role":"user","content":[
+        {"type":"image_url","image_url":{"url":"file://odd.png"}},
+        {"type":"text","text":"Describe this image."}]}]"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out.safetensors");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3vl"))
+        .args(["preprocess", "--model"])
+        .arg(model.path())
+        .arg("--messages")
+        .arg(&messages)
+        .arg("--output")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let t = load_tensors(&out);
+    let case = &cases()["media_cases"][0]; // img_odd: same messages
+    let want = load_tensors(&fixtures().join(case["expected"].as_str().unwrap()));
+    assert_eq!(as_i64(&t["input_ids"].2), as_i64(&want["input_ids"].2));
+    assert_eq!(
+        as_i64(&t["image_grid_thw"].2),
+        as_i64(&want["image_grid_thw"].2)
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use qwen3vl::engine::random_checkpoint::{write_random_checkpoint, Arch};
 
 #[derive(clap::Args, Debug)]
@@ -16,6 +16,10 @@ pub struct MakeCheckpointArgs {
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write tokenizer.json (copied from this file), tokenizer_config.json, the chat template
+    /// and the processor configs, so the checkpoint can take chat messages.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
     /// RNG seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -30,6 +34,14 @@ pub fn run(args: &MakeCheckpointArgs) -> Result<()> {
     })?;
     let t = std::time::Instant::now();
     let files = write_random_checkpoint(arch, args.layers, &args.out, args.seed)?;
+    if let Some(tok) = &args.tokenizer {
+        qwen3vl::prompt::write_default_processor_files(&args.out, tok).with_context(|| {
+            format!(
+                "writing tokenizer and processor files from {}",
+                tok.display()
+            )
+        })?;
+    }
     let bytes: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())

@@ -1,5 +1,6 @@
 //! Subcommands of the `qwen3vl` binary.
 
+pub mod bench;
 pub mod bench_model;
 pub mod forward;
 pub mod make_checkpoint;

@@ -77,8 +77,16 @@ impl TextRope {
     }
 }
 
+/// How a rotation is rounded: PyTorch's text path works on bf16 tensors (every product and the
+/// sum rounded), the vision path upcasts q/k to f32 and rounds only the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeRounding {
+    EachOp,
+    Once,
+}
+
 /// Apply rotate-half RoPE in place to `x` ([n, heads, hd]) with per-token tables [n, hd].
-/// Text path: every product and the sum are rounded to the activation precision.
+#[allow(clippy::too_many_arguments)]
 pub fn apply_rope(
     x: &mut [f32],
     n: usize,
@@ -87,6 +95,7 @@ pub fn apply_rope(
     cos: &[f32],
     sin: &[f32],
     p: Precision,
+    rounding: RopeRounding,
 ) {
     let half = hd / 2;
     let mut tmp = vec![0f32; hd];
@@ -101,36 +110,10 @@ pub fn apply_rope(
                 } else {
                     tmp[d - half]
                 };
-                v[d] = p.round(p.round(tmp[d] * c[d]) + p.round(rot * s[d]));
-            }
-        }
-    }
-}
-
-/// Vision path: q/k are upcast to f32, rotated in f32 with f32 tables, and rounded once.
-pub fn apply_rope_f32(
-    x: &mut [f32],
-    n: usize,
-    heads: usize,
-    hd: usize,
-    cos: &[f32],
-    sin: &[f32],
-    p: Precision,
-) {
-    let half = hd / 2;
-    let mut tmp = vec![0f32; hd];
-    for i in 0..n {
-        let (c, s) = (&cos[i * hd..(i + 1) * hd], &sin[i * hd..(i + 1) * hd]);
-        for h in 0..heads {
-            let v = &mut x[(i * heads + h) * hd..][..hd];
-            tmp.copy_from_slice(v);
-            for d in 0..hd {
-                let rot = if d < half {
-                    -tmp[d + half]
-                } else {
-                    tmp[d - half]
+                v[d] = match rounding {
+                    RopeRounding::EachOp => p.round(p.round(tmp[d] * c[d]) + p.round(rot * s[d])),
+                    RopeRounding::Once => p.round(tmp[d] * c[d] + rot * s[d]),
                 };
-                v[d] = p.round(tmp[d] * c[d] + rot * s[d]);
             }
         }
     }

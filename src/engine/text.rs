@@ -13,7 +13,7 @@ use super::kv_cache::KvCache;
 use super::loader::Loader;
 use super::moe::MoeBlock;
 use super::paged::KvBlocks;
-use super::rope::{apply_rope, TextRope};
+use super::rope::{apply_rope, RopeRounding, TextRope};
 
 enum Mlp {
     Dense {
@@ -222,7 +222,7 @@ impl TextDecoder {
     }
 
     /// Run the decoder over the new tokens of several sequences at once, stacked row-wise in
-    /// `x` (sequence i owns rows seqs[i].q0 .. q0+len). Every linear sees all rows (weights are
+    /// `x` (sequence i owns rows `seqs[i].q0 .. q0 + len`). Every linear sees all rows (weights are
     /// streamed once per step); attention runs per sequence over its cache blocks. K/V of the new
     /// tokens are written to the blocks at cache indices start..start+len.
     pub fn forward_paged(
@@ -312,8 +312,8 @@ impl TextDecoder {
             let v = layer.v.apply(pool, &n, s)?;
             rms_norm(pool, &mut q, hd, &layer.q_norm, self.eps, p);
             rms_norm(pool, &mut k, hd, &layer.k_norm, self.eps, p);
-            apply_rope(&mut q, s, nh, hd, &cos, &sin, p);
-            apply_rope(&mut k, s, nkv, hd, &cos, &sin, p);
+            apply_rope(&mut q, s, nh, hd, &cos, &sin, p, RopeRounding::EachOp);
+            apply_rope(&mut k, s, nkv, hd, &cos, &sin, p, RopeRounding::EachOp);
             attend(li, shape, &q, &k, &v, &mut attn);
             layer.o.forward(pool, &attn, s, &mut n)?;
             add_inplace(&mut x, &n, p);

@@ -9,7 +9,7 @@ use super::kernels::linear::Linear;
 use super::kernels::ops::{activate, add_inplace, layer_norm, Activation};
 use super::kernels::pool::ThreadPool;
 use super::loader::Loader;
-use super::rope::{apply_rope_f32, vision_tables};
+use super::rope::{apply_rope, vision_tables, RopeRounding};
 
 const LN_EPS: f32 = 1e-6;
 
@@ -346,8 +346,8 @@ impl VisionTower {
                 k[i * hv..(i + 1) * hv].copy_from_slice(&row[hv..2 * hv]);
                 v[i * hv..(i + 1) * hv].copy_from_slice(&row[2 * hv..]);
             }
-            apply_rope_f32(&mut q, np, heads, hd, &cos, &sin, p);
-            apply_rope_f32(&mut k, np, heads, hd, &cos, &sin, p);
+            apply_rope(&mut q, np, heads, hd, &cos, &sin, p, RopeRounding::Once);
+            apply_rope(&mut k, np, heads, hd, &cos, &sin, p, RopeRounding::Once);
             attention(pool, shape, &q, &k, &v, &segments, scale, p, &mut attn);
             b.proj.forward(pool, &attn, np, &mut h)?;
             add_inplace(&mut x, &h, p);

@@ -253,7 +253,31 @@ impl PipelineBuilder {
         };
         say(&format!("loading model from {}", dir.display()));
         let t0 = std::time::Instant::now();
-        let model = Arc::new(Qwen3VlModel::load(&dir, self.load)?);
+        // Loading is one long call (mmap, bf16 conversion, oneDNN packing): report elapsed
+        // time every few seconds so a multi-GB checkpoint does not look hung.
+        let model = std::thread::scope(|sc| {
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            let ticker = self.progress.as_ref().map(|p| {
+                sc.spawn(move || {
+                    let tick = std::time::Duration::from_secs(5);
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        done_rx.recv_timeout(tick)
+                    {
+                        p(&format!(
+                            "loading weights… {:.0}s",
+                            t0.elapsed().as_secs_f64()
+                        ));
+                    }
+                })
+            });
+            let m = Qwen3VlModel::load(&dir, self.load);
+            drop(done_tx);
+            if let Some(t) = ticker {
+                let _ = t.join();
+            }
+            m
+        });
+        let model = Arc::new(model?);
         say(&format!(
             "model loaded in {:.1}s ({} layers, backend {})",
             t0.elapsed().as_secs_f64(),

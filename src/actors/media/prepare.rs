@@ -170,7 +170,7 @@ impl MediaContext {
     }
 }
 
-/// Cut the pixel rows into one item per image and per video.
+/// Cut the pixel rows into one item per image and per video slice.
 fn split_items(
     model: &Qwen3VlModel,
     mm: &MultimodalInput,
@@ -189,17 +189,27 @@ fn split_items(
             )));
         }
         let mut at = 0;
-        for &g in grids {
-            let n = g[0] * g[1] * g[2] * pd;
-            let px = pixels[at..at + n].to_vec();
-            at += n;
-            items.push(VisualItem {
-                grid: g,
-                hash: visual_content_hash(is_video as u8, g, &px),
-                pixels: px,
-                is_video,
-                output: None,
-            });
+        for &[t, h, w] in grids {
+            // A video is one item per temporal slice: slices encode independently (their own
+            // attention segment, the same position embeddings), so the vision stage can batch
+            // them with other requests' items under its patch budget.
+            let (count, grid) = if is_video {
+                (t, [1, h, w])
+            } else {
+                (1, [t, h, w])
+            };
+            for _ in 0..count {
+                let n = grid[0] * h * w * pd;
+                let px = pixels[at..at + n].to_vec();
+                at += n;
+                items.push(VisualItem {
+                    grid,
+                    hash: visual_content_hash(is_video as u8, grid, &px),
+                    pixels: px,
+                    is_video,
+                    output: None,
+                });
+            }
         }
     }
     Ok(items)

@@ -96,6 +96,18 @@ impl Actor for StreamActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox);
+        // A client that left before its request produced output (still in media, vision or
+        // the engine's queue) is noticed here: cancel it and forget its stream.
+        ctx.run_interval(std::time::Duration::from_millis(250), |act, _| {
+            act.streams.retain(|_, s| {
+                if s.sink.is_closed() {
+                    s.cancel.cancel();
+                    false
+                } else {
+                    true
+                }
+            });
+        });
     }
 }
 

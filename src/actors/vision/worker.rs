@@ -15,11 +15,14 @@ use crate::actors::llm::{Admit, LlmActor};
 use crate::actors::request::PreparedRequest;
 use crate::actors::stream::{Fail, StreamActor};
 use crate::engine::kernels::pool::ThreadPool;
+use crate::engine::vision::VisionOutput;
 use crate::engine::Qwen3VlModel;
 use std::sync::atomic::Ordering;
 
 /// Requests held by the worker beyond its channel (bounds memory).
 const MAX_PENDING: usize = 8;
+/// Recently encoded items kept for reuse by content hash.
+const RECENT_ITEMS: usize = 16;
 
 /// How the vision thread shares the cores with the engine thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,7 @@ pub fn spawn_vision_worker(
             // where each of a decode step's hundreds of small kernels would wait behind a large
             // vision kernel.
             let solo = ThreadPool::new(2);
+            let mut recent: VecDeque<(u128, Arc<VisionOutput>)> = VecDeque::new();
             let mut pending: VecDeque<Box<PreparedRequest>> = VecDeque::new();
             loop {
                 if pending.is_empty() {
@@ -67,6 +71,15 @@ pub fn spawn_vision_worker(
                 pending.retain(|r| !r.cancel.is_cancelled());
                 if pending.is_empty() {
                     continue;
+                }
+                // The same image (by content hash) is encoded once.
+                for r in pending.iter_mut() {
+                    for it in r.visuals.iter_mut().filter(|i| i.output.is_none()) {
+                        if let Some((_, out)) = recent.iter().find(|(h, _)| *h == it.hash) {
+                            it.output = Some(out.clone());
+                            it.pixels = Vec::new();
+                        }
+                    }
                 }
                 // One tower pass over items of as many requests as fit the patch budget.
                 let mut batch = Vec::new();
@@ -118,6 +131,16 @@ pub fn spawn_vision_worker(
                             encode::encode_items(&model, &mut refs)
                         }
                     }));
+                    if let Ok(Ok(())) = &res {
+                        for it in refs.iter() {
+                            if let Some(out) = &it.output {
+                                if recent.len() == RECENT_ITEMS {
+                                    recent.pop_front();
+                                }
+                                recent.push_back((it.hash, out.clone()));
+                            }
+                        }
+                    }
                     let err = match res {
                         Ok(Ok(())) => None,
                         Ok(Err(e)) => Some(e.to_string()),

@@ -8,7 +8,7 @@ use super::prefix::block_hash;
 #[derive(Debug, Default, Clone)]
 pub struct SeqBlocks {
     pub table: Vec<BlockId>,
-    /// hashes[i] = chained hash of blocks 0..=i (only for blocks whose content is computed).
+    /// `hashes[i]` = chained hash of blocks `0..=i` (only for blocks whose content is computed).
     pub hashes: Vec<u128>,
 }
 
