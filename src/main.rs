@@ -23,6 +23,8 @@ enum Command {
     MakeCheckpoint(cli::make_checkpoint::MakeCheckpointArgs),
     /// Model-level benchmark: vision, time to first token, prefill, decode, peak RSS.
     BenchModel(cli::bench_model::BenchModelArgs),
+    /// Save a float checkpoint as W8A8 int8 (msModelSlim W8A8_DYNAMIC folder layout).
+    Quantize(cli::quantize::QuantizeArgs),
     /// Chat messages (text, images, videos) → input_ids + pixel values, as the HF processor does.
     Preprocess(cli::preprocess::PreprocessArgs),
     /// Serving benchmark (AISBench-compatible): perf, accuracy (--mode all) and --compare.
@@ -41,6 +43,7 @@ fn main() {
         Command::MakeCheckpoint(a) => cli::make_checkpoint::run(a),
         Command::BenchModel(a) => cli::bench_model::run(a),
         Command::Preprocess(a) => cli::preprocess::run(a),
+        Command::Quantize(a) => cli::quantize::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Serve(a) => cli::serve::run(a),

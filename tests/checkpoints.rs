@@ -55,6 +55,7 @@ fn logits(dir: &Path) -> Vec<f32> {
         LoadOptions {
             precision: Precision::F32,
             backend: BackendChoice::Portable,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -45,6 +45,7 @@ fn builder(model: &str, precision: Precision, batch: usize) -> PipelineBuilder {
         .load_options(LoadOptions {
             precision,
             backend: backend(),
+            ..Default::default()
         })
         .schedule(ScheduleConfig {
             max_batch_size: batch,

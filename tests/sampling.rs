@@ -203,6 +203,7 @@ fn pipeline() -> PipelineBuilder {
         .load_options(LoadOptions {
             precision: Precision::Bf16,
             backend: BackendChoice::Auto,
+            ..Default::default()
         })
         .schedule(ScheduleConfig {
             max_batch_size: 8,

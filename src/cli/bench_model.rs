@@ -7,11 +7,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use qwen3vl::engine::kernels::pool::ThreadPool;
-use qwen3vl::engine::model::argmax;
-use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision, Qwen3VlModel};
+use qwen3vl::engine::model::{argmax, StepInput};
+use qwen3vl::engine::paged::KvBlocks;
+use qwen3vl::engine::{
+    BackendChoice, LoadOptions, MultimodalInput, Precision, Quantization, Qwen3VlModel,
+};
 use serde_json::json;
 
-use super::forward::{parse_backend, parse_precision};
+use super::forward::{parse_backend, parse_precision, parse_quantization};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchModelArgs {
@@ -31,12 +34,18 @@ pub struct BenchModelArgs {
     /// Tokens decoded for the decode figure.
     #[arg(long, default_value_t = 32)]
     pub decode_tokens: usize,
+    /// Concurrent sequences for the batched-decode figure (paged KV, one step for all); 0 skips it.
+    #[arg(long, default_value_t = 16)]
+    pub decode_streams: usize,
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// GEMM backend: auto, portable or onednn.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: BackendChoice,
-    /// Run only some figures (comma-separated: vision, ttft, prefill, decode), e.g. for profiling.
+    /// Quantize on load: none or w8a8.
+    #[arg(long, default_value = "none", value_parser = parse_quantization)]
+    pub quantize: Quantization,
+    /// Run only some figures (comma-separated: vision, ttft, prefill, decode, batch), e.g. for profiling.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Also write the results as JSON here.
@@ -72,6 +81,7 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
         LoadOptions {
             precision: args.dtype,
             backend,
+            quantization: args.quantize,
         },
     )
     .with_context(|| format!("loading {}", args.model.display()))?;
@@ -82,7 +92,7 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
     let patch = cfg.vision_config.patch_size;
     let side = args.image_size / patch;
     anyhow::ensure!(
-        side >= 2 && side % 2 == 0,
+        side >= 2 && side.is_multiple_of(2),
         "--image-size must be a multiple of {}",
         2 * patch
     );
@@ -182,6 +192,14 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
         }
         decode_tps = median(decode_rates);
     }
+    let mut batch_tps = f64::NAN;
+    if want("batch") && args.decode_streams > 0 {
+        batch_tps = median(
+            (0..reps)
+                .map(|_| batched_decode(&model, args.decode_streams, args.decode_tokens))
+                .collect::<Result<Vec<_>>>()?,
+        );
+    }
     let rss = peak_rss_bytes();
     let prefill_tps = args.prefill_tokens as f64 / prefill_s;
 
@@ -201,6 +219,10 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
         args.prefill_tokens
     );
     println!("| decode, batch 1 | {decode_tps:.2} tok/s |");
+    println!(
+        "| decode, {} concurrent streams (aggregate) | {batch_tps:.1} tok/s |",
+        args.decode_streams
+    );
     if let Some(r) = rss {
         println!("| peak RSS | {:.2} GB |", r as f64 / 1e9);
     }
@@ -210,10 +232,71 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
             "threads": ThreadPool::global().threads(), "backend": model.backend_name(),
             "load_s": load_s, "vision_s": vision_s, "ttft_s": ttft_s, "prompt_tokens": ids.len(),
             "prefill_tokens": args.prefill_tokens, "prefill_tok_s": prefill_tps,
-            "decode_tok_s": decode_tps, "peak_rss_bytes": rss, "repeats": reps,
+            "decode_tok_s": decode_tps, "decode_streams": args.decode_streams,
+            "decode_batch_tok_s": batch_tps, "peak_rss_bytes": rss, "repeats": reps,
+            "quantize": format!("{:?}", args.quantize).to_lowercase(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Aggregate decode rate of `streams` sequences stepping together over a paged cache (the
+/// serving engine's path): every step computes one new token for each sequence.
+fn batched_decode(model: &Qwen3VlModel, streams: usize, tokens: usize) -> Result<f64> {
+    const PROMPT: usize = 16;
+    const BLOCK: usize = 16;
+    let vocab = model.vocab_size();
+    let per_seq = (PROMPT + tokens).div_ceil(BLOCK);
+    let mut kv = KvBlocks::new(
+        model.num_layers(),
+        model.kv_dim(),
+        BLOCK,
+        streams * per_seq,
+        model.precision,
+    );
+    let blocks: Vec<Vec<u32>> = (0..streams)
+        .map(|s| ((s * per_seq) as u32..((s + 1) * per_seq) as u32).collect())
+        .collect();
+    let prompts: Vec<Vec<u32>> = (0..streams)
+        .map(|s| text_ids(PROMPT, vocab, 10 + s))
+        .collect();
+    let pos: Vec<i64> = (0..(PROMPT + tokens) as i64).collect();
+    let prefill: Vec<StepInput> = (0..streams)
+        .map(|s| StepInput {
+            tokens: &prompts[s],
+            start: 0,
+            positions: [&pos[..PROMPT], &pos[..PROMPT], &pos[..PROMPT]],
+            blocks: &blocks[s],
+            visual: None,
+            logits: true,
+        })
+        .collect();
+    let logits = model.step(&mut kv, &prefill)?;
+    let mut next: Vec<u32> = logits
+        .chunks_exact(vocab)
+        .map(|l| argmax(l) as u32)
+        .collect();
+    let t = Instant::now();
+    for i in 0..tokens {
+        let at = PROMPT + i;
+        let p = &pos[at..at + 1];
+        let step: Vec<StepInput> = (0..streams)
+            .map(|s| StepInput {
+                tokens: std::slice::from_ref(&next[s]),
+                start: at,
+                positions: [p, p, p],
+                blocks: &blocks[s],
+                visual: None,
+                logits: true,
+            })
+            .collect();
+        let logits = model.step(&mut kv, &step)?;
+        next = logits
+            .chunks_exact(vocab)
+            .map(|l| argmax(l) as u32)
+            .collect();
+    }
+    Ok((streams * tokens) as f64 / t.elapsed().as_secs_f64())
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use qwen3vl::engine::tensor_file::{TensorFile, TensorWriter};
-use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision, Qwen3VlModel};
+use qwen3vl::engine::{
+    BackendChoice, LoadOptions, MultimodalInput, Precision, Quantization, Qwen3VlModel,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct ForwardArgs {
@@ -28,10 +30,21 @@ pub struct ForwardArgs {
     /// GEMM backend: auto, portable or onednn.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: BackendChoice,
+    /// Quantize on load: none or w8a8 (int8 text decoder, per-token int8 activations).
+    #[arg(long, default_value = "none", value_parser = parse_quantization)]
+    pub quantize: Quantization,
 }
 
 pub fn parse_precision(s: &str) -> Result<Precision, String> {
     Precision::parse(s).ok_or_else(|| format!("unknown dtype `{s}` (expected f32 or bf16)"))
+}
+
+pub fn parse_quantization(s: &str) -> Result<Quantization, String> {
+    match s {
+        "none" => Ok(Quantization::None),
+        "w8a8" => Ok(Quantization::W8A8),
+        _ => Err(format!("unknown quantization `{s}` (none, w8a8)")),
+    }
 }
 
 pub fn parse_backend(s: &str) -> Result<BackendChoice, String> {
@@ -50,6 +63,7 @@ pub fn run(args: &ForwardArgs) -> Result<()> {
         LoadOptions {
             precision: args.dtype,
             backend,
+            quantization: args.quantize,
         },
     )
     .with_context(|| format!("loading model from {}", args.model.display()))?;

@@ -5,5 +5,6 @@ pub mod bench_model;
 pub mod forward;
 pub mod make_checkpoint;
 pub mod preprocess;
+pub mod quantize;
 pub mod run;
 pub mod serve;

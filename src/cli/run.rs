@@ -9,13 +9,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use qwen3vl::engine::tensor_file::TensorFile;
-use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision};
+use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision, Quantization};
 use qwen3vl::pipeline::{
     ChatMessage, Completion, Event, KvCacheSize, MediaLimits, Pipeline, SamplingParams,
     ScheduleConfig,
 };
 
-use super::forward::{parse_backend, parse_precision};
+use super::forward::{parse_backend, parse_precision, parse_quantization};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -74,6 +74,9 @@ pub struct RunArgs {
     pub dtype: Precision,
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: BackendChoice,
+    /// Quantize on load: none or w8a8.
+    #[arg(long, default_value = "none", value_parser = parse_quantization)]
+    pub quantize: Quantization,
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -83,6 +86,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .load_options(LoadOptions {
             precision: args.dtype,
             backend: args.backend,
+            quantization: args.quantize,
         })
         .schedule(ScheduleConfig {
             max_batch_size: b,

@@ -7,7 +7,7 @@ use anyhow::Result;
 use qwen3vl::pipeline::Truncation;
 use qwen3vl::service::{Server, Settings};
 
-use super::forward::{parse_backend, parse_precision};
+use super::forward::{parse_backend, parse_precision, parse_quantization};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -113,6 +113,9 @@ pub struct ServeArgs {
     /// Kernel backend: auto (default), portable or onednn.
     #[arg(long, value_parser = parse_backend)]
     pub backend: Option<qwen3vl::engine::BackendChoice>,
+    /// Quantize on load: none (default) or w8a8.
+    #[arg(long, value_parser = parse_quantization)]
+    pub quantize: Option<qwen3vl::engine::Quantization>,
 }
 
 fn parse_truncation(s: &str) -> Result<Truncation, String> {
@@ -181,6 +184,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     if let Some(p) = args.dtype {
         config.load.precision = p;
+    }
+    if let Some(q) = args.quantize {
+        config.load.quantization = q;
     }
     if let Some(b) = args.backend {
         config.load.backend = b;

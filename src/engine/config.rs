@@ -225,14 +225,14 @@ impl Qwen3VlConfig {
                 return Err(format!("{name} must be positive"));
             }
         }
-        if t.num_attention_heads % t.num_key_value_heads != 0 {
+        if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
             return Err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads, t.num_key_value_heads
             ));
         }
         let hd = self.head_dim();
-        if hd % 2 != 0 {
+        if !hd.is_multiple_of(2) {
             return Err(format!("head_dim {hd} must be even"));
         }
         let section = self.mrope_section();
@@ -247,7 +247,7 @@ impl Qwen3VlConfig {
                 "mrope_section {section:?} does not fit the interleaved layout for head_dim {hd}"
             ));
         }
-        if v.hidden_size % v.num_heads != 0 || (v.hidden_size / v.num_heads) % 4 != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_heads) || !(v.hidden_size / v.num_heads).is_multiple_of(4) {
             return Err(format!(
                 "vision hidden_size {} / num_heads {} must give a head dim divisible by 4",
                 v.hidden_size, v.num_heads
@@ -320,7 +320,7 @@ impl Qwen3VlConfig {
         let t = &self.text_config;
         let step = t.decoder_sparse_step.unwrap_or(1).max(1);
         let mlp_only = t.mlp_only_layers.as_deref().unwrap_or(&[]);
-        !mlp_only.contains(&layer) && (layer + 1) % step == 0
+        !mlp_only.contains(&layer) && (layer + 1).is_multiple_of(step)
     }
 
     /// Number of pixel values per patch row: C · T · P · P.

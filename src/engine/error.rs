@@ -22,8 +22,14 @@ pub enum EngineError {
         got: Vec<usize>,
         expected: Vec<usize>,
     },
-    #[error("tensor `{name}` has dtype {dtype}, expected one of BF16, F16, F32")]
-    Dtype { name: String, dtype: String },
+    #[error("tensor `{name}` has dtype {dtype}, expected one of {expected}")]
+    Dtype {
+        name: String,
+        dtype: String,
+        expected: String,
+    },
+    #[error("unsupported quantized checkpoint in {dir}: {msg}")]
+    Quantization { dir: PathBuf, msg: String },
     #[error("invalid input: {0}")]
     Input(String),
     #[error("kernel failure: {0}")]

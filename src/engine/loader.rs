@@ -1,20 +1,31 @@
 //! Turns checkpoint tensors into compute-ready weights in the model precision.
 
-use super::error::Result;
+use super::error::{EngineError, Result};
 use super::kernels::bf16::Precision;
+use super::kernels::int8::{Int8Linear, Int8Weight};
 use super::kernels::linear::{FastBackend, Linear, WeightStore};
-use super::weights::Checkpoint;
+use super::kernels::pool::ThreadPool;
+use super::quant::{load_int8_linear, LinearScheme, QuantDescription};
+use super::weights::{Checkpoint, StoredDtype};
+
+const FLOATS: [StoredDtype; 3] = [StoredDtype::F32, StoredDtype::Bf16, StoredDtype::F16];
 
 pub struct Loader<'a> {
     pub ckpt: &'a Checkpoint,
     pub precision: Precision,
     pub backend: Option<&'a dyn FastBackend>,
+    /// Quantize the text decoder's float linears to W8A8 (per-token dynamic activations) on load.
+    pub quantize_text: bool,
+    /// The msModelSlim description when the folder holds a quantized checkpoint.
+    pub quant: Option<&'a QuantDescription>,
 }
 
 impl<'a> Loader<'a> {
     /// A vector (norm weight, bias, table) as f32 values representable in the model precision.
     pub fn vector(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let mut v = self.ckpt.get_shaped(name, shape)?.to_f32();
+        let t = self.ckpt.get_shaped(name, shape)?;
+        t.expect(&FLOATS)?;
+        let mut v = t.to_f32();
         self.ckpt.release(name);
         self.precision.round_slice(&mut v);
         Ok(v)
@@ -23,6 +34,7 @@ impl<'a> Loader<'a> {
     /// A weight matrix [n, k] in the model's storage dtype.
     pub fn store(&self, name: &str, shape: &[usize]) -> Result<WeightStore> {
         let t = self.ckpt.get_shaped(name, shape)?;
+        t.expect(&FLOATS)?;
         let w = match self.precision {
             Precision::F32 => WeightStore::F32(t.to_f32()),
             Precision::Bf16 => WeightStore::Bf16(t.to_bf16()),
@@ -31,8 +43,20 @@ impl<'a> Loader<'a> {
         Ok(w)
     }
 
-    /// `{prefix}.weight` [n, k] (+ `{prefix}.bias` [n]).
+    fn scheme(&self, prefix: &str) -> Result<LinearScheme> {
+        match self.quant {
+            Some(q) => q.scheme(prefix),
+            None => Ok(LinearScheme::Float),
+        }
+    }
+
+    /// `{prefix}.weight` [n, k] (+ `{prefix}.bias` [n]); int8 when the checkpoint stores it so.
     pub fn linear(&self, prefix: &str, n: usize, k: usize, bias: bool) -> Result<Linear> {
+        let scheme = self.scheme(prefix)?;
+        if scheme != LinearScheme::Float {
+            let q = load_int8_linear(self.ckpt, prefix, n, k, scheme)?;
+            return Ok(Linear::from_int8(q, self.precision));
+        }
         let w = self.store(&format!("{prefix}.weight"), &[n, k])?;
         let b = if bias {
             Some(self.vector(&format!("{prefix}.bias"), &[n])?)
@@ -50,6 +74,101 @@ impl<'a> Loader<'a> {
         bias: Option<Vec<f32>>,
     ) -> Result<Linear> {
         Linear::new(w, n, k, bias, self.precision, self.backend)
+    }
+
+    /// A text-decoder linear: as stored in a quantized checkpoint, W8A8 when quantizing on
+    /// load, otherwise as [`Self::linear`].
+    pub fn text_linear(&self, prefix: &str, n: usize, k: usize, bias: bool) -> Result<Linear> {
+        if !self.quantize_text || self.scheme(prefix)? != LinearScheme::Float {
+            return self.linear(prefix, n, k, bias);
+        }
+        let w = self.store(&format!("{prefix}.weight"), &[n, k])?;
+        let b = if bias {
+            Some(self.vector(&format!("{prefix}.bias"), &[n])?)
+        } else {
+            None
+        };
+        self.text_linear_from(w, n, k, b)
+    }
+
+    /// [`Self::text_linear`] for a weight already in memory (fused experts, tied LM head).
+    pub fn text_linear_from(
+        &self,
+        w: WeightStore,
+        n: usize,
+        k: usize,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Linear> {
+        if self.quantize_text {
+            Linear::quantized(ThreadPool::global(), &w, n, k, bias, self.precision)
+        } else {
+            self.linear_from(w, n, k, bias)
+        }
+    }
+
+    /// Several bias-free text linears sharing one input, stacked along the output dimension
+    /// (msModelSlim's per-expert `gate_proj` + `up_proj` become one gate‖up GEMM).
+    pub fn stacked_text_linear(
+        &self,
+        prefixes: &[&str],
+        n_each: usize,
+        k: usize,
+    ) -> Result<Linear> {
+        let schemes = prefixes
+            .iter()
+            .map(|p| self.scheme(p))
+            .collect::<Result<Vec<_>>>()?;
+        let n = n_each * prefixes.len();
+        match schemes[0] {
+            LinearScheme::Float => {
+                if schemes.iter().any(|s| *s != LinearScheme::Float) {
+                    return Err(self.mixed(prefixes));
+                }
+                let mut rows = Vec::with_capacity(n * k);
+                for p in prefixes {
+                    let name = format!("{p}.weight");
+                    let t = self.ckpt.get_shaped(&name, &[n_each, k])?;
+                    t.expect(&FLOATS)?;
+                    rows.extend(t.to_f32());
+                    self.ckpt.release(&name);
+                }
+                self.text_linear_from(self.store_from_f32(rows), n, k, None)
+            }
+            LinearScheme::W8A8Dynamic => {
+                if schemes.iter().any(|s| *s != LinearScheme::W8A8Dynamic) {
+                    return Err(self.mixed(prefixes));
+                }
+                let (mut q, mut scales, mut bias) = (Vec::with_capacity(n * k), Vec::new(), None);
+                for (i, p) in prefixes.iter().enumerate() {
+                    let part = load_int8_linear(self.ckpt, p, n_each, k, LinearScheme::W8A8Dynamic)?;
+                    q.extend(part.weight().unpack());
+                    scales.extend_from_slice(part.col_scale());
+                    if let Some(b) = part.bias() {
+                        bias.get_or_insert_with(|| vec![0f32; n])[i * n_each..(i + 1) * n_each]
+                            .copy_from_slice(b);
+                    }
+                }
+                let q = Int8Linear::dynamic(Int8Weight::pack(&q, n, k)?, scales, bias)?;
+                Ok(Linear::from_int8(q, self.precision))
+            }
+            LinearScheme::W8A8Static => Err(EngineError::Quantization {
+                dir: self.ckpt.dir().to_path_buf(),
+                msg: format!(
+                    "{}: stacked static W8A8 experts are not supported (msModelSlim writes experts as W8A8_DYNAMIC)",
+                    prefixes.join(", ")
+                ),
+            }),
+        }
+    }
+
+    fn mixed(&self, prefixes: &[&str]) -> EngineError {
+        EngineError::Quantization {
+            dir: self.ckpt.dir().to_path_buf(),
+            msg: format!(
+                "{} must share one quantization type to be fused",
+                prefixes.join(", ")
+            ),
+        }
     }
 
     /// Build a store from f32 values in the model precision.

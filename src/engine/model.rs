@@ -30,10 +30,22 @@ pub enum BackendChoice {
     OneDnn,
 }
 
+/// Weight quantization applied while loading a float checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quantization {
+    /// Keep the checkpoint's float weights (a msModelSlim checkpoint still loads quantized).
+    #[default]
+    None,
+    /// Text decoder linears (attention, MLP or experts, LM head) to int8 per output channel
+    /// with int8 per-token dynamic activations; the vision tower and the router stay float.
+    W8A8,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct LoadOptions {
     pub precision: Precision,
     pub backend: BackendChoice,
+    pub quantization: Quantization,
 }
 
 impl Default for LoadOptions {
@@ -41,6 +53,7 @@ impl Default for LoadOptions {
         LoadOptions {
             precision: Precision::Bf16,
             backend: BackendChoice::Auto,
+            quantization: Quantization::None,
         }
     }
 }
@@ -85,6 +98,7 @@ impl Qwen3VlModel {
     pub fn load(dir: &Path, opts: LoadOptions) -> Result<Self> {
         let config = Qwen3VlConfig::from_model_dir(dir)?;
         let ckpt = Checkpoint::open(dir)?;
+        let quant = super::quant::QuantDescription::load(dir)?;
         let backend = match opts.backend {
             BackendChoice::Auto => {
                 super::kernels::onednn_backend(super::kernels::AUTO_MIN_ELEMENTS)
@@ -103,6 +117,8 @@ impl Qwen3VlModel {
             ckpt: &ckpt,
             precision: opts.precision,
             backend: backend.as_deref().map(|b| b as &dyn FastBackend),
+            quantize_text: opts.quantization == Quantization::W8A8,
+            quant: quant.as_ref(),
         };
         let vision = VisionTower::load(&loader, &config.vision_config, config.patch_dim())?;
         let text = TextDecoder::load(&loader, &config)?;

@@ -35,6 +35,11 @@ impl MoeBlock {
         norm_topk: bool,
     ) -> Result<Self> {
         let router = l.linear(&format!("{prefix}.gate"), n_experts, hidden, false)?;
+        if !l.ckpt.contains(&format!("{prefix}.experts.gate_up_proj")) {
+            return Self::load_per_expert(
+                l, prefix, router, hidden, n_experts, top_k, inter, norm_topk,
+            );
+        }
         // Fused checkpoint tensors are stored (expert, in, out); our linears want (out, in).
         let gu = l
             .ckpt
@@ -63,8 +68,39 @@ impl MoeBlock {
                 hidden,
             );
             experts.push(Expert {
-                gate_up: l.linear_from(l.store_from_f32(gu_e), 2 * inter, hidden, None)?,
-                down: l.linear_from(l.store_from_f32(dn_e), hidden, inter, None)?,
+                gate_up: l.text_linear_from(l.store_from_f32(gu_e), 2 * inter, hidden, None)?,
+                down: l.text_linear_from(l.store_from_f32(dn_e), hidden, inter, None)?,
+            });
+        }
+        Ok(MoeBlock {
+            router,
+            experts,
+            top_k,
+            inter,
+            hidden,
+            norm_topk,
+        })
+    }
+
+    /// msModelSlim layout: per-expert 2-D `experts.{e}.{gate,up,down}_proj` in [out, in] order.
+    #[allow(clippy::too_many_arguments)]
+    fn load_per_expert(
+        l: &Loader,
+        prefix: &str,
+        router: Linear,
+        hidden: usize,
+        n_experts: usize,
+        top_k: usize,
+        inter: usize,
+        norm_topk: bool,
+    ) -> Result<Self> {
+        let mut experts = Vec::with_capacity(n_experts);
+        for e in 0..n_experts {
+            let p = format!("{prefix}.experts.{e}");
+            let (gate, up) = (format!("{p}.gate_proj"), format!("{p}.up_proj"));
+            experts.push(Expert {
+                gate_up: l.stacked_text_linear(&[&gate, &up], inter, hidden)?,
+                down: l.text_linear(&format!("{p}.down_proj"), hidden, inter, false)?,
             });
         }
         Ok(MoeBlock {

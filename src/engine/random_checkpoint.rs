@@ -330,7 +330,7 @@ pub fn write_random_checkpoint(
             offset += n;
         }
         let mut head = serde_json::to_vec(&header).expect("json");
-        while head.len() % 8 != 0 {
+        while !head.len().is_multiple_of(8) {
             head.push(b' ');
         }
         let file = File::create(&path).map_err(|source| EngineError::Io {

@@ -83,33 +83,33 @@ impl TextDecoder {
             } else {
                 let im = t.intermediate_size;
                 Mlp::Dense {
-                    gate: l.linear(&format!("{p}.mlp.gate_proj"), im, h, false)?,
-                    up: l.linear(&format!("{p}.mlp.up_proj"), im, h, false)?,
-                    down: l.linear(&format!("{p}.mlp.down_proj"), h, im, false)?,
+                    gate: l.text_linear(&format!("{p}.mlp.gate_proj"), im, h, false)?,
+                    up: l.text_linear(&format!("{p}.mlp.up_proj"), im, h, false)?,
+                    down: l.text_linear(&format!("{p}.mlp.down_proj"), h, im, false)?,
                 }
             };
             layers.push(Layer {
                 input_norm: l.vector(&format!("{p}.input_layernorm.weight"), &[h])?,
                 post_norm: l.vector(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
-                q: l.linear(
+                q: l.text_linear(
                     &format!("{p}.self_attn.q_proj"),
                     nh * hd,
                     h,
                     t.attention_bias,
                 )?,
-                k: l.linear(
+                k: l.text_linear(
                     &format!("{p}.self_attn.k_proj"),
                     nkv * hd,
                     h,
                     t.attention_bias,
                 )?,
-                v: l.linear(
+                v: l.text_linear(
                     &format!("{p}.self_attn.v_proj"),
                     nkv * hd,
                     h,
                     t.attention_bias,
                 )?,
-                o: l.linear(
+                o: l.text_linear(
                     &format!("{p}.self_attn.o_proj"),
                     h,
                     nh * hd,
@@ -120,10 +120,13 @@ impl TextDecoder {
                 mlp,
             });
         }
-        let lm_head = if cfg.tie_word_embeddings() {
-            l.linear_from(embed.clone(), t.vocab_size, h, None)?
+        // A quantized checkpoint may carry an int8 LM head even for a tied model (our
+        // `qwen3vl quantize` writes one); it takes precedence over re-using the embedding.
+        let own_head = l.ckpt.contains("lm_head.weight");
+        let lm_head = if cfg.tie_word_embeddings() && !own_head {
+            l.text_linear_from(embed.clone(), t.vocab_size, h, None)?
         } else {
-            l.linear("lm_head", t.vocab_size, h, false)?
+            l.text_linear("lm_head", t.vocab_size, h, false)?
         };
         Ok(TextDecoder {
             embed,

@@ -17,13 +17,38 @@ pub enum StoredDtype {
     F32,
     F16,
     Bf16,
+    /// Integer tensors of quantized checkpoints (msModelSlim W8A8: weights, quant_bias,
+    /// int64-encoded deq_scale).
+    I8,
+    I32,
+    I64,
 }
 
 impl StoredDtype {
     fn size(self) -> usize {
         match self {
-            StoredDtype::F32 => 4,
+            StoredDtype::I64 => 8,
+            StoredDtype::F32 | StoredDtype::I32 => 4,
             StoredDtype::F16 | StoredDtype::Bf16 => 2,
+            StoredDtype::I8 => 1,
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(
+            self,
+            StoredDtype::F32 | StoredDtype::F16 | StoredDtype::Bf16
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StoredDtype::F32 => "F32",
+            StoredDtype::F16 => "F16",
+            StoredDtype::Bf16 => "BF16",
+            StoredDtype::I8 => "I8",
+            StoredDtype::I32 => "I32",
+            StoredDtype::I64 => "I64",
         }
     }
 }
@@ -56,8 +81,12 @@ impl Checkpoint {
     pub fn open(dir: &Path) -> Result<Self> {
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
+        // msModelSlim (v1) writes its shards under this name.
+        let quant_index = dir.join("quant_model_weights.safetensors.index.json");
         let file_names: Vec<PathBuf> = if index.exists() {
             shard_files(&index)?
+        } else if quant_index.exists() {
+            shard_files(&quant_index)?
         } else if single.exists() {
             vec![single]
         } else {
@@ -128,6 +157,7 @@ impl Checkpoint {
         let dtype = e.dtype.clone().map_err(|dtype| EngineError::Dtype {
             name: name.to_string(),
             dtype,
+            expected: "BF16, F16, F32, I8, I32, I64".into(),
         })?;
         Ok(TensorView {
             name: key,
@@ -169,9 +199,13 @@ impl TensorView<'_> {
         self.shape.iter().product()
     }
 
+    /// Values as f32 (integer tensors convert numerically).
     pub fn to_f32(&self) -> Vec<f32> {
         let b = self.bytes;
         match self.dtype {
+            StoredDtype::I8 => b.iter().map(|&v| v as i8 as f32).collect(),
+            StoredDtype::I32 => self.ints().map(|v| v as f32).collect(),
+            StoredDtype::I64 => self.ints().map(|v| v as f32).collect(),
             StoredDtype::F32 => b
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -184,6 +218,63 @@ impl TensorView<'_> {
                 .chunks_exact(2)
                 .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
                 .collect(),
+        }
+    }
+
+    /// The raw little-endian bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+
+    /// Integer values of an I8/I32/I64 tensor (empty for float tensors).
+    fn ints(&self) -> Box<dyn Iterator<Item = i64> + '_> {
+        let b = self.bytes;
+        match self.dtype {
+            StoredDtype::I8 => Box::new(b.iter().map(|&v| v as i8 as i64)),
+            StoredDtype::I32 => Box::new(
+                b.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64),
+            ),
+            StoredDtype::I64 => Box::new(
+                b.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))),
+            ),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+
+    /// An I8 tensor's values.
+    pub fn to_i8(&self) -> Result<Vec<i8>> {
+        self.expect(&[StoredDtype::I8])?;
+        Ok(self.bytes.iter().map(|&v| v as i8).collect())
+    }
+
+    /// An I32 tensor's values.
+    pub fn to_i32(&self) -> Result<Vec<i32>> {
+        self.expect(&[StoredDtype::I32])?;
+        Ok(self.ints().map(|v| v as i32).collect())
+    }
+
+    /// An I64 tensor's values.
+    pub fn to_i64(&self) -> Result<Vec<i64>> {
+        self.expect(&[StoredDtype::I64])?;
+        Ok(self.ints().collect())
+    }
+
+    /// Fails with a typed error unless the tensor has one of `allowed` dtypes.
+    pub fn expect(&self, allowed: &[StoredDtype]) -> Result<()> {
+        if allowed.contains(&self.dtype) {
+            Ok(())
+        } else {
+            Err(EngineError::Dtype {
+                name: self.name.to_string(),
+                dtype: self.dtype.name().to_string(),
+                expected: allowed
+                    .iter()
+                    .map(|d| d.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
         }
     }
 
@@ -283,6 +374,9 @@ fn parse_header(path: &Path, bytes: &[u8], file: usize) -> Result<Vec<(String, E
             "F32" => Ok(StoredDtype::F32),
             "F16" => Ok(StoredDtype::F16),
             "BF16" => Ok(StoredDtype::Bf16),
+            "I8" => Ok(StoredDtype::I8),
+            "I32" => Ok(StoredDtype::I32),
+            "I64" => Ok(StoredDtype::I64),
             other => Err(other.to_string()),
         };
         let shape: Vec<usize> = info

@@ -43,7 +43,7 @@ impl VideoMetadata {
         if merge_size == 0 || idx.is_empty() {
             return Vec::new();
         }
-        while idx.len() % merge_size != 0 {
+        while !idx.len().is_multiple_of(merge_size) {
             idx.push(*idx.last().expect("non-empty"));
         }
         idx.chunks(merge_size)

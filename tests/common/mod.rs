@@ -18,8 +18,15 @@ pub fn model_dir(name: &str) -> PathBuf {
 }
 
 pub fn load(name: &str, precision: Precision, backend: BackendChoice) -> Qwen3VlModel {
-    Qwen3VlModel::load(&model_dir(name), LoadOptions { precision, backend })
-        .expect("load fixture model")
+    Qwen3VlModel::load(
+        &model_dir(name),
+        LoadOptions {
+            precision,
+            backend,
+            ..Default::default()
+        },
+    )
+    .expect("load fixture model")
 }
 
 pub struct Case {

@@ -7,6 +7,7 @@ use half::bf16;
 
 use super::bf16::Precision;
 use super::gemm_portable;
+use super::int8::{quantize_row, Int8Linear, Int8Weight};
 use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
 
@@ -36,8 +37,31 @@ pub struct Linear {
     /// Portable copy; dropped when a fast backend owns the weight.
     weight: Option<WeightStore>,
     fast: Option<Box<dyn FastMatmul>>,
+    /// W8A8 weights; when present nothing else is kept.
+    int8: Option<Box<Int8Linear>>,
     bias: Option<Vec<f32>>,
     precision: Precision,
+}
+
+impl WeightStore {
+    pub fn len(&self) -> usize {
+        match self {
+            WeightStore::F32(w) => w.len(),
+            WeightStore::Bf16(w) => w.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `r` of a [rows, cols] matrix as f32.
+    pub fn row_f32(&self, r: usize, cols: usize, out: &mut [f32]) {
+        match self {
+            WeightStore::F32(w) => out.copy_from_slice(&w[r * cols..(r + 1) * cols]),
+            WeightStore::Bf16(w) => super::bf16::widen(out, &w[r * cols..(r + 1) * cols]),
+        }
+    }
 }
 
 impl Linear {
@@ -49,10 +73,7 @@ impl Linear {
         precision: Precision,
         backend: Option<&dyn FastBackend>,
     ) -> Result<Self> {
-        let len = match &weight {
-            WeightStore::F32(w) => w.len(),
-            WeightStore::Bf16(w) => w.len(),
-        };
+        let len = weight.len();
         if len != n * k {
             return Err(EngineError::Kernel(format!(
                 "linear weight has {len} values, expected {n}×{k}"
@@ -78,15 +99,78 @@ impl Linear {
             k,
             weight: if fast.is_some() { None } else { Some(weight) },
             fast,
+            int8: None,
             bias,
             precision,
         })
     }
 
+    /// A W8A8 layer from already-quantized weights (a msModelSlim checkpoint or our own).
+    pub fn from_int8(q: Int8Linear, precision: Precision) -> Self {
+        Linear {
+            n: q.n(),
+            k: q.k(),
+            weight: None,
+            fast: None,
+            int8: Some(Box::new(q)),
+            bias: None,
+            precision,
+        }
+    }
+
+    /// Quantizes a float weight to W8A8 with per-token dynamic activations: symmetric int8 per
+    /// output channel (`s_w = max|w|/127`), the bias kept in float and added after dequantization.
+    pub fn quantized(
+        pool: &ThreadPool,
+        weight: &WeightStore,
+        n: usize,
+        k: usize,
+        bias: Option<Vec<f32>>,
+        precision: Precision,
+    ) -> Result<Self> {
+        if weight.len() != n * k {
+            return Err(EngineError::Kernel(format!(
+                "linear weight has {} values, expected {n}×{k}",
+                weight.len()
+            )));
+        }
+        let mut q = vec![0i8; n * k];
+        let mut scales = vec![0f32; n];
+        let qs = super::ops::SyncSlice(scales.as_mut_ptr(), n);
+        let qp = SyncI8(q.as_mut_ptr());
+        pool.run_chunks(n, 16, &|a, b| {
+            let mut row = vec![0f32; k];
+            for r in a..b {
+                weight.row_f32(r, k, &mut row);
+                // SAFETY: rows [a, b) belong to this chunk only; r < n so the ranges are in bounds.
+                let dst = unsafe { std::slice::from_raw_parts_mut(qp.ptr().add(r * k), k) };
+                // SAFETY: as above, index r of the scale vector belongs to this chunk.
+                let scale = unsafe { qs.range(r, r + 1) };
+                scale[0] = quantize_row(&row, dst);
+            }
+        });
+        if let Some(r) = scales.iter().position(|s| s.is_nan()) {
+            return Err(EngineError::Kernel(format!(
+                "cannot quantize: weight row {r} holds a non-finite value"
+            )));
+        }
+        let mut bias = bias;
+        if let Some(b) = &mut bias {
+            precision.round_slice(b);
+        }
+        let q = Int8Linear::dynamic(Int8Weight::pack(&q, n, k)?, scales, bias)?;
+        Ok(Self::from_int8(q, precision))
+    }
+
+    pub fn int8(&self) -> Option<&Int8Linear> {
+        self.int8.as_deref()
+    }
+
     pub fn backend_name(&self) -> String {
-        match &self.fast {
-            Some(f) => f.name(),
-            None => "portable".into(),
+        match (&self.fast, &self.int8) {
+            (_, Some(q)) => q.describe(),
+            (Some(f), None) => f.name(),
+            (None, None) => "portable".into(),
         }
     }
 
@@ -103,7 +187,9 @@ impl Linear {
             )));
         }
         let y = &mut y[..m * self.n];
-        if let Some(f) = &self.fast {
+        if let Some(q) = &self.int8 {
+            q.forward(pool, &x[..m * self.k], m, y)?;
+        } else if let Some(f) = &self.fast {
             f.matmul(&x[..m * self.k], m, self.bias.as_deref(), y)?;
         } else {
             match self.weight.as_ref().expect("portable weight present") {
@@ -129,5 +215,15 @@ impl Linear {
         let mut y = vec![0f32; m * self.n];
         self.forward(pool, x, m, &mut y)?;
         Ok(y)
+    }
+}
+
+struct SyncI8(*mut i8);
+// SAFETY: tasks write disjoint row ranges only (see `Linear::quantized`).
+unsafe impl Sync for SyncI8 {}
+
+impl SyncI8 {
+    fn ptr(&self) -> *mut i8 {
+        self.0
     }
 }

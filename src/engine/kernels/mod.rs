@@ -5,6 +5,8 @@
 pub mod attention;
 pub mod bf16;
 pub mod gemm_portable;
+pub mod int8;
+pub mod int8_vnni;
 pub mod linear;
 pub mod mmap;
 pub mod onednn;

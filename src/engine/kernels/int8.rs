@@ -1,0 +1,408 @@
+//! W8A8 int8 linear layers: `y = dequant(q(x) · Wqᵀ)`, int8 weights with one scale per output
+//! channel, int8 activations quantized per call — per token (dynamic, msModelSlim
+//! `W8A8_DYNAMIC`) or with a calibrated per-tensor scale and zero point (static, `W8A8`).
+//!
+//! Activations are stored as `u8 = q + 128` so one integer GEMM serves both AVX512-VNNI
+//! (`vpdpbusd` multiplies u8 by s8) and the portable path; the shift is undone exactly in the
+//! epilogue with the precomputed column sums: `Σ (q+128)·w = Σ q·w + 128·Σ w`. Both paths therefore
+//! produce the same int32 accumulators and bit-identical outputs.
+//!
+//! Weight layout: panels of 16 output channels; inside a panel, groups of 4 input channels, each
+//! group 64 bytes `[16 channels][4 k]` — exactly one `vpdpbusd` operand. K is padded to a multiple
+//! of 4 and N to a multiple of 16 with zero weights.
+
+use std::cell::RefCell;
+
+use super::int8_vnni;
+use super::ops::SyncSlice;
+use super::pool::ThreadPool;
+use super::simd::multiversion;
+use crate::engine::error::{EngineError, Result};
+
+/// Output channels per panel.
+pub const PANEL: usize = 16;
+/// Panels per strip: the unit of work of one task (64 output channels).
+pub const STRIP_PANELS: usize = 4;
+/// Rows computed together in one tile (weights are re-used from registers across them).
+pub const TILE_ROWS: usize = 6;
+
+/// How activations are quantized before the integer GEMM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ActQuant {
+    /// Per token: `s_t = max|x_t|/127`, `q = round(x/s_t)` (msModelSlim `W8A8_DYNAMIC`).
+    Dynamic,
+    /// Per tensor, calibrated offline: `q = clamp(round(x·inv_scale + zero_point), -128, 127)`
+    /// (msModelSlim `W8A8`, MindIE multiplies by the reciprocal).
+    Static { inv_scale: f32, zero_point: i32 },
+}
+
+/// Int8 weights [n, k] packed for the integer GEMM, with their per-channel column sums.
+pub struct Int8Weight {
+    pub n: usize,
+    pub k: usize,
+    /// K rounded up to a multiple of 4.
+    kp: usize,
+    packed: Vec<i8>,
+    /// Σ_k Wq[n, k] per output channel.
+    col_sum: Vec<i32>,
+}
+
+impl Int8Weight {
+    /// Packs row-major int8 weights [n, k].
+    pub fn pack(q: &[i8], n: usize, k: usize) -> Result<Self> {
+        if q.len() != n * k || n == 0 || k == 0 {
+            return Err(EngineError::Kernel(format!(
+                "int8 weight has {} values, expected {n}×{k}",
+                q.len()
+            )));
+        }
+        let kp = k.div_ceil(4) * 4;
+        let groups = kp / 4;
+        let panels = n.div_ceil(PANEL);
+        let mut packed = vec![0i8; panels * groups * PANEL * 4];
+        let mut col_sum = vec![0i32; n];
+        for (row, (wr, cs)) in q.chunks_exact(k).zip(&mut col_sum).enumerate() {
+            let (p, j) = (row / PANEL, row % PANEL);
+            for (kk, &w) in wr.iter().enumerate() {
+                packed[((p * groups + kk / 4) * PANEL + j) * 4 + kk % 4] = w;
+            }
+            *cs = wr.iter().map(|&w| w as i32).sum();
+        }
+        Ok(Int8Weight {
+            n,
+            k,
+            kp,
+            packed,
+            col_sum,
+        })
+    }
+
+    /// Row-major int8 values back (for saving a quantized checkpoint).
+    pub fn unpack(&self) -> Vec<i8> {
+        let groups = self.kp / 4;
+        let mut out = vec![0i8; self.n * self.k];
+        for (row, wr) in out.chunks_exact_mut(self.k).enumerate() {
+            let (p, j) = (row / PANEL, row % PANEL);
+            for (kk, w) in wr.iter_mut().enumerate() {
+                *w = self.packed[((p * groups + kk / 4) * PANEL + j) * 4 + kk % 4];
+            }
+        }
+        out
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.packed.len() + 4 * self.col_sum.len()
+    }
+}
+
+/// Symmetric per-output-channel quantization of a float weight row:
+/// `s = max|w|/127`, `q = round(w/s)` (ties to even, like `torch.round`). An all-zero row gets
+/// scale 0 and zero weights.
+pub fn quantize_row(w: &[f32], q: &mut [i8]) -> f32 {
+    let max = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if max == 0.0 || !max.is_finite() {
+        q.fill(0);
+        return if max.is_finite() { 0.0 } else { f32::NAN };
+    }
+    let s = max / 127.0;
+    for (d, &v) in q.iter_mut().zip(w) {
+        *d = (v / s).round_ties_even().clamp(-127.0, 127.0) as i8;
+    }
+    s
+}
+
+/// A W8A8 linear layer: packed int8 weights plus everything the epilogue needs.
+pub struct Int8Linear {
+    w: Int8Weight,
+    act: ActQuant,
+    /// Per channel: `s_w` (dynamic) or `deq_scale = s_x·s_w` (static).
+    col_scale: Vec<f32>,
+    /// Per channel, added to the u8·s8 accumulator: `quant_bias − 128·Σw` (static) or `−128·Σw`.
+    comp: Vec<i32>,
+    /// Float bias added after dequantization (dynamic layers; static ones fold it in quant_bias).
+    bias: Option<Vec<f32>>,
+}
+
+impl Int8Linear {
+    /// Dynamic per-token activations, weights with scales `s_w` (one per output channel).
+    pub fn dynamic(w: Int8Weight, weight_scale: Vec<f32>, bias: Option<Vec<f32>>) -> Result<Self> {
+        Self::build(w, ActQuant::Dynamic, weight_scale, None, bias)
+    }
+
+    /// Static per-tensor activations (msModelSlim `W8A8`): `y = (acc + quant_bias)·deq_scale`.
+    pub fn static_per_tensor(
+        w: Int8Weight,
+        input_scale: f32,
+        input_offset: i32,
+        deq_scale: Vec<f32>,
+        quant_bias: Vec<i32>,
+    ) -> Result<Self> {
+        if !(input_scale.is_finite() && input_scale > 0.0) {
+            return Err(EngineError::Kernel(format!(
+                "W8A8 input_scale must be a positive number, got {input_scale}"
+            )));
+        }
+        let act = ActQuant::Static {
+            inv_scale: 1.0 / input_scale,
+            zero_point: input_offset,
+        };
+        Self::build(w, act, deq_scale, Some(quant_bias), None)
+    }
+
+    fn build(
+        w: Int8Weight,
+        act: ActQuant,
+        col_scale: Vec<f32>,
+        quant_bias: Option<Vec<i32>>,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self> {
+        let n = w.n;
+        let check = |what: &str, len: usize| {
+            if len == n {
+                Ok(())
+            } else {
+                Err(EngineError::Kernel(format!(
+                    "int8 linear {what} has {len} values, expected {n}"
+                )))
+            }
+        };
+        check("scale", col_scale.len())?;
+        if let Some(b) = &quant_bias {
+            check("quant_bias", b.len())?;
+        }
+        if let Some(b) = &bias {
+            check("bias", b.len())?;
+        }
+        let comp = (0..n)
+            .map(|c| quant_bias.as_ref().map_or(0, |b| b[c]) - 128 * w.col_sum[c])
+            .collect();
+        Ok(Int8Linear {
+            w,
+            act,
+            col_scale,
+            comp,
+            bias,
+        })
+    }
+
+    pub fn n(&self) -> usize {
+        self.w.n
+    }
+
+    pub fn k(&self) -> usize {
+        self.w.k
+    }
+
+    pub fn weight(&self) -> &Int8Weight {
+        &self.w
+    }
+
+    pub fn act(&self) -> ActQuant {
+        self.act
+    }
+
+    pub fn col_scale(&self) -> &[f32] {
+        &self.col_scale
+    }
+
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
+    pub fn describe(&self) -> String {
+        let isa = if int8_vnni::available() {
+            "avx512-vnni"
+        } else {
+            "portable"
+        };
+        let a = match self.act {
+            ActQuant::Dynamic => "per-token",
+            ActQuant::Static { .. } => "per-tensor",
+        };
+        format!("int8 {isa} ({a} activations)")
+    }
+
+    /// y[m, n] = dequant(q(x[m, k]) · Wqᵀ) (+ bias), in f32.
+    pub fn forward(&self, pool: &ThreadPool, x: &[f32], m: usize, y: &mut [f32]) -> Result<()> {
+        let (n, k, kp) = (self.w.n, self.w.k, self.w.kp);
+        if x.len() < m * k || y.len() < m * n {
+            return Err(EngineError::Kernel(format!(
+                "int8 linear {n}×{k}: input {} / output {} too small for m = {m}",
+                x.len(),
+                y.len()
+            )));
+        }
+        SCRATCH.with(|cell| {
+            let mut s = cell.borrow_mut();
+            let Scratch { xu, row_scale } = &mut *s;
+            xu.resize(m * kp, 128);
+            row_scale.resize(m, 0.0);
+            for r in 0..m {
+                let dst = &mut xu[r * kp..(r + 1) * kp];
+                dst[k..].fill(128);
+                row_scale[r] =
+                    quantize_activations(&x[r * k..(r + 1) * k], &mut dst[..k], self.act);
+            }
+            let strips = n.div_ceil(PANEL * STRIP_PANELS);
+            let out = SyncSlice(y.as_mut_ptr(), m * n);
+            let (xu, row_scale) = (&xu[..], &row_scale[..]);
+            pool.run(strips, &|s| self.strip(s, xu, row_scale, m, &out));
+        });
+        Ok(())
+    }
+
+    /// All rows for output channels [64·s, 64·s + 64).
+    fn strip(&self, s: usize, xu: &[u8], row_scale: &[f32], m: usize, out: &SyncSlice) {
+        let (n, kp) = (self.w.n, self.w.kp);
+        let groups = kp / 4;
+        let panel_bytes = groups * PANEL * 4;
+        let panels = n.div_ceil(PANEL);
+        let p0 = s * STRIP_PANELS;
+        let np = STRIP_PANELS.min(panels - p0);
+        let c0 = p0 * PANEL;
+        let c1 = (c0 + np * PANEL).min(n);
+        let b = &self.w.packed[p0 * panel_bytes..(p0 + np) * panel_bytes];
+        let mut acc = [0i32; TILE_ROWS * PANEL * STRIP_PANELS];
+        let vnni = int8_vnni::available();
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = TILE_ROWS.min(m - r0);
+            let a = &xu[r0 * kp..(r0 + rows) * kp];
+            if vnni {
+                int8_vnni::tile(a, kp, rows, b, np, groups, &mut acc);
+            } else {
+                tile_portable(a, kp, rows, b, np, groups, &mut acc);
+            }
+            for i in 0..rows {
+                let r = r0 + i;
+                // SAFETY: this task owns columns [c0, c1) of every row; rows are disjoint ranges.
+                let dst = unsafe { out.range(r * n + c0, r * n + c1) };
+                epilogue(
+                    &acc[i * PANEL * STRIP_PANELS..][..c1 - c0],
+                    &self.comp[c0..c1],
+                    &self.col_scale[c0..c1],
+                    row_scale[r],
+                    self.bias.as_ref().map(|b| &b[c0..c1]),
+                    dst,
+                );
+            }
+            r0 += rows;
+        }
+    }
+}
+
+struct Scratch {
+    xu: Vec<u8>,
+    row_scale: Vec<f32>,
+}
+
+thread_local! {
+    // Reused across calls: decode runs hundreds of linears per token and should not allocate.
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { xu: Vec::new(), row_scale: Vec::new() })
+    };
+}
+
+/// Quantizes one row to `q + 128` and returns the row's dequantization factor (s_t, or 1 for
+/// static quantization whose scale lives in `deq_scale`).
+pub fn quantize_activations(x: &[f32], dst: &mut [u8], act: ActQuant) -> f32 {
+    match act {
+        ActQuant::Dynamic => {
+            let max = abs_max(x);
+            if max == 0.0 || !max.is_finite() {
+                // All-zero row: zero output (an inf/NaN row poisons its output like the float path).
+                dst.fill(128);
+                return if max.is_finite() { 0.0 } else { f32::NAN };
+            }
+            let s = max / 127.0;
+            quantize_dynamic(x, dst, s);
+            s
+        }
+        ActQuant::Static {
+            inv_scale,
+            zero_point,
+        } => {
+            quantize_static(x, dst, inv_scale, zero_point as f32);
+            1.0
+        }
+    }
+}
+
+multiversion! {
+    fn abs_max(x: &[f32]) -> f32 {
+        let mut m = [0f32; 16];
+        let mut chunks = x.chunks_exact(16);
+        for c in &mut chunks {
+            for i in 0..16 {
+                m[i] = m[i].max(c[i].abs());
+            }
+        }
+        let tail = chunks.remainder().iter().fold(0f32, |a, v| a.max(v.abs()));
+        m.iter().fold(tail, |a, &v| a.max(v))
+    }
+}
+
+multiversion! {
+    fn quantize_dynamic(x: &[f32], dst: &mut [u8], s: f32) {
+        for (d, &v) in dst.iter_mut().zip(x) {
+            *d = ((v / s).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8;
+        }
+    }
+}
+
+multiversion! {
+    fn quantize_static(x: &[f32], dst: &mut [u8], inv: f32, z: f32) {
+        for (d, &v) in dst.iter_mut().zip(x) {
+            *d = ((v * inv + z).round_ties_even().clamp(-128.0, 127.0) as i32 + 128) as u8;
+        }
+    }
+}
+
+multiversion! {
+    /// acc[i][c] = Σ_k a[i][k]·w[c][k] for `rows` rows and `np` panels (portable integer GEMM).
+    fn tile_portable(
+        a: &[u8],
+        kp: usize,
+        rows: usize,
+        b: &[i8],
+        np: usize,
+        groups: usize,
+        acc: &mut [i32; TILE_ROWS * PANEL * STRIP_PANELS],
+    ) {
+        for i in 0..rows {
+            let ar = &a[i * kp..(i + 1) * kp];
+            for p in 0..np {
+                let mut sum = [0i32; PANEL];
+                let panel = &b[p * groups * PANEL * 4..(p + 1) * groups * PANEL * 4];
+                for (av, w) in ar.chunks_exact(4).zip(panel.chunks_exact(PANEL * 4)) {
+                    for j in 0..PANEL {
+                        for kk in 0..4 {
+                            sum[j] += av[kk] as i32 * w[j * 4 + kk] as i32;
+                        }
+                    }
+                }
+                acc[i * PANEL * STRIP_PANELS + p * PANEL..][..PANEL].copy_from_slice(&sum);
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn epilogue(
+        acc: &[i32],
+        comp: &[i32],
+        col_scale: &[f32],
+        row_scale: f32,
+        bias: Option<&[f32]>,
+        dst: &mut [f32],
+    ) {
+        for (((d, &a), &c), &s) in dst.iter_mut().zip(acc).zip(comp).zip(col_scale) {
+            *d = (a + c) as f32 * (row_scale * s);
+        }
+        if let Some(b) = bias {
+            for (d, &bb) in dst.iter_mut().zip(b) {
+                *d += bb;
+            }
+        }
+    }
+}
