@@ -247,7 +247,9 @@ impl Qwen3VlConfig {
                 "mrope_section {section:?} does not fit the interleaved layout for head_dim {hd}"
             ));
         }
-        if !v.hidden_size.is_multiple_of(v.num_heads) || !(v.hidden_size / v.num_heads).is_multiple_of(4) {
+        if !v.hidden_size.is_multiple_of(v.num_heads)
+            || !(v.hidden_size / v.num_heads).is_multiple_of(4)
+        {
             return Err(format!(
                 "vision hidden_size {} / num_heads {} must give a head dim divisible by 4",
                 v.hidden_size, v.num_heads
