@@ -136,7 +136,7 @@ fn static_tensors(deq_bytes: (Dtype, Vec<u8>)) -> (Tensors, Vec<i8>, Vec<i32>, V
     );
     t.add("layer.deq_scale", deq_bytes.0, &[N], deq_bytes.1);
     // The original float bias: already folded into quant_bias, so it must NOT be added again.
-    t.f32("layer.bias", &[N], &vec![100.0; N]);
+    t.f32("layer.bias", &[N], &[100.0; N]);
     (t, q, qbias, deq)
 }
 
@@ -206,7 +206,7 @@ fn dynamic_w8a8_adds_the_float_bias_after_dequantization() {
         q.iter().map(|&v| v as u8).collect(),
     );
     t.f32("layer.weight_scale", &[N, 1], &s_w);
-    t.f32("layer.weight_offset", &[N, 1], &vec![0.0; N]);
+    t.f32("layer.weight_offset", &[N, 1], &[0.0; N]);
     t.f32("layer.bias", &[N], &bias);
     let dir = folder(&t, tags("W8A8_DYNAMIC"), "quant_model_description.json");
     let got = run_linear(dir.path(), true).unwrap();
@@ -236,7 +236,7 @@ fn dynamic_w8a8_adds_the_float_bias_after_dequantization() {
         q.iter().map(|&v| v as u8).collect(),
     );
     t2.f32("layer.weight_scale", &[N, 1], &s_w);
-    t2.f32("layer.weight_offset", &[N, 1], &vec![1.0; N]);
+    t2.f32("layer.weight_offset", &[N, 1], &[1.0; N]);
     let dir = folder(&t2, tags("W8A8_DYNAMIC"), "quant_model_description.json");
     let err = run_linear(dir.path(), false).unwrap_err();
     assert!(matches!(err, EngineError::Quantization { .. }), "{err}");
