@@ -2,6 +2,7 @@
 //! the text decoder (dense and MoE), rotary/M-RoPE and position-id logic.
 
 pub mod config;
+pub mod embedding;
 pub mod error;
 pub mod kernels;
 pub mod kv_cache;

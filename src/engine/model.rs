@@ -97,7 +97,7 @@ pub struct Qwen3VlModel {
 impl Qwen3VlModel {
     pub fn load(dir: &Path, opts: LoadOptions) -> Result<Self> {
         let config = Qwen3VlConfig::from_model_dir(dir)?;
-        let ckpt = Checkpoint::open(dir)?;
+        let ckpt = std::sync::Arc::new(Checkpoint::open(dir)?);
         let quant = super::quant::QuantDescription::load(dir)?;
         let backend = match opts.backend {
             BackendChoice::Auto => {
@@ -121,7 +121,7 @@ impl Qwen3VlModel {
             quant: quant.as_ref(),
         };
         let vision = VisionTower::load(&loader, &config.vision_config, config.patch_dim())?;
-        let text = TextDecoder::load(&loader, &config)?;
+        let text = TextDecoder::load(&loader, &config, ckpt.clone())?;
         let tokens = VisionTokens {
             image: config.image_token_id,
             video: config.video_token_id,

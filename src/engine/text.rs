@@ -2,10 +2,11 @@
 //! SwiGLU or MoE MLP, DeepStack injection, final norm and LM head.
 
 use super::config::Qwen3VlConfig;
+use super::embedding::Embedding;
 use super::error::{EngineError, Result};
 use super::kernels::attention::AttnShape;
 use super::kernels::bf16::Precision;
-use super::kernels::linear::{Linear, WeightStore};
+use super::kernels::linear::Linear;
 use super::kernels::ops::{add_inplace, rms_norm, silu_mul};
 use super::kernels::paged_attention::{paged_attention, KvRows, PagedSeq};
 use super::kernels::pool::ThreadPool;
@@ -14,6 +15,8 @@ use super::loader::Loader;
 use super::moe::MoeBlock;
 use super::paged::KvBlocks;
 use super::rope::{apply_rope, RopeRounding, TextRope};
+use super::weights::Checkpoint;
+use std::sync::Arc;
 
 enum Mlp {
     Dense {
@@ -45,7 +48,7 @@ pub struct Deepstack<'a> {
 }
 
 pub struct TextDecoder {
-    embed: WeightStore,
+    embed: Embedding,
     layers: Vec<Layer>,
     norm: Vec<f32>,
     lm_head: Linear,
@@ -60,13 +63,13 @@ pub struct TextDecoder {
 }
 
 impl TextDecoder {
-    pub fn load(l: &Loader, cfg: &Qwen3VlConfig) -> Result<Self> {
+    pub fn load(l: &Loader, cfg: &Qwen3VlConfig, ckpt: Arc<Checkpoint>) -> Result<Self> {
         let t = &cfg.text_config;
         let (h, hd) = (t.hidden_size, cfg.head_dim());
         let (nh, nkv) = (t.num_attention_heads, t.num_key_value_heads);
         let pre = "model.language_model";
         let embed_name = format!("{pre}.embed_tokens.weight");
-        let embed = l.store(&embed_name, &[t.vocab_size, h])?;
+        let embed = Embedding::new(ckpt, &embed_name, t.vocab_size, h, l.precision)?;
         let mut layers = Vec::with_capacity(t.num_hidden_layers);
         for i in 0..t.num_hidden_layers {
             let p = format!("{pre}.layers.{i}");
@@ -124,7 +127,8 @@ impl TextDecoder {
         // `qwen3vl quantize` writes one); it takes precedence over re-using the embedding.
         let own_head = l.ckpt.contains("lm_head.weight");
         let lm_head = if cfg.tie_word_embeddings() && !own_head {
-            l.text_linear_from(embed.clone(), t.vocab_size, h, None)?
+            let w = l.store(&embed_name, &[t.vocab_size, h])?;
+            l.text_linear_from(w, t.vocab_size, h, None)?
         } else {
             l.text_linear("lm_head", t.vocab_size, h, false)?
         };
@@ -163,23 +167,8 @@ impl TextDecoder {
 
     /// Embedding rows for token ids.
     pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>> {
-        let h = self.hidden;
-        let mut out = Vec::with_capacity(ids.len() * h);
-        for &id in ids {
-            let id = id as usize;
-            if id >= self.vocab {
-                return Err(EngineError::input(format!(
-                    "token id {id} is outside the vocabulary ({})",
-                    self.vocab
-                )));
-            }
-            match &self.embed {
-                WeightStore::F32(e) => out.extend_from_slice(&e[id * h..(id + 1) * h]),
-                WeightStore::Bf16(e) => {
-                    out.extend(e[id * h..(id + 1) * h].iter().map(|v| v.to_f32()))
-                }
-            }
-        }
+        let mut out = Vec::with_capacity(ids.len() * self.hidden);
+        self.embed.lookup(ids, &mut out)?;
         Ok(out)
     }
 

@@ -221,6 +221,27 @@ impl TensorView<'_> {
         }
     }
 
+    /// Rows [r0, r0 + rows) of a [_, cols] float tensor, appended to `out` as f32.
+    pub fn rows_f32(&self, r0: usize, rows: usize, cols: usize, out: &mut Vec<f32>) {
+        let es = self.dtype.size();
+        let b = &self.bytes[r0 * cols * es..(r0 + rows) * cols * es];
+        match self.dtype {
+            StoredDtype::F32 => out.extend(
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
+            StoredDtype::Bf16 => out.extend(
+                b.chunks_exact(2)
+                    .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()),
+            ),
+            StoredDtype::F16 => out.extend(
+                b.chunks_exact(2)
+                    .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()),
+            ),
+            _ => out.extend(std::iter::repeat_n(f32::NAN, rows * cols)),
+        }
+    }
+
     /// The raw little-endian bytes.
     pub fn bytes(&self) -> &[u8] {
         self.bytes
