@@ -244,11 +244,30 @@ impl Int8Linear {
             let Scratch { xu, row_scale } = &mut *s;
             xu.resize(m * kp, 128);
             row_scale.resize(m, 0.0);
-            for r in 0..m {
-                let dst = &mut xu[r * kp..(r + 1) * kp];
+            let quantize = |r: usize, dst: &mut [u8]| {
                 dst[k..].fill(128);
-                row_scale[r] =
-                    quantize_activations(&x[r * k..(r + 1) * k], &mut dst[..k], self.act);
+                quantize_activations(&x[r * k..(r + 1) * k], &mut dst[..k], self.act)
+            };
+            if m < 4 {
+                for (r, dst) in xu.chunks_exact_mut(kp).enumerate() {
+                    row_scale[r] = quantize(r, dst);
+                }
+            } else {
+                // Prefill: rows are quantized in parallel (single-threaded it was ~5% of the step).
+                let (xp, sp) = (RawRows(xu.as_mut_ptr()), RawRows(row_scale.as_mut_ptr()));
+                pool.run_chunks(m, 1, &|a, b| {
+                    for r in a..b {
+                        // SAFETY: row r (kp bytes of `xu`, one scale) belongs to this chunk only,
+                        // and r < m keeps it inside the buffers resized above.
+                        let (dst, scale) = unsafe {
+                            (
+                                std::slice::from_raw_parts_mut(xp.get().add(r * kp), kp),
+                                &mut *sp.get().add(r),
+                            )
+                        };
+                        *scale = quantize(r, dst);
+                    }
+                });
             }
             let strips = n.div_ceil(PANEL * STRIP_PANELS);
             let out = SyncSlice(y.as_mut_ptr(), m * n);
@@ -295,6 +314,17 @@ impl Int8Linear {
             }
             r0 += rows;
         }
+    }
+}
+
+/// A buffer's base pointer shared with pool tasks that write disjoint rows of it.
+struct RawRows<T>(*mut T);
+// SAFETY: only used for disjoint row ranges, see the call sites.
+unsafe impl<T> Sync for RawRows<T> {}
+
+impl<T> RawRows<T> {
+    fn get(&self) -> *mut T {
+        self.0
     }
 }
 

@@ -13,6 +13,7 @@ use super::attention::AttnShape;
 use super::bf16::Precision;
 use super::ops::SyncSlice;
 use super::pool::ThreadPool;
+use super::simd::multiversion;
 
 /// Key/value rows of one layer: `n_slots × kv_dim` values, f32 or bf16 bit patterns.
 #[derive(Clone, Copy)]
@@ -23,7 +24,7 @@ pub enum KvRows<'a> {
 
 impl KvRows<'_> {
     /// Widen `len` values starting at `at` into `dst`.
-    #[inline]
+    #[inline(always)]
     fn load(&self, at: usize, dst: &mut [f32]) {
         match self {
             KvRows::F32(s) => dst.copy_from_slice(&s[at..at + dst.len()]),
@@ -108,93 +109,121 @@ pub fn paged_attention(
     let need = seqs.iter().map(|s| (s.q0 + s.len) * qs).max().unwrap_or(0);
     assert!(out.len() >= need && q.len() >= need);
     let out_cell = SyncSlice(out.as_mut_ptr(), out.len());
-    let slot = |s: &PagedSeq, j: usize| -> usize {
-        (s.blocks[j / block_size] as usize * block_size + j % block_size) * kvs
+    let job = Job {
+        q,
+        k,
+        v,
+        block_size,
+        scale,
+        p,
+        qs,
+        kvs,
+        hd,
+        group,
+        out: &out_cell,
     };
     pool.run(tasks.len(), &|ti| {
         let (si, h, i0, i1) = tasks[ti];
-        let s = &seqs[si];
+        SCRATCH.with(|cell| attend(&job, &seqs[si], h, i0, i1, &mut cell.borrow_mut()));
+    });
+}
+
+/// Everything a task reads, shared by all tasks of one call.
+struct Job<'a> {
+    q: &'a [f32],
+    k: KvRows<'a>,
+    v: KvRows<'a>,
+    block_size: usize,
+    scale: f32,
+    p: Precision,
+    qs: usize,
+    kvs: usize,
+    hd: usize,
+    group: usize,
+    out: &'a SyncSlice,
+}
+
+multiversion! {
+    // Dispatched: the dot products, axpys and roundings vectorise to the CPU's widest ISA
+    // (bit-identical across levels: no FMA contraction, fixed summation order).
+    /// Query rows [i0, i1) of sequence `s`, head `h`.
+    fn attend(job: &Job<'_>, s: &PagedSeq<'_>, h: usize, i0: usize, i1: usize, scratch: &mut Scratch) {
+        let Job { q, k, v, block_size, scale, p, qs, kvs, hd, group, out } = *job;
+        let slot = |j: usize| -> usize {
+            (s.blocks[j / block_size] as usize * block_size + j % block_size) * kvs
+        };
         let g = h / group;
         let rows = i1 - i0;
         // Keys visible to the last query of the block.
         let kmax = s.start + i1;
-        SCRATCH.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let Scratch { scores, tile, acc } = &mut *guard;
-            scores.resize(rows * kmax, 0.0);
-            tile.resize(KEY_TILE * hd, 0.0);
-            // Scores, one key tile at a time.
-            let mut j0 = 0;
-            while j0 < kmax {
-                let j1 = (j0 + KEY_TILE).min(kmax);
-                for j in j0..j1 {
-                    k.load(
-                        slot(s, j) + g * hd,
-                        &mut tile[(j - j0) * hd..(j - j0 + 1) * hd],
-                    );
-                }
-                for r in 0..rows {
-                    let visible = s.start + i0 + r + 1;
-                    let qrow = &q[(s.q0 + i0 + r) * qs + h * hd..][..hd];
-                    let srow = &mut scores[r * kmax..(r + 1) * kmax];
-                    for j in j0..j1.min(visible) {
-                        let d = dot(qrow, &tile[(j - j0) * hd..(j - j0 + 1) * hd]);
-                        srow[j] = p.round(p.round(d) * scale);
-                    }
-                }
-                j0 = j1;
+        let Scratch { scores, tile, acc } = scratch;
+        scores.resize(rows * kmax, 0.0);
+        tile.resize(KEY_TILE * hd, 0.0);
+        // Scores, one key tile at a time.
+        let mut j0 = 0;
+        while j0 < kmax {
+            let j1 = (j0 + KEY_TILE).min(kmax);
+            for j in j0..j1 {
+                k.load(slot(j) + g * hd, &mut tile[(j - j0) * hd..(j - j0 + 1) * hd]);
             }
-            // Softmax per row over its visible keys.
             for r in 0..rows {
                 let visible = s.start + i0 + r + 1;
-                let row = &mut scores[r * kmax..r * kmax + visible];
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for x in row.iter_mut() {
-                    *x = (*x - max).exp();
-                    sum += *x;
-                }
-                for x in row.iter_mut() {
-                    *x = p.round(*x / sum);
+                let qrow = &q[(s.q0 + i0 + r) * qs + h * hd..][..hd];
+                let srow = &mut scores[r * kmax..(r + 1) * kmax];
+                for j in j0..j1.min(visible) {
+                    let d = dot(qrow, &tile[(j - j0) * hd..(j - j0 + 1) * hd]);
+                    srow[j] = p.round(p.round(d) * scale);
                 }
             }
-            // P·V, keys in index order.
-            acc.clear();
-            acc.resize(rows * hd, 0.0);
-            let mut j0 = 0;
-            while j0 < kmax {
-                let j1 = (j0 + KEY_TILE).min(kmax);
-                for j in j0..j1 {
-                    v.load(
-                        slot(s, j) + g * hd,
-                        &mut tile[(j - j0) * hd..(j - j0 + 1) * hd],
-                    );
-                }
-                for r in 0..rows {
-                    let visible = s.start + i0 + r + 1;
-                    let prow = &scores[r * kmax..(r + 1) * kmax];
-                    let arow = &mut acc[r * hd..(r + 1) * hd];
-                    for j in j0..j1.min(visible) {
-                        axpy(arow, prow[j], &tile[(j - j0) * hd..(j - j0 + 1) * hd]);
-                    }
-                }
-                j0 = j1;
+            j0 = j1;
+        }
+        // Softmax per row over its visible keys.
+        for r in 0..rows {
+            let visible = s.start + i0 + r + 1;
+            let row = &mut scores[r * kmax..r * kmax + visible];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for x in row.iter_mut() {
+                *x = (*x - max).exp();
+                sum += *x;
+            }
+            for x in row.iter_mut() {
+                *x = p.round(*x / sum);
+            }
+        }
+        // P·V, keys in index order.
+        acc.clear();
+        acc.resize(rows * hd, 0.0);
+        let mut j0 = 0;
+        while j0 < kmax {
+            let j1 = (j0 + KEY_TILE).min(kmax);
+            for j in j0..j1 {
+                v.load(slot(j) + g * hd, &mut tile[(j - j0) * hd..(j - j0 + 1) * hd]);
             }
             for r in 0..rows {
-                let base = (s.q0 + i0 + r) * qs + h * hd;
-                // SAFETY: row q0+i0+r, columns [h·hd, (h+1)·hd) of `out` belong to this task only
-                // (tasks partition (seq rows × heads)); the assert above keeps them in bounds.
-                let o = unsafe { out_cell.range(base, base + hd) };
-                for (d, &a) in o.iter_mut().zip(&acc[r * hd..(r + 1) * hd]) {
-                    *d = p.round(a);
+                let visible = s.start + i0 + r + 1;
+                let prow = &scores[r * kmax..(r + 1) * kmax];
+                let arow = &mut acc[r * hd..(r + 1) * hd];
+                for j in j0..j1.min(visible) {
+                    axpy(arow, prow[j], &tile[(j - j0) * hd..(j - j0 + 1) * hd]);
                 }
             }
-        });
-    });
+            j0 = j1;
+        }
+        for r in 0..rows {
+            let base = (s.q0 + i0 + r) * qs + h * hd;
+            // SAFETY: row q0+i0+r, columns [h·hd, (h+1)·hd) of `out` belong to this task only
+            // (tasks partition (seq rows × heads)); the caller's assert keeps them in bounds.
+            let o = unsafe { out.range(base, base + hd) };
+            for (d, &a) in o.iter_mut().zip(&acc[r * hd..(r + 1) * hd]) {
+                *d = p.round(a);
+            }
+        }
+    }
 }
 
 /// Dot product with 16 independent accumulators, reduced in a fixed order.
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let mut acc = [0f32; 16];
@@ -212,7 +241,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-#[inline]
+#[inline(always)]
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
@@ -232,6 +261,58 @@ mod tests {
                 ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
             })
             .collect()
+    }
+
+    /// The dispatched (AVX-512 / AVX2) and baseline builds of the task body agree bit for bit.
+    #[test]
+    fn isa_levels_are_bit_identical() {
+        use crate::engine::kernels::simd::{force_level, Level};
+        let pool = ThreadPool::new(2);
+        let shape = AttnShape {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 64,
+        };
+        let (kvs, qs, n) = (128, 256, 37);
+        let mut seed = 11;
+        let k = rnd(n * kvs, &mut seed);
+        let v = rnd(n * kvs, &mut seed);
+        let q = rnd(n * qs, &mut seed);
+        let blocks: Vec<u32> = vec![0];
+        let seq = PagedSeq {
+            q0: 0,
+            len: n,
+            start: 0,
+            blocks: &blocks,
+        };
+        let run = |p: Precision| {
+            let mut out = vec![0f32; n * qs];
+            let (kr, vr) = (KvRows::F32(&k), KvRows::F32(&v));
+            paged_attention(
+                &pool,
+                shape,
+                &q,
+                kr,
+                vr,
+                1 << 20,
+                &[seq],
+                0.125,
+                p,
+                &mut out,
+            );
+            out
+        };
+        for p in [Precision::F32, Precision::Bf16] {
+            force_level(None);
+            let best = run(p);
+            force_level(Some(Level::Base));
+            let base = run(p);
+            force_level(None);
+            assert!(best
+                .iter()
+                .zip(&base)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
     }
 
     /// The same keys laid out contiguously or scattered over shuffled blocks give identical
