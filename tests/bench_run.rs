@@ -1,6 +1,6 @@
 //! Whole runs (perf and accuracy) against the fixture peer: request counts, token totals
 //! equal to the peer's usage, files written, `--compare`, and the CLI wiring.
-//! (The end-to-end test against the real `qwen3vl serve` waits for the service issue.)
+//! The real server and the in-process pipeline are measured in `bench_e2e.rs`.
 
 mod bench_peer;
 
@@ -16,6 +16,7 @@ use qwen3vl::bench::load::LoadConfig;
 use qwen3vl::bench::metrics::default_stats;
 use qwen3vl::bench::report::Report;
 use qwen3vl::bench::runner::{run_bench, BenchConfig, Mode, Target};
+use qwen3vl::service::Settings;
 
 /// A small PNG-looking file (the peer does not decode images).
 fn write_image(path: &Path, seed: u8) {
@@ -325,13 +326,21 @@ async fn compare_and_failure_modes() {
     );
     assert!(out.join("bad_details.jsonl").exists());
 
-    // In-process mode is reported as unavailable (no Pipeline API in this build).
+    // In-process mode on a folder without a checkpoint: an error naming the folder, no files.
     let mut cfg = config(ds, &fast.base_url, &out, "inproc");
     cfg.target = Target::InProcess {
-        model_dir: dir.path().to_path_buf(),
+        settings: Box::new(Settings {
+            model_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        }),
     };
     let err = run_bench(&cfg).await.unwrap_err().to_string();
-    assert!(err.contains("Pipeline"), "{err}");
+    assert!(
+        err.starts_with("in-process pipeline for ")
+            && err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    assert!(!out.join("inproc.json").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

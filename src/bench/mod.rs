@@ -1,13 +1,14 @@
 //! `qwen3vl bench`: an AISBench-compatible serving benchmark written in Rust.
 //!
-//! It measures a running server (ours, MindIE, vLLM or any OpenAI-compatible one) the way
-//! AISBench `--mode perf` / `--mode all` does (`shared/spec/service-and-bench.md` §3), so
-//! the same numbers come out without a Python stack.
+//! It measures a running server (ours, MindIE, vLLM or any OpenAI-compatible one), or the
+//! library pipeline in-process, the way AISBench `--mode perf` / `--mode all` does
+//! (`shared/spec/service-and-bench.md` §3), so the same numbers come out without a Python stack.
 //!
 //! * [`dataset`] — AISBench `mm_custom` JSONL and the TextVQA layout; request content.
 //! * [`load`] — the load generator: concurrency limit, Poisson/gamma pacing, warm-up.
 //! * [`backends`] — the [`backends::Backend`] trait and the HTTP clients (OpenAI chat,
-//!   vLLM-flavour `/generate`, MindIE `/infer`), with their wire parsers.
+//!   vLLM-flavour `/generate`, MindIE `/infer`), with their wire parsers; and the in-process
+//!   backend that drives the library `Pipeline` directly.
 //! * [`record`] — what one request leaves behind: time points, text, usage, error.
 //! * [`metrics`] — the AISBench metric definitions as pure functions.
 //! * [`vqa`] — the VQA answer normaliser and the TextVQA scorer.
@@ -55,8 +56,8 @@ pub enum BenchError {
     AllFailed(usize),
     #[error("{0}")]
     RunFailed(String),
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("in-process pipeline for {model_dir}: {message}")]
+    Pipeline { model_dir: String, message: String },
 }
 
 impl BenchError {

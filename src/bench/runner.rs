@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::backends::in_process::{self, InProcess};
 use super::backends::{
     http::HttpTarget, http_backend, Backend, BackendKind, BenchRequest, GenParams,
 };
@@ -20,6 +21,7 @@ use super::report::{self, AccuracyLine, AccuracyResult, DetailLine, Report, RunF
 use super::tokens::{TokenCounter, TokenizerFile};
 use super::vqa::{self, QuestionScore};
 use super::{BenchError, Result};
+use crate::service::Settings;
 
 /// AISBench `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,8 +44,10 @@ pub enum Target {
         attempts: u32,
         timeout: Option<Duration>,
     },
-    /// The library pipeline, no HTTP (`--in-process --model <dir>`).
-    InProcess { model_dir: PathBuf },
+    /// The library pipeline, no HTTP (`--in-process --model <dir>`), started with the settings
+    /// `qwen3vl serve` would take (`model_dir` required; media readable anywhere unless
+    /// `media_root` says otherwise).
+    InProcess { settings: Box<Settings> },
 }
 
 /// Everything a run needs.
@@ -146,11 +150,24 @@ async fn make_backend(cfg: &BenchConfig) -> Result<(Arc<dyn Backend>, String, Op
             };
             Ok((http_backend(*kind, target, params), base_url.clone(), model))
         }
-        Target::InProcess { model_dir } => Err(BenchError::Unavailable(format!(
-            "--in-process ({}) needs the engine's Pipeline API, which this build does not have \
-             yet; benchmark a running server instead (`qwen3vl bench --url ...`)",
-            model_dir.display()
-        ))),
+        Target::InProcess { settings } => {
+            let config = in_process::service_config((**settings).clone())?;
+            let params = GenParams {
+                model: None,
+                max_tokens: cfg.max_tokens,
+                temperature: cfg.temperature,
+                ignore_eos: cfg.ignore_eos,
+                stream: cfg.stream,
+            };
+            let progress = cfg.progress;
+            // Loading weights blocks for seconds to minutes: keep it off the runtime's workers.
+            let backend =
+                tokio::task::spawn_blocking(move || InProcess::start(&config, params, progress))
+                    .await
+                    .map_err(|e| BenchError::RunFailed(format!("starting the pipeline: {e}")))??;
+            let dir = backend.model_dir().display().to_string();
+            Ok((Arc::new(backend), format!("in-process {dir}"), Some(dir)))
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! `qwen3vl bench`: measure a running server (ours, MindIE, vLLM, any OpenAI-compatible one)
-//! the way AISBench does — perf mode, accuracy mode (`--mode all`, TextVQA scoring), and
-//! `--compare a.json b.json`. See `qwen3vl::bench` and `shared/spec/service-and-bench.md` §3.
+//! `qwen3vl bench`: measure a running server (ours, MindIE, vLLM, any OpenAI-compatible one),
+//! or the library pipeline in-process, the way AISBench does — perf mode, accuracy mode
+//! (`--mode all`, TextVQA scoring), and `--compare a.json b.json`. See `qwen3vl::bench` and `shared/spec/service-and-bench.md` §3.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use qwen3vl::bench::load::LoadConfig;
 use qwen3vl::bench::metrics::{default_stats, Stat};
 use qwen3vl::bench::report::Report;
 use qwen3vl::bench::runner::{run_bench, BenchConfig, Mode, Target};
+use qwen3vl::service::Settings;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -40,12 +41,17 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_stream: bool,
     /// Served model name (OpenAI: default `data[0].id` of GET /v1/models); with
-    /// --in-process, the model directory.
+    /// --in-process, the checkpoint directory.
     #[arg(long)]
     pub model: Option<String>,
-    /// Run the dataset through the library pipeline instead of HTTP.
+    /// Run the dataset through the library pipeline in this process instead of HTTP (needs
+    /// --model DIR); the pipeline gets `qwen3vl serve`'s settings.
     #[arg(long)]
     pub in_process: bool,
+    /// With --in-process: a MindIE `config.json` whose schedule, KV cache and media settings
+    /// the pipeline takes, to match a server started with `qwen3vl serve --config`.
+    #[arg(long, requires = "in_process")]
+    pub server_config: Option<PathBuf>,
     /// How media travel: file:// paths, or base64 data URIs.
     #[arg(long, value_enum, default_value = "path")]
     pub media: MediaMode,
@@ -86,7 +92,8 @@ pub struct BenchArgs {
     /// Bearer token.
     #[arg(long)]
     pub api_key: Option<String>,
-    /// tokenizer.json for output token counts when the server reports no usage.
+    /// tokenizer.json for output token counts when the server reports no usage; with
+    /// --in-process, also the pipeline's tokenizer when the checkpoint has none.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Statistics columns (Average, Min, Max, Median, P1..P99; at most 8).
@@ -139,8 +146,23 @@ pub fn config(a: &BenchArgs) -> Result<BenchConfig> {
             .model
             .clone()
             .context("--in-process needs --model <checkpoint dir>")?;
+        let file = match &a.server_config {
+            Some(path) => {
+                let (s, note) = Settings::from_mindie_file(path).map_err(anyhow::Error::msg)?;
+                if let (Some(n), false) = (note, a.quiet) {
+                    eprintln!("{n}");
+                }
+                s
+            }
+            None => Settings::default(),
+        };
+        let flags = Settings {
+            model_dir: Some(PathBuf::from(dir)),
+            tokenizer: a.tokenizer.clone(),
+            ..Default::default()
+        };
         Target::InProcess {
-            model_dir: PathBuf::from(dir),
+            settings: Box::new(flags.over(file)),
         }
     } else {
         let base_url = a

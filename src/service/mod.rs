@@ -44,7 +44,7 @@ pub use config::{ServiceConfig, Settings};
 pub use errors::ApiError;
 pub use state::AppState;
 
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, PipelineBuilder};
 use crate::prompt::Tokenizer;
 
 /// A running server.
@@ -55,23 +55,30 @@ pub struct Server {
     thread: JoinHandle<std::io::Result<()>>,
 }
 
-/// Build the pipeline a configuration describes (loads the model).
-pub fn build_pipeline(config: &ServiceConfig) -> anyhow::Result<Pipeline> {
+/// The pipeline a configuration describes, not yet built. `qwen3vl bench --in-process` starts
+/// its pipeline from here too, so that it runs with exactly the server's settings.
+pub fn pipeline_builder(config: &ServiceConfig) -> PipelineBuilder {
     let mut b = Pipeline::builder()
         .model(&config.model_dir)
         .load_options(config.load)
         .schedule(config.schedule.clone())
         .kv_cache(config.kv_cache)
         .media_limits(config.media.clone())
-        .media_workers(config.media_workers)
-        .on_progress(|m| eprintln!("{m}"));
+        .media_workers(config.media_workers);
     if let Some(t) = &config.tokenizer {
         b = b.tokenizer(t);
     }
     if let Some(bs) = config.block_size {
         b = b.block_size(bs);
     }
-    Ok(b.build()?)
+    b
+}
+
+/// Build the pipeline a configuration describes (loads the model).
+pub fn build_pipeline(config: &ServiceConfig) -> anyhow::Result<Pipeline> {
+    Ok(pipeline_builder(config)
+        .on_progress(|m| eprintln!("{m}"))
+        .build()?)
 }
 
 /// The tokenizer the pipeline uses: `--tokenizer` or the model folder's.

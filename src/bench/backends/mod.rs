@@ -1,12 +1,13 @@
-//! Request backends: the [`Backend`] trait and its HTTP implementations.
+//! Request backends: the [`Backend`] trait, its HTTP implementations and the in-process one.
 //!
 //! A backend sends one request and fills a [`Recorder`]: `tp[0]` just before sending, one
 //! time point per parsed stream event (or one after a non-stream body), the generated text
-//! and the server's usage. An in-process backend (the library `Pipeline`) implements the same
-//! trait by marking one time point per emitted chunk.
+//! and the server's usage. The in-process backend ([`in_process`], the library `Pipeline`)
+//! implements the same trait by marking one time point per generated token.
 
 pub mod framing;
 pub mod http;
+pub mod in_process;
 pub mod mindie_infer;
 pub mod openai;
 pub mod vllm_generate;
