@@ -146,17 +146,40 @@ multiversion! {
     /// Eager-PyTorch softmax of one score row: round(round(s)·scale), f32 softmax over the
     /// visible keys, probabilities rounded; masked keys get probability 0.
     fn softmax_row(row: &mut [f32], visible: usize, scale: f32, p: Precision) {
-        let mut max = f32::NEG_INFINITY;
-        for x in row[..visible].iter_mut() {
+        // 16 lanes with a fixed reduction order: vectorises (a single running max/sum is a
+        // loop-carried dependency the compiler must keep scalar) and stays deterministic.
+        const L: usize = 16;
+        let vis = &mut row[..visible];
+        for x in vis.iter_mut() {
             *x = p.round(p.round(*x) * scale);
-            max = max.max(*x);
+        }
+        let mut lanes = [f32::NEG_INFINITY; L];
+        let mut chunks = vis.chunks_exact(L);
+        for c in &mut chunks {
+            for i in 0..L {
+                lanes[i] = lanes[i].max(c[i]);
+            }
+        }
+        let max = chunks
+            .remainder()
+            .iter()
+            .chain(lanes.iter())
+            .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut acc = [0f32; L];
+        let mut chunks = vis.chunks_exact_mut(L);
+        for c in &mut chunks {
+            for i in 0..L {
+                c[i] = exp_f32(c[i] - max);
+                acc[i] += c[i];
+            }
         }
         let mut sum = 0f32;
-        for x in row[..visible].iter_mut() {
+        for x in chunks.into_remainder() {
             *x = exp_f32(*x - max);
             sum += *x;
         }
-        for x in row[..visible].iter_mut() {
+        let sum = acc.iter().fold(sum, |a, &b| a + b);
+        for x in vis.iter_mut() {
             *x = p.round(*x / sum);
         }
         row[visible..].iter_mut().for_each(|x| *x = 0.0);
