@@ -72,6 +72,37 @@ fn w8a8_logits_stay_close_to_bf16_on_every_fixture() {
 }
 
 #[test]
+fn w8a8_vision_keeps_image_and_video_logits_close() {
+    for name in MODELS {
+        let dir = model_dir(name);
+        let text_only = load(&dir, Quantization::W8A8);
+        let q = load(&dir, Quantization::W8A8Vision);
+        let float = load(&dir, Quantization::None);
+        let vocab = q.vocab_size();
+        for c in ["image1", "image2", "video", "mixed"] {
+            let case = case(name, c, "bf16");
+            let (fo, _) = float.generate_greedy(&case.input, 0).unwrap();
+            let (to, _) = text_only.generate_greedy(&case.input, 0).unwrap();
+            let (qo, _) = q.generate_greedy(&case.input, 0).unwrap();
+            let (e_text, e_all) = (
+                rel_l2(&to.logits, &fo.logits),
+                rel_l2(&qo.logits, &fo.logits),
+            );
+            let agree = argmax_agreement(&qo.logits, &fo.logits, vocab);
+            eprintln!(
+                "{name}/{c}: rel-L2 vs bf16: text W8A8 {e_text:.4}, + vision W8A8 {e_all:.4}; argmax {agree:.3}"
+            );
+            assert_ne!(
+                to.logits, qo.logits,
+                "{name}/{c}: vision quantization had no effect"
+            );
+            assert!(e_all < 0.1, "{name}/{c}: W8A8 + vision rel-L2 {e_all}");
+            assert!(agree >= 0.85, "{name}/{c}: argmax agreement {agree}");
+        }
+    }
+}
+
+#[test]
 fn saved_quantized_checkpoint_equals_quantizing_on_load() {
     for name in MODELS {
         let out = tempfile::tempdir().unwrap();

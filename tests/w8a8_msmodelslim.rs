@@ -82,6 +82,7 @@ fn run_linear(dir: &Path, bias: bool) -> Result<Vec<f32>, EngineError> {
         precision: Precision::F32,
         backend: None,
         quantize_text: false,
+        quantize_vision: false,
         quant: desc.as_ref(),
     };
     let lin = loader.linear("layer", N, K, bias)?;

@@ -43,7 +43,10 @@ pub fn parse_quantization(s: &str) -> Result<Quantization, String> {
     match s {
         "none" => Ok(Quantization::None),
         "w8a8" => Ok(Quantization::W8A8),
-        _ => Err(format!("unknown quantization `{s}` (none, w8a8)")),
+        "w8a8-vision" => Ok(Quantization::W8A8Vision),
+        _ => Err(format!(
+            "unknown quantization `{s}` (none, w8a8, w8a8-vision)"
+        )),
     }
 }
 

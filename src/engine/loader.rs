@@ -16,6 +16,8 @@ pub struct Loader<'a> {
     pub backend: Option<&'a dyn FastBackend>,
     /// Quantize the text decoder's float linears to W8A8 (per-token dynamic activations) on load.
     pub quantize_text: bool,
+    /// Also quantize the vision blocks' linears (qkv, proj, fc1, fc2) to W8A8.
+    pub quantize_vision: bool,
     /// The msModelSlim description when the folder holds a quantized checkpoint.
     pub quant: Option<&'a QuantDescription>,
 }
@@ -89,6 +91,20 @@ impl<'a> Loader<'a> {
             None
         };
         self.text_linear_from(w, n, k, b)
+    }
+
+    /// A vision-block linear: W8A8 (per-token dynamic) when quantizing the vision tower too.
+    pub fn vision_linear(&self, prefix: &str, n: usize, k: usize, bias: bool) -> Result<Linear> {
+        if !self.quantize_vision || self.scheme(prefix)? != LinearScheme::Float {
+            return self.linear(prefix, n, k, bias);
+        }
+        let w = self.store(&format!("{prefix}.weight"), &[n, k])?;
+        let b = if bias {
+            Some(self.vector(&format!("{prefix}.bias"), &[n])?)
+        } else {
+            None
+        };
+        Linear::quantized(ThreadPool::global(), &w, n, k, b, self.precision)
     }
 
     /// [`Self::text_linear`] for a weight already in memory (fused experts, tied LM head).

@@ -39,6 +39,26 @@ struct Layer {
     mlp: Mlp,
 }
 
+/// Activations of one decoder layer, reused across layers and steps (one set per thread).
+#[derive(Default)]
+struct LayerBuffers {
+    n: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    g: Vec<f32>,
+    u: Vec<f32>,
+    y: Vec<f32>,
+}
+
+/// Steps of at most this many rows keep their layer buffers for the next step.
+const KEEP_BUFFER_ROWS: usize = 64;
+
+thread_local! {
+    static LAYER_BUFFERS: std::cell::RefCell<LayerBuffers> = std::cell::RefCell::default();
+}
+
 /// DeepStack features for the visual rows of one forward pass.
 pub struct Deepstack<'a> {
     /// Row indices (inside this pass) that hold visual tokens, in sequence order.
@@ -295,32 +315,84 @@ impl TextDecoder {
             n_kv_heads: nkv,
             head_dim: hd,
         };
-        let mut attn = vec![0f32; s * nh * hd];
+        // Per-layer activations live in buffers reused across layers and steps: a decode step
+        // runs hundreds of linears and should not allocate for each.
+        let mut buf = LAYER_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let result = self.layers_with(
+            pool, &mut x, s, shape, &cos, &sin, deepstack, attend, &mut buf,
+        );
+        // Keep only decode-sized buffers: a long prefill's would pin hundreds of MB.
+        if s <= KEEP_BUFFER_ROWS {
+            LAYER_BUFFERS.with(|b| *b.borrow_mut() = buf);
+        }
+        result?;
+        rms_norm(pool, &mut x, h, &self.norm, self.eps, p);
+        Ok(x)
+    }
+
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn layers_with(
+        &self,
+        pool: &ThreadPool,
+        x: &mut [f32],
+        s: usize,
+        shape: AttnShape,
+        cos: &[f32],
+        sin: &[f32],
+        deepstack: Option<&Deepstack>,
+        attend: &mut dyn FnMut(usize, AttnShape, &[f32], &[f32], &[f32], &mut [f32]),
+        buf: &mut LayerBuffers,
+    ) -> Result<()> {
+        let p = self.precision;
+        let (h, hd, nh, nkv) = (self.hidden, self.head_dim, self.n_heads, self.n_kv);
+        let LayerBuffers {
+            n,
+            q,
+            k,
+            v,
+            attn,
+            g,
+            u,
+            y,
+        } = buf;
+        let sized = |b: &mut Vec<f32>, len: usize| {
+            b.clear();
+            b.resize(len, 0.0);
+        };
+        sized(attn, s * nh * hd);
         for (li, layer) in self.layers.iter().enumerate() {
-            let mut n = x.clone();
-            rms_norm(pool, &mut n, h, &layer.input_norm, self.eps, p);
-            let mut q = layer.q.apply(pool, &n, s)?;
-            let mut k = layer.k.apply(pool, &n, s)?;
-            let v = layer.v.apply(pool, &n, s)?;
-            rms_norm(pool, &mut q, hd, &layer.q_norm, self.eps, p);
-            rms_norm(pool, &mut k, hd, &layer.k_norm, self.eps, p);
-            apply_rope(&mut q, s, nh, hd, &cos, &sin, p, RopeRounding::EachOp);
-            apply_rope(&mut k, s, nkv, hd, &cos, &sin, p, RopeRounding::EachOp);
-            attend(li, shape, &q, &k, &v, &mut attn);
-            layer.o.forward(pool, &attn, s, &mut n)?;
-            add_inplace(&mut x, &n, p);
-            let mut n = x.clone();
-            rms_norm(pool, &mut n, h, &layer.post_norm, self.eps, p);
-            let y = match &layer.mlp {
+            n.clear();
+            n.extend_from_slice(x);
+            rms_norm(pool, n, h, &layer.input_norm, self.eps, p);
+            sized(q, s * layer.q.n);
+            sized(k, s * layer.k.n);
+            sized(v, s * layer.v.n);
+            layer.q.forward(pool, n, s, q)?;
+            layer.k.forward(pool, n, s, k)?;
+            layer.v.forward(pool, n, s, v)?;
+            rms_norm(pool, q, hd, &layer.q_norm, self.eps, p);
+            rms_norm(pool, k, hd, &layer.k_norm, self.eps, p);
+            apply_rope(q, s, nh, hd, cos, sin, p, RopeRounding::EachOp);
+            apply_rope(k, s, nkv, hd, cos, sin, p, RopeRounding::EachOp);
+            attend(li, shape, q, k, v, attn);
+            layer.o.forward(pool, attn, s, n)?;
+            add_inplace(x, n, p);
+            n.clear();
+            n.extend_from_slice(x);
+            rms_norm(pool, n, h, &layer.post_norm, self.eps, p);
+            match &layer.mlp {
                 Mlp::Dense { gate, up, down } => {
-                    let mut g = gate.apply(pool, &n, s)?;
-                    let u = up.apply(pool, &n, s)?;
-                    silu_mul(&mut g, &u, p);
-                    down.apply(pool, &g, s)?
+                    sized(g, s * gate.n);
+                    sized(u, s * up.n);
+                    gate.forward(pool, n, s, g)?;
+                    up.forward(pool, n, s, u)?;
+                    silu_mul(g, u, p);
+                    sized(y, s * h);
+                    down.forward(pool, g, s, y)?;
                 }
-                Mlp::Moe(moe) => moe.forward(pool, &n, s, p)?,
+                Mlp::Moe(moe) => *y = moe.forward(pool, n, s, p)?,
             };
-            add_inplace(&mut x, &y, p);
+            add_inplace(x, y, p);
             if let Some(ds) = deepstack {
                 if let Some(level) = ds.levels.get(li) {
                     for (i, &row) in ds.rows.iter().enumerate() {
@@ -333,8 +405,7 @@ impl TextDecoder {
                 }
             }
         }
-        rms_norm(pool, &mut x, h, &self.norm, self.eps, p);
-        Ok(x)
+        Ok(())
     }
 
     /// Logits [rows, vocab] (f32) for hidden rows [rows, hidden].

@@ -134,16 +134,16 @@ impl VisionTower {
             let b = format!("{pre}.blocks.{i}");
             blocks.push(Block {
                 norm1: Norm::load(l, &format!("{b}.norm1"), hv)?,
-                qkv: l.linear(&format!("{b}.attn.qkv"), 3 * hv, hv, true)?,
-                proj: l.linear(&format!("{b}.attn.proj"), hv, hv, true)?,
+                qkv: l.vision_linear(&format!("{b}.attn.qkv"), 3 * hv, hv, true)?,
+                proj: l.vision_linear(&format!("{b}.attn.proj"), hv, hv, true)?,
                 norm2: Norm::load(l, &format!("{b}.norm2"), hv)?,
-                fc1: l.linear(
+                fc1: l.vision_linear(
                     &format!("{b}.mlp.linear_fc1"),
                     cfg.intermediate_size,
                     hv,
                     true,
                 )?,
-                fc2: l.linear(
+                fc2: l.vision_linear(
                     &format!("{b}.mlp.linear_fc2"),
                     hv,
                     cfg.intermediate_size,
