@@ -217,3 +217,30 @@ fn forward_cli_rejects_bad_inputs_with_one_line() {
         1
     );
 }
+
+#[test]
+fn quantize_cli_reports_bad_inputs_with_one_line() {
+    let d = tempfile::tempdir().unwrap();
+    let run = |model: &Path, out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_qwen3vl"))
+            .args(["quantize", "--model"])
+            .arg(model)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    // A folder without a checkpoint, then an already quantized one.
+    let o = run(&d.path().join("missing"), &d.path().join("q"));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let q = d.path().join("q");
+    let o = run(&model_dir("dense_tied"), &q);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&q, &d.path().join("q2"));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already quantized"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -52,6 +52,11 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// Whether the checkpoint stores the Linear `{prefix}` quantized.
+    pub fn is_quantized(&self, prefix: &str) -> Result<bool> {
+        Ok(self.scheme(prefix)? != LinearScheme::Float)
+    }
+
     /// `{prefix}.weight` [n, k] (+ `{prefix}.bias` [n]); int8 when the checkpoint stores it so.
     pub fn linear(&self, prefix: &str, n: usize, k: usize, bias: bool) -> Result<Linear> {
         let scheme = self.scheme(prefix)?;

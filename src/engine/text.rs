@@ -144,8 +144,9 @@ impl TextDecoder {
             });
         }
         // A quantized checkpoint may carry an int8 LM head even for a tied model (our
-        // `qwen3vl quantize` writes one); it takes precedence over re-using the embedding.
-        let own_head = l.ckpt.contains("lm_head.weight");
+        // `qwen3vl quantize` writes one); it takes precedence over re-using the embedding. A
+        // float `lm_head.weight` in a tied checkpoint is ignored, as transformers ties over it.
+        let own_head = l.ckpt.contains("lm_head.weight") && l.is_quantized("lm_head")?;
         let lm_head = if cfg.tie_word_embeddings() && !own_head {
             let w = l.store(&embed_name, &[t.vocab_size, h])?;
             l.text_linear_from(w, t.vocab_size, h, None)?
