@@ -1,0 +1,112 @@
+// The two ceilings the compare scripts divide by (their "fraction of limit" column), measured on
+// this machine at a given thread count:
+//   * bf16 peak: back-to-back AVX512-BF16 dot products (vdpbf16ps, 64 FLOP per zmm instruction)
+//     on independent register accumulators, i.e. what the FMA ports can do with no memory traffic;
+//   * read bandwidth: every thread sums its slice of a buffer far larger than the caches, the
+//     access pattern of a decode step streaming the weights.
+// Best of several repeats (the machine is shared). Prints one JSON object; bf16 figures are 0 on a
+// CPU without AVX512-BF16.
+// Build: cc -O3 -march=native -fopenmp machine_limits.c -o machine_limits
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+#ifdef __AVX512BF16__
+// 12 independent chains in named registers hide the instruction latency; returns FLOPs done.
+static double bf16_kernel(long iters, float *sink) {
+    // Distinct start values, or the compiler folds the identical chains into one.
+#define C(i) _mm512_set1_ps((float)(i))
+    __m512 c0 = C(0), c1 = C(1), c2 = C(2), c3 = C(3), c4 = C(4), c5 = C(5);
+    __m512 c6 = C(6), c7 = C(7), c8 = C(8), c9 = C(9), c10 = C(10), c11 = C(11);
+#undef C
+    __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80);  // 1.0 in bf16
+    __m512bh b = (__m512bh)_mm512_set1_epi16(0x3c00);  // 2^-7, keeps sums finite
+    for (long n = 0; n < iters; n++) {
+        c0 = _mm512_dpbf16_ps(c0, a, b), c1 = _mm512_dpbf16_ps(c1, a, b);
+        c2 = _mm512_dpbf16_ps(c2, a, b), c3 = _mm512_dpbf16_ps(c3, a, b);
+        c4 = _mm512_dpbf16_ps(c4, a, b), c5 = _mm512_dpbf16_ps(c5, a, b);
+        c6 = _mm512_dpbf16_ps(c6, a, b), c7 = _mm512_dpbf16_ps(c7, a, b);
+        c8 = _mm512_dpbf16_ps(c8, a, b), c9 = _mm512_dpbf16_ps(c9, a, b);
+        c10 = _mm512_dpbf16_ps(c10, a, b), c11 = _mm512_dpbf16_ps(c11, a, b);
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+                             _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+    *sink = _mm512_reduce_add_ps(s);
+    return (double)iters * 12 * 64;  // 16 lanes x 2 bf16 pairs x (mul + add)
+}
+#endif
+
+static double bf16_peak(int threads, int reps) {
+    double best = 0;
+#ifdef __AVX512BF16__
+    omp_set_num_threads(threads);
+    for (int r = 0; r < reps; r++) {
+        double flops = 0, t = now();
+        float sink = 0;
+#pragma omp parallel reduction(+ : flops)
+        { flops += bf16_kernel(20000000, &sink); }
+        double g = flops / (now() - t) / 1e9;
+        if (g > best) best = g;
+        if (sink == 12345.f) puts("");  // keep the work
+    }
+#endif
+    return best;
+}
+
+static double read_bw(const uint64_t *buf, size_t n, int threads, int reps, uint64_t *check) {
+    double best = 0;
+    omp_set_num_threads(threads);
+    for (int r = 0; r < reps + 1; r++) {  // +1: the first pass only warms up
+        double t = now();
+        uint64_t s = 0;
+#pragma omp parallel for schedule(static) reduction(+ : s)
+        for (size_t i = 0; i < n; i++) s += buf[i];
+        double g = n * sizeof(uint64_t) / (now() - t) / 1e9;
+        *check += s;
+        if (r > 0 && g > best) best = g;
+    }
+    return best;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 1024;
+    int reps = argc > 3 ? atoi(argv[3]) : 5;
+
+    // On a shared machine the T-thread run rarely gets T idle cores, while a 1-thread run usually
+    // gets one; register-only FLOPs scale with cores, so T x the 1-thread rate is a fair ceiling.
+    double peak_t = bf16_peak(threads, reps), peak_1 = bf16_peak(1, reps);
+    double peak = peak_t > threads * peak_1 ? peak_t : threads * peak_1;
+
+    // Huge pages: with 4 KiB pages the hardware prefetchers stop at every page boundary and a
+    // single stream reads ~17 GB/s here instead of ~32 GB/s, which would understate the ceiling.
+    size_t bytes = mib << 20, n = bytes / sizeof(uint64_t);
+    uint64_t *buf = aligned_alloc(1 << 21, bytes);
+    if (!buf) return 1;
+    madvise(buf, bytes, MADV_HUGEPAGE);
+    omp_set_num_threads(threads);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) buf[i] = i;  // first touch by the reading thread
+    uint64_t check = 0;
+    double bw_t = read_bw(buf, n, threads, reps, &check), bw_1 = read_bw(buf, n, 1, reps, &check);
+    free(buf);
+    // Memory bandwidth does not scale with cores the way FLOPs do: the ceiling is the best seen.
+    double bw = bw_t > bw_1 ? bw_t : bw_1;
+    printf("{\"threads\": %d, \"bf16_peak_gflops\": %.1f, \"bf16_gflops_threads\": %.1f, "
+           "\"bf16_gflops_1_thread\": %.1f, \"read_bw_gbs\": %.1f, \"read_bw_gbs_threads\": %.1f, "
+           "\"read_bw_gbs_1_thread\": %.1f, \"buffer_mib\": %zu, \"checksum\": %llu}\n",
+           threads, peak, peak_t, peak_1, bw, bw_t, bw_1, mib, (unsigned long long)check);
+    return 0;
+}
