@@ -46,14 +46,17 @@ bench_flag_supported() { "$BIN" bench-model --help 2>/dev/null | grep -q -- "$1"
 
 # machine_summary: the lines docs/compare.md wants about the machine.
 machine_summary() {
-    local flags
-    flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|avx512f|avx512bw|avx512_vnni|avx512_bf16|avx512_fp16|avx_vnni|amx_tile|amx_int8|amx_bf16)$' | tr '\n' ' ')
-    echo "* date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    local fam model l3
+    local name fam model l3 mem flags
+    name=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
     fam=$(lscpu | sed -n 's/^CPU family: *//p' | head -1)
     model=$(lscpu | sed -n 's/^Model: *//p' | head -1)
     l3=$(lscpu | sed -n 's/^L3 cache: *//p' | head -1)
-    echo "* CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1) (family $fam, model $model), $(nproc) logical CPUs, L3 $l3, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
+    mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
+    flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E \
+        '^(avx2|fma|avx512f|avx512bw|avx512_vnni|avx512_bf16|avx512_fp16|avx_vnni|amx_tile|amx_int8|amx_bf16)$' |
+        tr '\n' ' ')
+    echo "* date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "* CPU: $name (family $fam, model $model), $(nproc) logical CPUs, L3 $l3, $mem RAM"
     echo "* ISA flags of note: ${flags:-none}"
 }
 
@@ -98,10 +101,11 @@ machine_limits() {
     b=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["read_bw_gbs"])' "$OUT/machine.json")
     if [ -z "$PEAK" ] && [ -n "$p" ]; then
         PEAK=$p
-        PEAK_SRC="measured: AVX512-BF16 dot products on registers, $THREADS x the 1-thread rate or the $THREADS-thread rate, whichever is higher"
+        PEAK_SRC="measured: AVX512-BF16 dot products on registers, the better of $THREADS x the"
+        PEAK_SRC+=" 1-thread rate and the $THREADS-thread rate"
     fi
     if [ -z "$MEMBW" ]; then
         MEMBW=$b
-        MEMBW_SRC="measured: best read rate over a 1 GiB huge-page buffer, 1 or $THREADS threads"
+        MEMBW_SRC="measured: median read rate over a 1 GiB huge-page buffer, 1 or $THREADS threads"
     fi
 }

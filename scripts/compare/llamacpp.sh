@@ -72,9 +72,12 @@ LOADS="$OUT/loadavg.txt"
 : >"$LOADS"
 
 # ---- environment checks up front, so a missing piece fails before minutes of building ----------
-command -v cmake >/dev/null || die "cmake not found: apt-get install cmake (3.25 is enough)"
-command -v c++ >/dev/null || die "no C++ compiler: apt-get install build-essential"
-command -v pip >/dev/null || command -v pip3 >/dev/null || die "pip not found (needed for pip download)"
+LB="$CACHE/build/bin/llama-bench" LQ="$CACHE/build/bin/llama-quantize"
+if [ ! -x "$LB" ] || [ ! -x "$LQ" ]; then
+    command -v cmake >/dev/null || die "cmake not found: apt-get install cmake (3.25 is enough)"
+    command -v c++ >/dev/null || die "no C++ compiler: apt-get install build-essential"
+    command -v pip >/dev/null || command -v pip3 >/dev/null || die "pip not found (needed for pip download)"
+fi
 [ -x "$PY" ] || die "no Python at $PY.
 $REF_VENV_HELP"
 "$PY" -c 'import torch, numpy, transformers, safetensors, yaml, tqdm, requests' 2>/dev/null || die \
@@ -103,7 +106,6 @@ fi
 ln -sfn "$SRC" "$CACHE/llama.cpp-src" # the build dir remembers this path
 
 # ---- build llama-bench + llama-quantize once (~4-10 min on 2 cores) ------------------------------
-LB="$CACHE/build/bin/llama-bench" LQ="$CACHE/build/bin/llama-quantize"
 if [ ! -x "$LB" ] || [ ! -x "$LQ" ]; then
     if grep -qw amx_tile /proc/cpuinfo; then
         echo "note: AMX host; building without GGML_NATIVE (AVX-512 + VNNI + BF16, no AMX) to avoid the SIGILL bug" >&2
@@ -165,14 +167,14 @@ for q in bf16 q8_0; do
 done
 
 export QWEN3VL_THREADS=$THREADS
+OURS=(bench-model --model "$MODEL" --repeats "$REPEATS" --only prefill,decode --prefill-tokens "$NP"
+    --decode-tokens "$NG")
 say "qwen3vl bench-model --only prefill,decode (bf16)"
-run_measured qwen3vl-bf16 "$BIN" bench-model --model "$MODEL" --repeats "$REPEATS" --only prefill,decode --prefill-tokens "$NP" \
-    --decode-tokens "$NG" --json "$OUT/qwen3vl-bf16.json" >&2
+run_measured qwen3vl-bf16 "$BIN" "${OURS[@]}" --json "$OUT/qwen3vl-bf16.json" >&2
 rm -f "$OUT/qwen3vl-w8a8.json"
 if bench_flag_supported --quantize; then
     say "qwen3vl bench-model --only prefill,decode --quantize w8a8"
-    run_measured qwen3vl-w8a8 "$BIN" bench-model --model "$MODEL" --repeats "$REPEATS" --only prefill,decode --prefill-tokens "$NP" \
-        --decode-tokens "$NG" --quantize w8a8 --json "$OUT/qwen3vl-w8a8.json" >&2
+    run_measured qwen3vl-w8a8 "$BIN" "${OURS[@]}" --quantize w8a8 --json "$OUT/qwen3vl-w8a8.json" >&2
 else
     say "this bench-model has no --quantize: W8A8 rows will read n/a"
 fi
@@ -181,7 +183,8 @@ fi
     echo "### qwen3vl vs llama.cpp — text decoder of the random-weight Qwen3-VL-2B, $THREADS threads"
     echo
     machine_summary
-    echo "* qwen3vl $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') ($BIN); llama.cpp vendored in llama-cpp-python $LLAMA_PY_VERSION; GGUF: $G_BF16 ($(du -h "$G_BF16" | cut -f1)), $G_Q8 ($(du -h "$G_Q8" | cut -f1))"
+    echo "* qwen3vl $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') ($BIN)"
+    echo "* llama.cpp vendored in llama-cpp-python $LLAMA_PY_VERSION; GGUF $(du -h "$G_BF16" | cut -f1) BF16 and $(du -h "$G_Q8" | cut -f1) Q8_0 in $GDIR"
     echo "* llama-bench -t $THREADS -p $NP -n $NG -r $REPEATS; bench-model --repeats $REPEATS --only prefill,decode (decode after a 16-token prompt)"
     echo "* load average (1/5/15 min) before -> after each run, and the CPU share it got (uncontended: ~${THREADS}00 %):"
     sed 's/^/  * /' "$LOADS"

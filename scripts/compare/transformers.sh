@@ -28,7 +28,7 @@ usage: scripts/compare/transformers.sh [options]
   --peak-gflops X    bf16 peak for the vision/TTFT/prefill fractions (default: measured by
                      machine_limits.c: AVX512-BF16 dot products on registers)
   --mem-bw-gbs X     memory bandwidth for the decode fractions (default: measured by
-                     machine_limits.c, best read rate over a 1 GiB huge-page buffer; 25 GB/s if it
+                     machine_limits.c, median read rate over a 1 GiB huge-page buffer; 25 GB/s if it
                      cannot be built)
   --skip-hf          reuse OUT/transformers.json from an earlier run (re-run only qwen3vl)
   --skip-qwen3vl     reuse OUT/qwen3vl-*.json from an earlier run (re-run only transformers)
@@ -109,7 +109,8 @@ fi
     echo "### qwen3vl vs transformers — random-weight Qwen3-VL-2B, $THREADS threads"
     echo
     machine_summary
-    echo "* qwen3vl $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') ($BIN); transformers: torch $("$PY" -c 'import torch; print(torch.__version__)'), transformers $("$PY" -c 'import transformers; print(transformers.__version__)'), bf16, attn $ATTN, 1 warm-up run per figure"
+    echo "* qwen3vl $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') ($BIN)"
+    echo "* transformers $("$PY" -c 'import transformers; print(transformers.__version__)'), torch $("$PY" -c 'import torch; print(torch.__version__)'), bf16, attn $ATTN, 1 warm-up run per figure"
     echo "* repeats: $REPEATS (medians); model $MODEL"
     echo "* load average (1/5/15 min) before -> after each run, and the CPU share it got (uncontended: ~${THREADS}00 %):"
     sed 's/^/  * /' "$LOADS"
