@@ -78,7 +78,8 @@ run_measured() {
 }
 
 # machine_limits: measure the bf16 peak and read bandwidth (scripts/compare/machine_limits.c) into
-# OUT/machine.json and set PEAK / MEMBW, unless given; PEAK_SRC / MEMBW_SRC say where they came from.
+# OUT/machine.json and set PEAK / MEMBW, unless given, and INT8 (the AVX512-VNNI peak, for W8A8);
+# PEAK_SRC / MEMBW_SRC say where they came from.
 machine_limits() {
     local exe="$HOME/.cache/qwen3vl-compare/machine_limits" src="$HERE/machine_limits.c"
     PEAK_SRC="given"
@@ -104,6 +105,7 @@ machine_limits() {
         PEAK_SRC="measured: AVX512-BF16 dot products on registers, the better of $THREADS x the"
         PEAK_SRC+=" 1-thread rate and the $THREADS-thread rate"
     fi
+    INT8=$(python3 -c 'import json,sys; v=json.load(open(sys.argv[1])).get("int8_peak_gops", 0); print(v if v > 0 else "")' "$OUT/machine.json")
     if [ -z "$MEMBW" ]; then
         MEMBW=$b
         MEMBW_SRC="measured: median read rate over a 1 GiB huge-page buffer, 1 or $THREADS threads"

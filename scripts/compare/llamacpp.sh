@@ -191,7 +191,7 @@ fi
     echo
     python3 "$HERE/report.py" llamacpp --model "$MODEL" --bench-bf16 "$OUT/llamacpp-bf16.json" \
         --bench-q8 "$OUT/llamacpp-q8_0.json" --ours "$OUT/qwen3vl-bf16.json" \
-        --ours-w8a8 "$OUT/qwen3vl-w8a8.json" ${PEAK:+--peak-gflops "$PEAK"} --peak-source "$PEAK_SRC" \
+        --ours-w8a8 "$OUT/qwen3vl-w8a8.json" ${PEAK:+--peak-gflops "$PEAK"} ${INT8:+--int8-peak-gops "$INT8"} --peak-source "$PEAK_SRC" \
         --mem-bw-gbs "$MEMBW" --mem-bw-source "$MEMBW_SRC" --prefill-tokens "$NP" --decode-tokens "$NG"
 } | tee "$OUT/table.md"
 say "raw JSON and the table are in $OUT"

@@ -1,11 +1,13 @@
-// The two ceilings the compare scripts divide by (their "fraction of limit" column), measured on
+// The ceilings the compare scripts divide by (their "fraction of limit" column), measured on
 // this machine at a given thread count:
 //   * bf16 peak: back-to-back AVX512-BF16 dot products (vdpbf16ps, 64 FLOP per zmm instruction)
 //     on independent register accumulators, i.e. what the FMA ports can do with no memory traffic;
+//   * int8 peak: the same with AVX512-VNNI vpdpbusd (128 int8 ops per zmm instruction), the
+//     ceiling for W8A8 prefill and multi-stream decode;
 //   * read bandwidth: every thread sums its slice of a buffer far larger than the caches, the
 //     access pattern of a decode step streaming the weights (median of the passes).
-// The bf16 peak is the best of several repeats (the machine is shared). Prints one JSON object; bf16 figures are 0 on a
-// CPU without AVX512-BF16.
+// Peaks are the best of several repeats (the machine is shared). Prints one JSON object; a peak is 0
+// on a CPU without AVX512-BF16 / AVX512-VNNI.
 // Build: cc -O3 -march=native -fopenmp machine_limits.c -o machine_limits
 #include <immintrin.h>
 #include <omp.h>
@@ -47,6 +49,47 @@ static double bf16_kernel(long iters, float *sink) {
     return (double)iters * 12 * 64;  // 16 lanes x 2 bf16 pairs x (mul + add)
 }
 #endif
+
+#ifdef __AVX512VNNI__
+// Same shape with vpdpbusd (u8 x s8, 4 products per 32-bit lane): 128 int8 ops per instruction.
+static double int8_kernel(long iters, int *sink) {
+#define C(i) _mm512_set1_epi32(i)
+    __m512i c0 = C(0), c1 = C(1), c2 = C(2), c3 = C(3), c4 = C(4), c5 = C(5);
+    __m512i c6 = C(6), c7 = C(7), c8 = C(8), c9 = C(9), c10 = C(10), c11 = C(11);
+#undef C
+    __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(1);
+    for (long n = 0; n < iters; n++) {
+        c0 = _mm512_dpbusd_epi32(c0, a, b), c1 = _mm512_dpbusd_epi32(c1, a, b);
+        c2 = _mm512_dpbusd_epi32(c2, a, b), c3 = _mm512_dpbusd_epi32(c3, a, b);
+        c4 = _mm512_dpbusd_epi32(c4, a, b), c5 = _mm512_dpbusd_epi32(c5, a, b);
+        c6 = _mm512_dpbusd_epi32(c6, a, b), c7 = _mm512_dpbusd_epi32(c7, a, b);
+        c8 = _mm512_dpbusd_epi32(c8, a, b), c9 = _mm512_dpbusd_epi32(c9, a, b);
+        c10 = _mm512_dpbusd_epi32(c10, a, b), c11 = _mm512_dpbusd_epi32(c11, a, b);
+    }
+    __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
+                                 _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)));
+    s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)));
+    *sink = _mm512_reduce_add_epi32(s);
+    return (double)iters * 12 * 128;  // 16 lanes x 4 products x (mul + add)
+}
+#endif
+
+static double int8_peak(int threads, int reps) {
+    double best = 0;
+#ifdef __AVX512VNNI__
+    omp_set_num_threads(threads);
+    for (int r = 0; r < reps; r++) {
+        double ops = 0, t = now();
+        int sink = 0;
+#pragma omp parallel reduction(+ : ops)
+        { ops += int8_kernel(20000000, &sink); }
+        double g = ops / (now() - t) / 1e9;
+        if (g > best) best = g;
+        if (sink == 12345) puts("");
+    }
+#endif
+    return best;
+}
 
 static double bf16_peak(int threads, int reps) {
     double best = 0;
@@ -97,6 +140,8 @@ int main(int argc, char **argv) {
     // gets one; register-only FLOPs scale with cores, so T x the 1-thread rate is a fair ceiling.
     double peak_t = bf16_peak(threads, reps), peak_1 = bf16_peak(1, reps);
     double peak = peak_t > threads * peak_1 ? peak_t : threads * peak_1;
+    double i8_t = int8_peak(threads, reps), i8_1 = int8_peak(1, reps);
+    double i8 = i8_t > threads * i8_1 ? i8_t : threads * i8_1;
 
     // Huge pages: with 4 KiB pages the hardware prefetchers stop at every page boundary and a
     // single stream reads ~17 GB/s here instead of ~32 GB/s, which would understate the ceiling.
@@ -113,8 +158,9 @@ int main(int argc, char **argv) {
     // Memory bandwidth does not scale with cores the way FLOPs do: take the better of the two.
     double bw = bw_t > bw_1 ? bw_t : bw_1;
     printf("{\"threads\": %d, \"bf16_peak_gflops\": %.1f, \"bf16_gflops_threads\": %.1f, "
-           "\"bf16_gflops_1_thread\": %.1f, \"read_bw_gbs\": %.1f, \"read_bw_gbs_threads\": %.1f, "
+           "\"bf16_gflops_1_thread\": %.1f, \"int8_peak_gops\": %.1f, \"int8_gops_threads\": %.1f, "
+           "\"int8_gops_1_thread\": %.1f, \"read_bw_gbs\": %.1f, \"read_bw_gbs_threads\": %.1f, "
            "\"read_bw_gbs_1_thread\": %.1f, \"buffer_mib\": %zu, \"checksum\": %llu}\n",
-           threads, peak, peak_t, peak_1, bw, bw_t, bw_1, mib, (unsigned long long)check);
+           threads, peak, peak_t, peak_1, i8, i8_t, i8_1, bw, bw_t, bw_1, mib, (unsigned long long)check);
     return 0;
 }

@@ -194,8 +194,12 @@ def cmd_transformers(a):
                  met(qd, 14.5, False), fracs("–", bw_frac(b_w8, qd))))
     qb = num(q8, "decode_batch_tok_s")
     qb_steps = None if qb is None else qb / a.streams
+    # One step of N streams is an [N, K] x [K, N_out] int8 GEMM: bandwidth and int8 compute both count.
+    i8 = a.int8_peak_gops * 1e9 if a.int8_peak_gops else None
+    qb_i8 = None if qb is None or i8 is None else qb * f_pre / a.prefill_tokens / i8
     rows.append((f"decode, {a.streams} concurrent streams, W8A8 (aggregate)", "–", fmt(qb, "tok/s", 1),
-                 NA, "≥ 150 tok/s", met(qb, 150, False), fracs("–", bw_frac(b_w8, qb_steps))))
+                 NA, "≥ 150 tok/s", met(qb, 150, False),
+                 f"– / {frac(bw_frac(b_w8, qb_steps))} of bandwidth, {frac(qb_i8)} of int8 peak"))
     hr, orr = num(hf, "peak_rss_bytes"), num(ours, "peak_rss_bytes")
     kv_tokens = max(prompt, a.prefill_tokens, 16 + a.decode_tokens)
     rss_target = checkpoint_bytes(a.model) + kv_bytes(tc, kv_tokens) + 0.5e9
@@ -211,7 +215,8 @@ def cmd_transformers(a):
     print()
     print(f"* Ratio: time figures transformers/qwen3vl, rates qwen3vl/transformers, RSS transformers/qwen3vl.")
     print(f"* Fraction of limit: vision, TTFT and prefill = useful FLOP/s ÷ bf16 peak "
-          f"{fmt(a.peak_gflops, 'GFLOP/s', 0)} ({a.peak_source}); useful FLOPs counted from the config: "
+          f"{fmt(a.peak_gflops, 'GFLOP/s', 0)} ({a.peak_source}); int8 peak "
+          f"{fmt(a.int8_peak_gops, 'GOP/s', 0)} (AVX512-VNNI, same method); useful FLOPs counted from the config: "
           f"vision {f_vis / 1e9:.0f} GFLOP, TTFT {f_ttft / 1e9:.0f} GFLOP, prefill {f_pre / 1e9:.0f} GFLOP "
           f"({f_pre / a.prefill_tokens / 1e9:.2f} GFLOP/token).")
     print(f"* Decode = weight bytes read per step × steps/s ÷ {a.mem_bw_gbs:g} GB/s ({a.mem_bw_source}): bf16 {b_bf16 / 1e9:.2f} GB/step, "
@@ -227,9 +232,10 @@ def cmd_transformers(a):
         print(f"* transformers per-run spread (min–max): {', '.join(spread)} (prefill as seconds per run).")
     if q8:
         qp = num(q8, "prefill_tok_s")
+        qp_i8 = None if qp is None or i8 is None else qp * f_pre / a.prefill_tokens / i8
         print(f"* qwen3vl W8A8 run also gave: vision {fmt(num(q8, 'vision_s'), 's', 3)}, TTFT "
-              f"{fmt(num(q8, 'ttft_s'), 's', 3)}, prefill {fmt(qp, 'tok/s', 1)}, peak RSS "
-              f"{fmt(g(num(q8, 'peak_rss_bytes')), 'GB', 2)}.")
+              f"{fmt(num(q8, 'ttft_s'), 's', 3)}, prefill {fmt(qp, 'tok/s', 1)} ({frac(qp_i8)} of the int8 "
+              f"peak), peak RSS {fmt(g(num(q8, 'peak_rss_bytes')), 'GB', 2)}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +272,10 @@ def cmd_llamacpp(a):
     def pf(tok_s):
         return None if tok_s is None or peak is None else f_pre / (a.prefill_tokens / tok_s) / peak
 
+    def pf8(tok_s):  # int8 GEMMs (Q8_0, W8A8) against the VNNI int8 peak
+        i8 = a.int8_peak_gops * 1e9 if a.int8_peak_gops else None
+        return None if tok_s is None or i8 is None else f_pre / (a.prefill_tokens / tok_s) / i8
+
     def df(nbytes, tok_s):
         return None if tok_s is None or nbytes is None else nbytes * tok_s / bw
 
@@ -276,9 +286,9 @@ def cmd_llamacpp(a):
         (f"text prefill pp{n}: llama.cpp BF16 vs qwen3vl bf16", fmt(bpp, "tok/s", 1), fmt(op, "tok/s", 1),
          ratio(op, bpp), "≥ 600 tok/s", fracs(pf(bpp), pf(op))),
         (f"text prefill pp{n}: llama.cpp Q8_0 vs qwen3vl bf16 (the issue's row)", fmt(qpp, "tok/s", 1),
-         fmt(op, "tok/s", 1), ratio(op, qpp), "≥ 600 tok/s", fracs("–", pf(op))),
+         fmt(op, "tok/s", 1), ratio(op, qpp), "≥ 600 tok/s", f"{frac(pf8(qpp))} (int8) / {frac(pf(op))}"),
         (f"text prefill pp{n}: llama.cpp Q8_0 vs qwen3vl W8A8", fmt(qpp, "tok/s", 1), fmt(wp, "tok/s", 1),
-         ratio(wp, qpp), "–", "–"),
+         ratio(wp, qpp), "–", f"{fracs(pf8(qpp), pf8(wp))} (int8)"),
         (f"decode tg{a.decode_tokens} batch 1: llama.cpp BF16 vs qwen3vl bf16", fmt(btg, "tok/s", 2),
          fmt(od, "tok/s", 2), ratio(od, btg), "≥ 7.0 tok/s", fracs(df(bsize, btg), df(b_bf16, od))),
         (f"decode tg{a.decode_tokens} batch 1: llama.cpp Q8_0 vs qwen3vl W8A8", fmt(qtg, "tok/s", 2),
@@ -295,7 +305,8 @@ def cmd_llamacpp(a):
         print(f"* llama.cpp build {meta.get('build_commit')}, {meta.get('n_threads')} threads, "
               f"CPU \"{meta.get('cpu_info')}\"; llama-bench medians of the per-repeat samples.")
     print(f"* Prefill fraction = useful FLOP/s ÷ bf16 peak {fmt(a.peak_gflops, 'GFLOP/s', 0)} "
-          f"({a.peak_source}), {f_pre / n / 1e9:.2f} GFLOP/token; not given for int8 rows (no int8 peak measured).")
+          f"({a.peak_source}), {f_pre / n / 1e9:.2f} GFLOP/token; Q8_0 and W8A8 (int8 dot products) ÷ int8 "
+          f"peak {fmt(a.int8_peak_gops, 'GOP/s', 0)} (AVX512-VNNI, same method).")
     gb = lambda v: NA if v is None else f"{v / 1e9:.2f}"  # noqa: E731
     print(f"* Decode fraction = bytes per token × tok/s ÷ {a.mem_bw_gbs:g} GB/s ({a.mem_bw_source}); bytes: GGUF weights "
           f"(llama-bench model_size) BF16 {gb(bsize)} GB, Q8_0 {gb(qsize)} GB; qwen3vl bf16 "
@@ -311,6 +322,8 @@ def main():
     common.add_argument("--ours-w8a8", default="", help="bench-model --quantize w8a8 --json output")
     common.add_argument("--peak-gflops", type=float, default=None)
     common.add_argument("--peak-source", default="given")
+    common.add_argument("--int8-peak-gops", type=float, default=None,
+                        help="AVX512-VNNI int8 peak, the ceiling for W8A8 prefill and multi-stream decode")
     common.add_argument("--mem-bw-gbs", type=float, default=25.0)
     common.add_argument("--mem-bw-source", default="given")
     common.add_argument("--prefill-tokens", type=int, default=128)

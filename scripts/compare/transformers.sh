@@ -117,7 +117,7 @@ fi
     echo
     python3 "$HERE/report.py" transformers --model "$MODEL" --hf "$OUT/transformers.json" \
         --ours "$OUT/qwen3vl-bf16.json" --ours-w8a8 "$OUT/qwen3vl-w8a8.json" \
-        ${PEAK:+--peak-gflops "$PEAK"} --peak-source "$PEAK_SRC" --mem-bw-gbs "$MEMBW" \
+        ${PEAK:+--peak-gflops "$PEAK"} ${INT8:+--int8-peak-gops "$INT8"} --peak-source "$PEAK_SRC" --mem-bw-gbs "$MEMBW" \
         --mem-bw-source "$MEMBW_SRC" --streams "$STREAMS"
 } | tee "$OUT/table.md"
 say "raw JSON and the table are in $OUT"
