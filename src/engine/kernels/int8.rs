@@ -59,7 +59,10 @@ impl Int8Weight {
         let kp = k.div_ceil(4) * 4;
         let groups = kp / 4;
         let panels = n.div_ceil(PANEL);
-        let mut packed = vec![0i8; panels * groups * PANEL * 4];
+        let len = panels * groups * PANEL * 4;
+        let mut packed: Vec<i8> = Vec::with_capacity(len);
+        super::mmap::advise_huge_pages(packed.as_mut_ptr().cast(), len);
+        packed.resize(len, 0);
         let mut col_sum = vec![0i32; n];
         for (row, (wr, cs)) in q.chunks_exact(k).zip(&mut col_sum).enumerate() {
             let (p, j) = (row / PANEL, row % PANEL);

@@ -23,3 +23,33 @@ pub fn release_range(map: &Mmap, start: usize, end: usize) {
         };
     }
 }
+
+/// Asks Linux to back `[ptr, ptr + len)` with transparent huge pages (where THP is in `madvise`
+/// mode, the common default). Call it before the buffer is first written. Decode streams every
+/// weight once per token; with 4 KiB pages one core reads ≈ 17 GB/s here, with 2 MiB pages ≈ 32.
+/// A no-op elsewhere, when the kernel refuses, or with `QWEN3VL_NO_HUGEPAGES` set.
+pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        const MADV_HUGEPAGE: i32 = 14;
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        if std::env::var_os("QWEN3VL_NO_HUGEPAGES").is_some() {
+            return;
+        }
+        // Only whole 2 MiB ranges inside the buffer can become huge pages.
+        let start = (ptr as usize).div_ceil(HUGE) * HUGE;
+        let end = (ptr as usize + len) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside the caller's allocation; MADV_HUGEPAGE only changes
+            // how the kernel backs those pages, never their contents.
+            let _ = unsafe { madvise(start as *mut std::ffi::c_void, end - start, MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (ptr, len);
+    }
+}

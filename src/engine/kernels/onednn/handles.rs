@@ -235,6 +235,14 @@ impl AlignedBuf {
     pub(super) fn ensure(&mut self, bytes: usize) -> *mut c_void {
         let lines = bytes.div_ceil(64);
         if self.0.len() < lines {
+            if self.0.is_empty() {
+                // Packed weights are streamed every decode step: back them with huge pages.
+                self.0.reserve_exact(lines);
+                crate::engine::kernels::mmap::advise_huge_pages(
+                    self.0.as_mut_ptr().cast(),
+                    lines * 64,
+                );
+            }
             self.0.resize(lines, Line([0; 64]));
         }
         self.0.as_mut_ptr().cast()
