@@ -57,6 +57,23 @@ impl<'a> Loader<'a> {
         Ok(self.scheme(prefix)? != LinearScheme::Float)
     }
 
+    /// The float `{prefix}.weight` [n, k] and, if asked for, `{prefix}.bias` [n].
+    fn float_weight(
+        &self,
+        prefix: &str,
+        n: usize,
+        k: usize,
+        bias: bool,
+    ) -> Result<(WeightStore, Option<Vec<f32>>)> {
+        let w = self.store(&format!("{prefix}.weight"), &[n, k])?;
+        let b = if bias {
+            Some(self.vector(&format!("{prefix}.bias"), &[n])?)
+        } else {
+            None
+        };
+        Ok((w, b))
+    }
+
     /// `{prefix}.weight` [n, k] (+ `{prefix}.bias` [n]); int8 when the checkpoint stores it so.
     pub fn linear(&self, prefix: &str, n: usize, k: usize, bias: bool) -> Result<Linear> {
         let scheme = self.scheme(prefix)?;
@@ -64,12 +81,7 @@ impl<'a> Loader<'a> {
             let q = load_int8_linear(self.ckpt, prefix, n, k, scheme)?;
             return Ok(Linear::from_int8(q, self.precision));
         }
-        let w = self.store(&format!("{prefix}.weight"), &[n, k])?;
-        let b = if bias {
-            Some(self.vector(&format!("{prefix}.bias"), &[n])?)
-        } else {
-            None
-        };
+        let (w, b) = self.float_weight(prefix, n, k, bias)?;
         self.linear_from(w, n, k, b)
     }
 
@@ -89,12 +101,7 @@ impl<'a> Loader<'a> {
         if !self.quantize_text || self.scheme(prefix)? != LinearScheme::Float {
             return self.linear(prefix, n, k, bias);
         }
-        let w = self.store(&format!("{prefix}.weight"), &[n, k])?;
-        let b = if bias {
-            Some(self.vector(&format!("{prefix}.bias"), &[n])?)
-        } else {
-            None
-        };
+        let (w, b) = self.float_weight(prefix, n, k, bias)?;
         self.text_linear_from(w, n, k, b)
     }
 
@@ -103,12 +110,7 @@ impl<'a> Loader<'a> {
         if !self.quantize_vision || self.scheme(prefix)? != LinearScheme::Float {
             return self.linear(prefix, n, k, bias);
         }
-        let w = self.store(&format!("{prefix}.weight"), &[n, k])?;
-        let b = if bias {
-            Some(self.vector(&format!("{prefix}.bias"), &[n])?)
-        } else {
-            None
-        };
+        let (w, b) = self.float_weight(prefix, n, k, bias)?;
         Linear::quantized(ThreadPool::global(), &w, n, k, b, self.precision)
     }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{EngineError, Result};
 use super::kernels::int8::{Int8Linear, Int8Weight};
-use super::weights::{Checkpoint, StoredDtype};
+use super::weights::{legacy_name, Checkpoint, StoredDtype};
 
 /// How one Linear is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,7 @@ impl QuantDescription {
         let tag = self
             .tags
             .get(&key)
-            .or_else(|| legacy(&key).and_then(|l| self.tags.get(&l)));
+            .or_else(|| legacy_name(&key).and_then(|l| self.tags.get(&l)));
         match tag.map(|s| s.as_str()) {
             None | Some("FLOAT") => Ok(LinearScheme::Float),
             // W8A8S is W8A8 with sparsified weights; W8A8_MIX carries both tensor sets.
@@ -106,15 +106,6 @@ impl QuantDescription {
                 ),
             }),
         }
-    }
-}
-
-fn legacy(name: &str) -> Option<String> {
-    if let Some(rest) = name.strip_prefix("model.visual.") {
-        Some(format!("visual.{rest}"))
-    } else {
-        name.strip_prefix("model.language_model.")
-            .map(|rest| format!("model.{rest}"))
     }
 }
 

@@ -314,7 +314,7 @@ impl TensorView<'_> {
 
 /// Qwen2-VL-style names some re-exports use: `visual.…` and `model.layers.…` instead of the nested
 /// `model.visual.…` / `model.language_model.…`.
-fn legacy_name(name: &str) -> Option<String> {
+pub(crate) fn legacy_name(name: &str) -> Option<String> {
     if let Some(rest) = name.strip_prefix("model.visual.") {
         Some(format!("visual.{rest}"))
     } else {

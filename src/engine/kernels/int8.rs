@@ -321,12 +321,12 @@ impl Int8Linear {
 }
 
 /// A buffer's base pointer shared with pool tasks that write disjoint rows of it.
-struct RawRows<T>(*mut T);
+pub(crate) struct RawRows<T>(pub(crate) *mut T);
 // SAFETY: only used for disjoint row ranges, see the call sites.
 unsafe impl<T> Sync for RawRows<T> {}
 
 impl<T> RawRows<T> {
-    fn get(&self) -> *mut T {
+    pub(crate) fn get(&self) -> *mut T {
         self.0
     }
 }

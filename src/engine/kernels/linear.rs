@@ -7,7 +7,7 @@ use half::bf16;
 
 use super::bf16::Precision;
 use super::gemm_portable;
-use super::int8::{quantize_row, Int8Linear, Int8Weight};
+use super::int8::{quantize_row, Int8Linear, Int8Weight, RawRows};
 use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
 
@@ -137,13 +137,13 @@ impl Linear {
         let mut q = vec![0i8; n * k];
         let mut scales = vec![0f32; n];
         let qs = super::ops::SyncSlice(scales.as_mut_ptr(), n);
-        let qp = SyncI8(q.as_mut_ptr());
+        let qp = RawRows(q.as_mut_ptr());
         pool.run_chunks(n, 16, &|a, b| {
             let mut row = vec![0f32; k];
             for r in a..b {
                 weight.row_f32(r, k, &mut row);
                 // SAFETY: rows [a, b) belong to this chunk only; r < n so the ranges are in bounds.
-                let dst = unsafe { std::slice::from_raw_parts_mut(qp.ptr().add(r * k), k) };
+                let dst = unsafe { std::slice::from_raw_parts_mut(qp.get().add(r * k), k) };
                 // SAFETY: as above, index r of the scale vector belongs to this chunk.
                 let scale = unsafe { qs.range(r, r + 1) };
                 scale[0] = quantize_row(&row, dst);
@@ -215,15 +215,5 @@ impl Linear {
         let mut y = vec![0f32; m * self.n];
         self.forward(pool, x, m, &mut y)?;
         Ok(y)
-    }
-}
-
-struct SyncI8(*mut i8);
-// SAFETY: tasks write disjoint row ranges only (see `Linear::quantized`).
-unsafe impl Sync for SyncI8 {}
-
-impl SyncI8 {
-    fn ptr(&self) -> *mut i8 {
-        self.0
     }
 }
