@@ -337,10 +337,14 @@ impl VisionTower {
             vec![0f32; np * hv],
         );
         let mut attn = vec![0f32; np * hv];
+        // Scratch reused by every block (fresh multi-MB buffers per block cost page faults).
+        let mut h = vec![0f32; np * hv];
+        let mut qkv = vec![0f32; np * 3 * hv];
+        let mut a = vec![0f32; np * self.cfg.intermediate_size];
         for (bi, b) in self.blocks.iter().enumerate() {
-            let mut h = x.clone();
+            h.copy_from_slice(&x);
             b.norm1.apply(pool, &mut h, p);
-            let qkv = b.qkv.apply(pool, &h, np)?;
+            b.qkv.forward(pool, &h, np, &mut qkv)?;
             for (i, row) in qkv.chunks_exact(3 * hv).enumerate() {
                 q[i * hv..(i + 1) * hv].copy_from_slice(&row[..hv]);
                 k[i * hv..(i + 1) * hv].copy_from_slice(&row[hv..2 * hv]);
@@ -351,9 +355,9 @@ impl VisionTower {
             attention(pool, shape, &q, &k, &v, &segments, scale, p, &mut attn);
             b.proj.forward(pool, &attn, np, &mut h)?;
             add_inplace(&mut x, &h, p);
-            let mut h = x.clone();
+            h.copy_from_slice(&x);
             b.norm2.apply(pool, &mut h, p);
-            let mut a = b.fc1.apply(pool, &h, np)?;
+            b.fc1.forward(pool, &h, np, &mut a)?;
             activate(pool, &mut a, Activation::GeluTanh, p);
             b.fc2.forward(pool, &a, np, &mut h)?;
             add_inplace(&mut x, &h, p);

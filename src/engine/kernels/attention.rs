@@ -4,7 +4,9 @@
 //! with GEMMs; the score block is never larger than [QUERY_BLOCK, keys].
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
+use super::attention_bf16::{self as words, PackedRight, TILE_COLS, TILE_ROWS};
 use super::bf16::Precision;
 use super::gemm_portable::gemm_strided;
 use super::ops::SyncSlice;
@@ -41,6 +43,27 @@ const QUERY_BLOCK: usize = 64;
 
 thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static WORD_BUFFERS: RefCell<WordBuffers> = const { RefCell::new(WordBuffers::new()) };
+}
+
+/// Per-thread scratch of the bf16 path: one query block as words, one row tile of scores and
+/// of probabilities as words, one output tile.
+struct WordBuffers {
+    q: Vec<u32>,
+    scores: Vec<f32>,
+    probs: Vec<u32>,
+    out: Vec<f32>,
+}
+
+impl WordBuffers {
+    const fn new() -> Self {
+        WordBuffers {
+            q: Vec::new(),
+            scores: Vec::new(),
+            probs: Vec::new(),
+            out: Vec::new(),
+        }
+    }
 }
 
 /// out[q rows] = softmax(q·kᵀ·scale + mask)·v for every segment and head.
@@ -85,6 +108,18 @@ pub fn attention(
                 .unwrap_or(0)
     );
     let out_cell = SyncSlice(out.as_mut_ptr(), out.len());
+    if p == Precision::Bf16 && words::available() {
+        let ctx = WordContext {
+            shape,
+            q,
+            k,
+            v,
+            segments,
+            scale,
+            out: out_cell,
+        };
+        return attention_words(pool, &ctx, &tasks);
+    }
     pool.run(tasks.len(), &|ti| {
         let (si, h, i0, i1) = tasks[ti];
         let s = segments[si];
@@ -142,29 +177,155 @@ pub fn attention(
     });
 }
 
+struct WordContext<'a> {
+    shape: AttnShape,
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    segments: &'a [Segment],
+    scale: f32,
+    out: SyncSlice,
+}
+
+/// The bf16 path: same block tasks and softmax as the f32 path, both GEMMs as `vdpbf16ps` tiles.
+/// Keys and values of every (segment, kv head) are packed once; each block then works one row
+/// tile at a time (scores → softmax → probabilities → output) so its scratch stays in L1.
+fn attention_words(pool: &ThreadPool, cx: &WordContext, tasks: &[(usize, usize, usize, usize)]) {
+    let AttnShape {
+        n_heads,
+        n_kv_heads,
+        head_dim: hd,
+    } = cx.shape;
+    let (qs, kvs) = (n_heads * hd, n_kv_heads * hd);
+    let group = n_heads / n_kv_heads;
+    let n_packs = cx.segments.len() * n_kv_heads;
+    let packs: Vec<OnceLock<(PackedRight, PackedRight)>> =
+        (0..n_packs).map(|_| OnceLock::new()).collect();
+    pool.run(n_packs, &|i| {
+        let (s, g) = (cx.segments[i / n_kv_heads], i % n_kv_heads);
+        let kb = &cx.k[s.k0 * kvs..];
+        let vb = &cx.v[s.k0 * kvs..];
+        let keys = PackedRight::columns_as_reduction(kb, kvs, g * hd, hd, s.klen);
+        let values = PackedRight::rows_as_reduction(vb, kvs, g * hd, s.klen, hd);
+        let _ = packs[i].set((keys, values));
+    });
+    pool.run(tasks.len(), &|ti| {
+        let (si, h, i0, i1) = tasks[ti];
+        let s = cx.segments[si];
+        let (keys, values) = packs[si * n_kv_heads + h / group]
+            .get()
+            .expect("every pack task ran");
+        let kmax = match s.mask {
+            Mask::Full => s.klen,
+            Mask::Causal { offset } => (offset + i1).min(s.klen),
+        };
+        if kmax == 0 {
+            return;
+        }
+        WORD_BUFFERS.with(|cell| {
+            let b = &mut *cell.borrow_mut();
+            let rows = i1 - i0;
+            let qa = &cx.q[(s.q0 + i0) * qs + h * hd..];
+            let qsteps = words::pack_left(qa, qs, rows, hd, &mut b.q);
+            let kcols = kmax.div_ceil(16) * 16;
+            let psteps = kmax.div_ceil(2);
+            b.scores.resize(TILE_ROWS * kcols, 0.0);
+            b.probs.resize(TILE_ROWS * psteps, 0);
+            b.out.resize(TILE_ROWS * TILE_COLS, 0.0);
+            for r0 in (0..rows).step_by(TILE_ROWS) {
+                let mr = TILE_ROWS.min(rows - r0);
+                for n0 in (0..kcols).step_by(TILE_COLS) {
+                    let cols = TILE_COLS.min(kcols - n0);
+                    let q_tile = &b.q[r0 * qsteps..];
+                    let sc = &mut b.scores[n0..];
+                    words::tile(
+                        q_tile,
+                        qsteps,
+                        mr,
+                        qsteps,
+                        &keys.words,
+                        keys.cpad,
+                        n0,
+                        cols,
+                        sc,
+                        kcols,
+                    );
+                }
+                for r in 0..mr {
+                    let row = &mut b.scores[r * kcols..][..kmax];
+                    let visible = match s.mask {
+                        Mask::Full => kmax,
+                        Mask::Causal { offset } => (offset + i0 + r0 + r + 1).min(kmax),
+                    };
+                    let inv = softmax_numerators(row, visible, cx.scale, Precision::Bf16);
+                    let pr = &mut b.probs[r * psteps..][..psteps];
+                    let h = words::halves(pr);
+                    words::narrow_scaled(row, inv, h);
+                    // An odd key count leaves one half of padding (scratch reused across tasks).
+                    h[kmax..].iter_mut().for_each(|x| *x = 0);
+                }
+                for d0 in (0..values.cpad).step_by(TILE_COLS) {
+                    let cols = TILE_COLS.min(values.cpad - d0);
+                    let (p, v) = (&b.probs[..], &values.words[..]);
+                    words::tile(
+                        p,
+                        psteps,
+                        mr,
+                        psteps,
+                        v,
+                        values.cpad,
+                        d0,
+                        cols,
+                        &mut b.out,
+                        TILE_COLS,
+                    );
+                    let width = cols.min(hd - d0);
+                    for r in 0..mr {
+                        let at = (s.q0 + i0 + r0 + r) * qs + h * hd + d0;
+                        // SAFETY: rows [q0+i0, q0+i1) × columns [h·hd, (h+1)·hd) of `out` belong
+                        // to this task only; `attention` checked they are inside the buffer.
+                        let o = unsafe { cx.out.range(at, at + width) };
+                        for (x, &y) in o.iter_mut().zip(&b.out[r * TILE_COLS..][..width]) {
+                            *x = Precision::Bf16.round(y);
+                        }
+                    }
+                }
+            }
+        });
+    });
+}
+
+/// Eager-PyTorch softmax of one score row in place: probabilities rounded to the activation
+/// precision, masked keys 0.
+fn softmax_row(row: &mut [f32], visible: usize, scale: f32, p: Precision) {
+    let inv = softmax_numerators(row, visible, scale, p);
+    normalize(&mut row[..visible], inv, p);
+}
+
 multiversion! {
-    /// Eager-PyTorch softmax of one score row: round(round(s)·scale), f32 softmax over the
-    /// visible keys, probabilities rounded; masked keys get probability 0.
-    fn softmax_row(row: &mut [f32], visible: usize, scale: f32, p: Precision) {
+    /// The softmax numerators of one score row, in place: round(round(s)·scale), then
+    /// exp(x − max) over the visible keys; masked keys become 0. Returns 1/Σ: PyTorch's CPU
+    /// softmax also scales by the reciprocal rather than dividing.
+    fn softmax_numerators(row: &mut [f32], visible: usize, scale: f32, p: Precision) -> f32 {
         // 16 lanes with a fixed reduction order: vectorises (a single running max/sum is a
         // loop-carried dependency the compiler must keep scalar) and stays deterministic.
         const L: usize = 16;
-        let vis = &mut row[..visible];
-        for x in vis.iter_mut() {
-            *x = p.round(p.round(*x) * scale);
-        }
+        let (vis, masked) = row.split_at_mut(visible);
+        masked.iter_mut().for_each(|x| *x = 0.0);
         let mut lanes = [f32::NEG_INFINITY; L];
-        let mut chunks = vis.chunks_exact(L);
+        let mut chunks = vis.chunks_exact_mut(L);
         for c in &mut chunks {
             for i in 0..L {
+                c[i] = p.round(p.round(c[i]) * scale);
                 lanes[i] = lanes[i].max(c[i]);
             }
         }
-        let max = chunks
-            .remainder()
-            .iter()
-            .chain(lanes.iter())
-            .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut max = f32::NEG_INFINITY;
+        for x in chunks.into_remainder() {
+            *x = p.round(p.round(*x) * scale);
+            max = max.max(*x);
+        }
+        let max = lanes.iter().fold(max, |a, &b| a.max(b));
         let mut acc = [0f32; L];
         let mut chunks = vis.chunks_exact_mut(L);
         for c in &mut chunks {
@@ -178,10 +339,14 @@ multiversion! {
             *x = exp_f32(*x - max);
             sum += *x;
         }
-        let sum = acc.iter().fold(sum, |a, &b| a + b);
-        for x in vis.iter_mut() {
-            *x = p.round(*x / sum);
+        1.0 / acc.iter().fold(sum, |a, &b| a + b)
+    }
+}
+
+multiversion! {
+    fn normalize(xs: &mut [f32], inv: f32, p: Precision) {
+        for x in xs {
+            *x = p.round(*x * inv);
         }
-        row[visible..].iter_mut().for_each(|x| *x = 0.0);
     }
 }

@@ -3,6 +3,7 @@
 //! code. All `unsafe` code of the crate lives under this module.
 
 pub mod attention;
+pub mod attention_bf16;
 pub mod bf16;
 pub mod gemm_portable;
 pub mod int8;

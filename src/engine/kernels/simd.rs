@@ -104,7 +104,8 @@ pub fn exp_f32(x: f32) -> f32 {
     // Round-to-nearest via the 1.5·2^23 trick (no libm call, vectorises on SSE2).
     const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-87.336_54, 88.376_26);
-    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_2e-3;
@@ -113,8 +114,10 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    // 2^n by building the exponent; n ∈ [-126, 127] after the clamp.
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n by building the exponent; n ∈ [-126, 127] after the clamp. n is read from the low
+    // mantissa bits of `t` (an `as i32` cast saturates, which compiles to scalar code per lane).
+    let ni = t.to_bits().wrapping_sub(MAGIC.to_bits());
+    let scale = f32::from_bits(ni.wrapping_add(127) << 23);
     y * scale
 }
 
