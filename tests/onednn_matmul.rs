@@ -232,3 +232,57 @@ fn shape_errors() {
     p.matmul(&[0.0; 2], 1, Some(&[1.0; 3]), &mut y).unwrap();
     assert_eq!(y, [1.0; 3]);
 }
+
+/// A weight handed over in row blocks packs slice by slice (never all rows at once) and computes
+/// exactly what the same weight handed over whole does.
+#[test]
+fn row_blocks_pack_like_the_whole_weight() {
+    use qwen3vl::engine::kernels::bf16::Precision;
+    use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
+    use qwen3vl::engine::kernels::onednn_backend;
+    use qwen3vl::engine::kernels::pool::ThreadPool;
+    use std::sync::Mutex;
+
+    let Some(backend) = onednn_backend(0) else {
+        eprintln!("skipping: oneDNN unavailable");
+        return;
+    };
+    let (n, k, m) = (300, 72, 5);
+    let mut rng = Rng(7);
+    let w: Vec<bf16> = rng.vec(n * k).into_iter().map(bf16::from_f32).collect();
+    let bias = rng.vec(n);
+    let x = bf16_round(&rng.vec(m * k));
+    let asked = Mutex::new(Vec::new());
+    let rows = |r0: usize, r1: usize| {
+        asked.lock().unwrap().push((r0, r1));
+        Ok(WeightStore::Bf16(w[r0 * k..r1 * k].to_vec()))
+    };
+    let p = Precision::Bf16;
+    let parts = Linear::from_rows(&rows, n, k, Some(bias.clone()), p, Some(&*backend)).unwrap();
+    let whole = Linear::new(
+        WeightStore::Bf16(w.clone()),
+        n,
+        k,
+        Some(bias),
+        p,
+        Some(&*backend),
+    )
+    .unwrap();
+    let pool = ThreadPool::global();
+    assert_eq!(
+        parts.apply(pool, &x, m).unwrap(),
+        whole.apply(pool, &x, m).unwrap()
+    );
+    let asked = asked.into_inner().unwrap();
+    // One block per compute thread (≥ 64 rows each).
+    assert_eq!(asked.len(), pool.threads().min(n / 64), "{asked:?}");
+    let mut covered = 0;
+    for &(a, b) in &asked {
+        assert_eq!(
+            a, covered,
+            "row blocks must tile [0, n) in order: {asked:?}"
+        );
+        covered = b;
+    }
+    assert_eq!(covered, n);
+}

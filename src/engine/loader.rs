@@ -45,6 +45,43 @@ impl<'a> Loader<'a> {
         Ok(w)
     }
 
+    /// Rows [r0, r1) of the float weight `name` [n, k] in the model precision, converted a few
+    /// MiB at a time with each part's mapped pages released once copied: building a weight in
+    /// parts then never holds the file pages and the copy of the whole weight together.
+    fn store_rows(
+        &self,
+        name: &str,
+        n: usize,
+        k: usize,
+        r0: usize,
+        r1: usize,
+    ) -> Result<WeightStore> {
+        let t = self.ckpt.get_shaped(name, &[n, k])?;
+        t.expect(&FLOATS)?;
+        let row_bytes = k * t.elem_size();
+        let chunk = ((8 << 20) / row_bytes.max(1)).max(1);
+        let parts = (r0..r1).step_by(chunk).map(|c0| (c0, (c0 + chunk).min(r1)));
+        let store = match self.precision {
+            Precision::F32 => {
+                let mut v = Vec::with_capacity((r1 - r0) * k);
+                for (c0, c1) in parts {
+                    t.rows_f32(c0, c1 - c0, k, &mut v);
+                    self.ckpt.release_part(name, c0 * row_bytes, c1 * row_bytes);
+                }
+                WeightStore::F32(v)
+            }
+            Precision::Bf16 => {
+                let mut v = Vec::with_capacity((r1 - r0) * k);
+                for (c0, c1) in parts {
+                    t.rows_bf16(c0, c1 - c0, k, &mut v);
+                    self.ckpt.release_part(name, c0 * row_bytes, c1 * row_bytes);
+                }
+                WeightStore::Bf16(v)
+            }
+        };
+        Ok(store)
+    }
+
     fn scheme(&self, prefix: &str) -> Result<LinearScheme> {
         match self.quant {
             Some(q) => q.scheme(prefix),
@@ -81,8 +118,18 @@ impl<'a> Loader<'a> {
             let q = load_int8_linear(self.ckpt, prefix, n, k, scheme)?;
             return Ok(Linear::from_int8(q, self.precision));
         }
-        let (w, b) = self.float_weight(prefix, n, k, bias)?;
-        self.linear_from(w, n, k, b)
+        let name = format!("{prefix}.weight");
+        // Shape and dtype errors before any work.
+        self.ckpt.get_shaped(&name, &[n, k])?.expect(&FLOATS)?;
+        let b = if bias {
+            Some(self.vector(&format!("{prefix}.bias"), &[n])?)
+        } else {
+            None
+        };
+        let rows = |r0, r1| self.store_rows(&name, n, k, r0, r1);
+        let linear = Linear::from_rows(&rows, n, k, b, self.precision, self.backend)?;
+        self.ckpt.release(&name);
+        Ok(linear)
     }
 
     pub fn linear_from(

@@ -148,8 +148,9 @@ impl TextDecoder {
         // float `lm_head.weight` in a tied checkpoint is ignored, as transformers ties over it.
         let own_head = l.ckpt.contains("lm_head.weight") && l.is_quantized("lm_head")?;
         let lm_head = if cfg.tie_word_embeddings() && !own_head {
-            let w = l.store(&embed_name, &[t.vocab_size, h])?;
-            l.text_linear_from(w, t.vocab_size, h, None)?
+            // The embedding matrix read as a (float) linear.
+            let prefix = embed_name.strip_suffix(".weight").unwrap_or(&embed_name);
+            l.text_linear(prefix, t.vocab_size, h, false)?
         } else {
             l.text_linear("lm_head", t.vocab_size, h, false)?
         };
@@ -414,7 +415,10 @@ impl TextDecoder {
         self.lm_head.apply(pool, hidden, hidden.len() / self.hidden)
     }
 
+    /// How the decoder layers' linears run (the LM head may be sliced differently).
     pub fn backend_name(&self) -> String {
-        self.lm_head.backend_name()
+        self.layers
+            .first()
+            .map_or_else(|| self.lm_head.backend_name(), |l| l.o.backend_name())
     }
 }

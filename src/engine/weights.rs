@@ -180,6 +180,18 @@ impl Checkpoint {
         }
     }
 
+    /// [`Self::release`] for bytes [from, to) of one tensor's data.
+    pub fn release_part(&self, name: &str, from: usize, to: usize) {
+        if let Some(e) = self
+            .entries
+            .get(name)
+            .or_else(|| legacy_name(name).and_then(|l| self.entries.get(&l)))
+        {
+            let end = (e.start + to).min(e.end);
+            release_range(&self.files[e.file].1, e.start + from, end);
+        }
+    }
+
     /// Fetch a tensor and check its shape.
     pub fn get_shaped(&self, name: &str, expected: &[usize]) -> Result<TensorView<'_>> {
         let t = self.get(name)?;
@@ -240,6 +252,27 @@ impl TensorView<'_> {
             ),
             _ => out.extend(std::iter::repeat_n(f32::NAN, rows * cols)),
         }
+    }
+
+    /// Rows [r0, r0 + rows) of a [_, cols] float tensor, appended to `out` as bf16 (f32/f16
+    /// sources rounded to nearest-even).
+    pub fn rows_bf16(&self, r0: usize, rows: usize, cols: usize, out: &mut Vec<bf16>) {
+        if self.dtype == StoredDtype::Bf16 {
+            let b = &self.bytes[r0 * cols * 2..(r0 + rows) * cols * 2];
+            out.extend(
+                b.chunks_exact(2)
+                    .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]]))),
+            );
+        } else {
+            let mut f = Vec::with_capacity(rows * cols);
+            self.rows_f32(r0, rows, cols, &mut f);
+            out.extend(f.into_iter().map(bf16::from_f32));
+        }
+    }
+
+    /// Bytes per stored value.
+    pub fn elem_size(&self) -> usize {
+        self.dtype.size()
     }
 
     /// The raw little-endian bytes.

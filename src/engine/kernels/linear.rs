@@ -28,8 +28,24 @@ pub trait FastMatmul: Send + Sync {
 /// Builds a fast path for a weight, or returns None to keep the portable path.
 pub trait FastBackend: Send + Sync {
     fn prepare(&self, w: &WeightStore, n: usize, k: usize) -> Result<Option<Box<dyn FastMatmul>>>;
+
+    /// [`Self::prepare`] for a weight handed over in row blocks (`rows(r0, r1)` = rows
+    /// [r0, r1)), so a backend that re-lays weights out in parts never needs the whole source
+    /// copy at once. The default asks for all rows.
+    fn prepare_rows(
+        &self,
+        n: usize,
+        k: usize,
+        rows: &dyn Fn(usize, usize) -> Result<WeightStore>,
+    ) -> Result<Option<Box<dyn FastMatmul>>> {
+        self.prepare(&rows(0, n)?, n, k)
+    }
+
     fn name(&self) -> String;
 }
+
+/// Rows [r0, r1) of a weight, produced on demand (see [`FastBackend::prepare_rows`]).
+pub type RowSource<'a> = &'a dyn Fn(usize, usize) -> Result<WeightStore>;
 
 pub struct Linear {
     pub n: usize,
@@ -79,17 +95,7 @@ impl Linear {
                 "linear weight has {len} values, expected {n}×{k}"
             )));
         }
-        let mut bias = bias;
-        if let Some(b) = &mut bias {
-            if b.len() != n {
-                return Err(EngineError::Kernel(format!(
-                    "linear bias has {} values, expected {n}",
-                    b.len()
-                )));
-            }
-            // A bf16 model's bias is a bf16 tensor.
-            precision.round_slice(b);
-        }
+        let bias = checked_bias(bias, n, precision)?;
         let fast = match backend {
             Some(be) => be.prepare(&weight, n, k)?,
             None => None,
@@ -103,6 +109,36 @@ impl Linear {
             bias,
             precision,
         })
+    }
+
+    /// [`Self::new`] from a weight produced in row blocks: a fast backend packs it part by part
+    /// (peak memory: packed weight + one part, not + a whole second copy, which matters for the
+    /// 0.6 GB LM head); the portable path asks for all rows.
+    pub fn from_rows(
+        rows: RowSource,
+        n: usize,
+        k: usize,
+        bias: Option<Vec<f32>>,
+        precision: Precision,
+        backend: Option<&dyn FastBackend>,
+    ) -> Result<Self> {
+        let bias = checked_bias(bias, n, precision)?;
+        if let Some(fast) = backend
+            .map(|be| be.prepare_rows(n, k, rows))
+            .transpose()?
+            .flatten()
+        {
+            return Ok(Linear {
+                n,
+                k,
+                weight: None,
+                fast: Some(fast),
+                int8: None,
+                bias,
+                precision,
+            });
+        }
+        Linear::new(rows(0, n)?, n, k, bias, precision, None)
     }
 
     /// A W8A8 layer from already-quantized weights (a msModelSlim checkpoint or our own).
@@ -216,4 +252,23 @@ impl Linear {
         self.forward(pool, x, m, &mut y)?;
         Ok(y)
     }
+}
+
+/// A bias of `n` values, rounded as the model stores it (a bf16 model's bias is a bf16 tensor).
+fn checked_bias(
+    bias: Option<Vec<f32>>,
+    n: usize,
+    precision: Precision,
+) -> Result<Option<Vec<f32>>> {
+    let mut bias = bias;
+    if let Some(b) = &mut bias {
+        if b.len() != n {
+            return Err(EngineError::Kernel(format!(
+                "linear bias has {} values, expected {n}",
+                b.len()
+            )));
+        }
+        precision.round_slice(b);
+    }
+    Ok(bias)
 }

@@ -65,31 +65,80 @@ impl FastBackend for OneDnnBackend {
             WeightStore::F32(v) => WeightData::F32(v),
             WeightStore::Bf16(v) => WeightData::Bf16(v),
         };
+        self.pack_slices(n, k, &mut |n0, n1, pack| {
+            pack(match data {
+                WeightData::F32(v) => WeightData::F32(&v[n0 * k..n1 * k]),
+                WeightData::Bf16(v) => WeightData::Bf16(&v[n0 * k..n1 * k]),
+            })
+        })
+    }
+
+    fn prepare_rows(
+        &self,
+        n: usize,
+        k: usize,
+        rows: &dyn Fn(usize, usize) -> Result<WeightStore>,
+    ) -> Result<Option<Box<dyn FastMatmul>>> {
+        if n * k < self.min_elements {
+            return Ok(None);
+        }
+        // Each slice's rows exist only while that slice is packed.
+        self.pack_slices(n, k, &mut |n0, n1, pack| {
+            let part = rows(n0, n1)?;
+            pack(match &part {
+                WeightStore::F32(v) => WeightData::F32(v),
+                WeightStore::Bf16(v) => WeightData::Bf16(v),
+            })
+        })
+    }
+
+    fn name(&self) -> String {
+        self.dnn.describe()
+    }
+}
+
+const MAX_SLICE_BYTES: usize = 128 << 20;
+
+/// Packs one slice from its rows; `Ok(None)` when oneDNN has only reference kernels for it.
+type PackSlice<'a> = &'a mut dyn FnMut(WeightData) -> Result<Option<PackedWeight>>;
+/// Hands rows [n0, n1) of the weight to a [`PackSlice`].
+type SliceRows<'a> = &'a mut dyn FnMut(usize, usize, PackSlice) -> Result<Option<PackedWeight>>;
+
+impl OneDnnBackend {
+    /// Column slices of ≥ 64 outputs, claimed dynamically by the compute threads; `slice(n0, n1,
+    /// pack)` hands rows [n0, n1) to `pack`.
+    fn pack_slices(
+        &self,
+        n: usize,
+        k: usize,
+        slice: SliceRows,
+    ) -> Result<Option<Box<dyn FastMatmul>>> {
         let threads = pool::ThreadPool::global().threads();
-        // Column slices of ≥ 64 outputs, claimed dynamically by the compute threads.
-        let parts = (threads * slices_per_thread()).min(n / 64).max(1);
+        // Weights over 128 MiB (the LM head) get more slices, a multiple of the thread count, so
+        // the source rows of one slice (alive while it packs) stay small next to the model.
+        let by_size = (n * k * 2).div_ceil(MAX_SLICE_BYTES).div_ceil(threads) * threads;
+        let parts = (threads * slices_per_thread())
+            .max(by_size)
+            .min(n / 64)
+            .max(1);
         let per = n.div_ceil(parts).div_ceil(64) * 64;
         let mut slices = Vec::with_capacity(parts);
         let mut n0 = 0;
         while n0 < n {
             let n1 = (n0 + per).min(n);
-            let part = match data {
-                WeightData::F32(v) => WeightData::F32(&v[n0 * k..n1 * k]),
-                WeightData::Bf16(v) => WeightData::Bf16(&v[n0 * k..n1 * k]),
-            };
-            match PackedWeight::new(self.dnn, part, n1 - n0, k) {
-                Ok(p) => slices.push((n0, n1, p)),
+            let mut pack = |part: WeightData| match PackedWeight::new(self.dnn, part, n1 - n0, k) {
+                Ok(p) => Ok(Some(p)),
                 // oneDNN's reference kernels are slower than the portable path.
-                Err(OneDnnError::ReferenceOnly { .. }) => return Ok(None),
-                Err(e) => return Err(EngineError::Kernel(e.to_string())),
+                Err(OneDnnError::ReferenceOnly { .. }) => Ok(None),
+                Err(e) => Err(EngineError::Kernel(e.to_string())),
+            };
+            match slice(n0, n1, &mut pack)? {
+                Some(p) => slices.push((n0, n1, p)),
+                None => return Ok(None),
             }
             n0 = n1;
         }
         Ok(Some(Box::new(SplitPacked { n, slices })))
-    }
-
-    fn name(&self) -> String {
-        self.dnn.describe()
     }
 }
 
