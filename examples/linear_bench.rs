@@ -1,5 +1,5 @@
-//! Throughput of one `Linear` through the engine's own paths: bf16 (oneDNN when present, as the
-//! model loads it) and W8A8 int8, for the Qwen3-VL-2B MLP shape (6144×2048) and the LM head.
+//! Throughput of one `Linear` through the engine's own paths: bf16 (oneDNN when present, and the
+//! AVX-512 FMA kernel over bf16 panels) and W8A8 int8, for the Qwen3-VL-2B MLP shape (6144×2048) and the LM head.
 //! Decode rows report weight bytes streamed per second, larger M reports GOPS.
 //!
 //! `cargo run --release --example linear_bench [-- M…]` (default M = 1 4 16 128). Medians of
@@ -28,29 +28,27 @@ fn main() {
         ms
     };
     let pool = ThreadPool::global();
-    let backend = qwen3vl::engine::kernels::onednn_backend(0);
+    let onednn = qwen3vl::engine::kernels::onednn_backend(0);
+    let fma = qwen3vl::engine::kernels::fma_backend(0);
     for (n, k) in [(6144usize, 2048usize), (151_936, 2048)] {
         let w: Vec<bf16> = (0..n * k)
             .map(|i| bf16::from_f32(((i * 7919 % 1000) as f32 - 500.0) * 1e-4))
             .collect();
         let store = WeightStore::Bf16(w);
-        let float = Linear::new(
-            store.clone(),
-            n,
-            k,
-            None,
-            Precision::Bf16,
-            backend.as_deref(),
-        )
-        .expect("bf16 linear");
+        let mut linears = Vec::new();
+        for be in [&onednn, &fma].into_iter().flatten() {
+            let l = Linear::new(store.clone(), n, k, None, Precision::Bf16, Some(&**be));
+            linears.push(("bf16", l.expect("bf16 linear"), 2.0));
+        }
         let int8 = Linear::quantized(pool, &store, n, k, None, Precision::Bf16).expect("int8");
+        linears.push(("int8", int8, 1.0));
         drop(store);
         for &m in &ms {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i % 97) as f32 - 48.0) / 48.0)
                 .collect();
             let mut y = vec![0f32; m * n];
-            for (label, lin, bytes) in [("bf16", &float, 2.0), ("int8", &int8, 1.0)] {
+            for (label, lin, bytes) in &linears {
                 let reps = (2e9 / (m as f64 * n as f64 * k as f64)).clamp(3.0, 50.0) as usize;
                 lin.forward(pool, &x, m, &mut y).expect("warm-up");
                 let times: Vec<f64> = (0..reps)
@@ -65,7 +63,7 @@ fn main() {
                     "{n:>6}×{k} M={m:<4} {label} ({}): {:8.3} ms  {:6.1} GB/s weights  {:7.1} GOPS",
                     lin.backend_name(),
                     s * 1e3,
-                    n as f64 * k as f64 * bytes / s / 1e9,
+                    n as f64 * k as f64 * *bytes / s / 1e9,
                     2.0 * m as f64 * n as f64 * k as f64 / s / 1e9
                 );
             }

@@ -140,6 +140,17 @@ fn onednn_path_matches_transformers_bf16() {
     }
 }
 
+#[test]
+fn fma_kernel_path_matches_transformers_bf16() {
+    if !qwen3vl::engine::kernels::gemm_bf16_fma::available() {
+        eprintln!("no AVX-512F: the bf16 FMA kernel is not used on this CPU");
+        return;
+    }
+    for name in MODELS {
+        check_bf16(name, BackendChoice::Fma);
+    }
+}
+
 /// The oneDNN and portable GEMMs give the same model outputs (up to summation order).
 #[test]
 fn onednn_equals_portable_on_every_case() {

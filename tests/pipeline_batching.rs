@@ -40,11 +40,20 @@ fn assert_same(got: &[Vec<u32>], want: &[Vec<u32>], what: &str) {
 }
 
 fn builder(model: &str, precision: Precision, batch: usize) -> PipelineBuilder {
+    builder_on(model, precision, batch, backend())
+}
+
+fn builder_on(
+    model: &str,
+    precision: Precision,
+    batch: usize,
+    backend: BackendChoice,
+) -> PipelineBuilder {
     Pipeline::builder()
         .model(model_dir(model))
         .load_options(LoadOptions {
             precision,
-            backend: backend(),
+            backend,
             ..Default::default()
         })
         .schedule(ScheduleConfig {
@@ -96,16 +105,25 @@ fn run_all(p: &Pipeline, ins: &[MultimodalInput], params: &SamplingParams) -> Ve
 }
 
 fn check_batched_equals_single(model: &str, precision: Precision, dtype: &str) {
+    check_batched_equals_single_on(model, precision, dtype, backend());
+}
+
+fn check_batched_equals_single_on(
+    model: &str,
+    precision: Precision,
+    dtype: &str,
+    backend: BackendChoice,
+) {
     let ins = inputs(model, dtype);
     let params = greedy(20);
-    let batched = builder(model, precision, 8).build().unwrap();
+    let batched = builder_on(model, precision, 8, backend).build().unwrap();
     let together = run_all(&batched, &ins, &params);
     assert!(
         batched.stats().steps < 20 * ins.len() as u64,
         "requests were batched"
     );
     drop(batched);
-    let single = builder(model, precision, 1).build().unwrap();
+    let single = builder_on(model, precision, 1, backend).build().unwrap();
     for (i, input) in ins.iter().enumerate() {
         let alone = single
             .generate_blocking(input.clone(), params.clone())
@@ -128,6 +146,17 @@ fn check_batched_equals_single(model: &str, precision: Precision, dtype: &str) {
 #[test]
 fn batched_greedy_equals_single_dense_bf16() {
     check_batched_equals_single("dense_tied", Precision::Bf16, "bf16");
+}
+
+/// The AVX-512 FMA kernel over bf16 panels computes every row alone too (one FMA chain per
+/// output in k order), so it is batch-invariant without oneDNN.
+#[test]
+fn batched_greedy_equals_single_dense_bf16_fma_kernel() {
+    if !qwen3vl::engine::kernels::gemm_bf16_fma::available() {
+        eprintln!("no AVX-512F: the bf16 FMA kernel is not used on this CPU");
+        return;
+    }
+    check_batched_equals_single_on("dense_untied", Precision::Bf16, "bf16", BackendChoice::Fma);
 }
 
 #[test]

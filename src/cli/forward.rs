@@ -55,7 +55,10 @@ pub fn parse_backend(s: &str) -> Result<BackendChoice, String> {
         "auto" => Ok(BackendChoice::Auto),
         "portable" => Ok(BackendChoice::Portable),
         "onednn" => Ok(BackendChoice::OneDnn),
-        _ => Err(format!("unknown backend `{s}` (auto, portable, onednn)")),
+        "fma" => Ok(BackendChoice::Fma),
+        _ => Err(format!(
+            "unknown backend `{s}` (auto, portable, onednn, fma)"
+        )),
     }
 }
 

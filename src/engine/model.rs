@@ -28,6 +28,9 @@ pub enum BackendChoice {
     Portable,
     /// oneDNN for every weight; an error if oneDNN is not available.
     OneDnn,
+    /// The AVX-512 FMA kernel over bf16 panels for every bf16 weight (others as `Auto`); an
+    /// error where AVX-512 is missing.
+    Fma,
 }
 
 /// Weight quantization applied while loading a float checkpoint.
@@ -103,8 +106,11 @@ impl Qwen3VlModel {
         let ckpt = std::sync::Arc::new(Checkpoint::open(dir)?);
         let quant = super::quant::QuantDescription::load(dir)?;
         let backend = match opts.backend {
-            BackendChoice::Auto => {
-                super::kernels::onednn_backend(super::kernels::AUTO_MIN_ELEMENTS)
+            BackendChoice::Auto => super::kernels::auto_backend(),
+            BackendChoice::Fma => {
+                Some(super::kernels::fma_backend(0).ok_or_else(|| {
+                    EngineError::Kernel("the bf16 FMA kernel needs AVX-512F".into())
+                })?)
             }
             BackendChoice::Portable => None,
             BackendChoice::OneDnn => Some(super::kernels::onednn_backend(0).ok_or_else(|| {

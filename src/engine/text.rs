@@ -369,9 +369,13 @@ impl TextDecoder {
             sized(q, s * layer.q.n);
             sized(k, s * layer.k.n);
             sized(v, s * layer.v.n);
-            layer.q.forward(pool, n, s, q)?;
-            layer.k.forward(pool, n, s, k)?;
-            layer.v.forward(pool, n, s, v)?;
+            Linear::forward_shared(
+                pool,
+                &[&layer.q, &layer.k, &layer.v],
+                n,
+                s,
+                &mut [&mut q[..], &mut k[..], &mut v[..]],
+            )?;
             rms_norm(pool, q, hd, &layer.q_norm, self.eps, p);
             rms_norm(pool, k, hd, &layer.k_norm, self.eps, p);
             apply_rope(q, s, nh, hd, cos, sin, p, RopeRounding::EachOp);
@@ -386,8 +390,7 @@ impl TextDecoder {
                 Mlp::Dense { gate, up, down } => {
                     sized(g, s * gate.n);
                     sized(u, s * up.n);
-                    gate.forward(pool, n, s, g)?;
-                    up.forward(pool, n, s, u)?;
+                    Linear::forward_shared(pool, &[gate, up], n, s, &mut [&mut g[..], &mut u[..]])?;
                     silu_mul(g, u, p);
                     sized(y, s * h);
                     down.forward(pool, g, s, y)?;

@@ -62,6 +62,25 @@ pub struct Chunk {
     pub decode_ms: Option<u64>,
 }
 
+impl Chunk {
+    /// This held-back chunk and the choice's next one as one chunk: text, ids and log-probs in
+    /// order, the later finish, the first chunk's prefill time (then no decode time), else the
+    /// summed decode time.
+    fn followed_by(mut self, next: Chunk) -> Chunk {
+        self.text.push_str(&next.text);
+        self.token_ids.extend(next.token_ids);
+        self.logprobs.extend(next.logprobs);
+        self.finish = next.finish;
+        self.prefill_ms = self.prefill_ms.or(next.prefill_ms);
+        self.decode_ms = match (self.prefill_ms, self.decode_ms, next.decode_ms) {
+            (Some(_), _, _) => None,
+            (None, Some(a), Some(b)) => Some(a + b),
+            (None, a, b) => a.or(b),
+        };
+        self
+    }
+}
+
 /// Why a generation stopped early.
 #[derive(Debug, Clone)]
 pub enum Failure {
@@ -90,6 +109,8 @@ pub struct Generation {
     deadline: Instant,
     first_token: Option<f64>,
     finished: Vec<Option<Finish>>,
+    /// Per choice: tokens whose text the detokenizer still holds back (see [`Generation::next`]).
+    held: Vec<Option<Chunk>>,
     ended: bool,
     recorded: bool,
     /// The client's connection, watched while nothing has been sent yet.
@@ -149,6 +170,7 @@ impl Generation {
             last: now,
             first_token: None,
             finished: vec![None; n.max(1)],
+            held: vec![None; n.max(1)],
             ended: false,
             recorded: false,
             peer: peer.clone(),
@@ -209,8 +231,29 @@ impl Generation {
         }
     }
 
-    /// The next chunk; `None` once every choice has finished.
+    /// The next chunk; `None` once every choice has finished. Every chunk carries text or the
+    /// finish: a token whose text is held back (an incomplete UTF-8 sequence) travels with its
+    /// choice's next chunk, ids, log-probs and timing included, so no route drops it.
     pub async fn next(&mut self) -> Option<Result<Chunk, Failure>> {
+        loop {
+            let chunk = match self.next_event().await? {
+                Ok(c) => c,
+                Err(f) => return Some(Err(f)),
+            };
+            let slot = chunk.choice.min(self.held.len() - 1);
+            let chunk = match self.held[slot].take() {
+                Some(h) => h.followed_by(chunk),
+                None => chunk,
+            };
+            if chunk.text.is_empty() && chunk.finish.is_none() {
+                self.held[slot] = Some(chunk);
+                continue;
+            }
+            return Some(Ok(chunk));
+        }
+    }
+
+    async fn next_event(&mut self) -> Option<Result<Chunk, Failure>> {
         if self.finished.iter().all(Option::is_some) {
             self.record_success();
             return None;
@@ -383,5 +426,37 @@ impl Drop for Generation {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Chunk;
+
+    fn chunk(text: &str, ids: &[u32], prefill: Option<u64>, decode: Option<u64>) -> Chunk {
+        Chunk {
+            choice: 0,
+            text: text.into(),
+            token_ids: ids.to_vec(),
+            logprobs: Vec::new(),
+            finish: None,
+            prefill_ms: prefill,
+            decode_ms: decode,
+        }
+    }
+
+    #[test]
+    fn held_back_tokens_keep_their_ids_and_the_first_token_time() {
+        // First token: half of a UTF-8 character, no text yet, but it is the first token.
+        let first = chunk("", &[7], Some(120), None).followed_by(chunk("é", &[8], None, Some(9)));
+        assert_eq!(
+            (first.text.as_str(), &first.token_ids[..]),
+            ("é", &[7, 8][..])
+        );
+        assert_eq!((first.prefill_ms, first.decode_ms), (Some(120), None));
+        // Later: the decode times of both steps add up.
+        let later = chunk("", &[3], None, Some(10)).followed_by(chunk("x", &[4], None, Some(11)));
+        assert_eq!((later.prefill_ms, later.decode_ms), (None, Some(21)));
+        assert_eq!(later.token_ids, vec![3, 4]);
     }
 }

@@ -234,13 +234,44 @@ impl Int8Linear {
 
     /// y[m, n] = dequant(q(x[m, k]) · Wqᵀ) (+ bias), in f32.
     pub fn forward(&self, pool: &ThreadPool, x: &[f32], m: usize, y: &mut [f32]) -> Result<()> {
-        let (n, k, kp) = (self.w.n, self.w.k, self.w.kp);
-        if x.len() < m * k || y.len() < m * n {
-            return Err(EngineError::Kernel(format!(
-                "int8 linear {n}×{k}: input {} / output {} too small for m = {m}",
-                x.len(),
-                y.len()
-            )));
+        Self::forward_group(pool, &[self], x, m, &mut [y])
+    }
+
+    /// Whether [`Self::forward_group`] can run these layers together: same input width and the
+    /// same activation quantization, so one quantized copy of the input serves all of them.
+    pub fn can_share_input(layers: &[&Int8Linear]) -> bool {
+        layers
+            .windows(2)
+            .all(|w| w[0].w.k == w[1].w.k && w[0].w.kp == w[1].w.kp && w[0].act == w[1].act)
+    }
+
+    /// [`Self::forward`] for several layers reading the same input (q/k/v, gate/up): the input is
+    /// quantized once and the output strips of all layers are one batch of pool tasks.
+    pub fn forward_group(
+        pool: &ThreadPool,
+        layers: &[&Int8Linear],
+        x: &[f32],
+        m: usize,
+        ys: &mut [&mut [f32]],
+    ) -> Result<()> {
+        let Some(first) = layers.first() else {
+            return Ok(());
+        };
+        if !Self::can_share_input(layers) || ys.len() != layers.len() {
+            return Err(EngineError::Kernel(
+                "int8 group: layers differ in input width or activation quantization".into(),
+            ));
+        }
+        let (k, kp, act) = (first.w.k, first.w.kp, first.act);
+        for (l, y) in layers.iter().zip(ys.iter()) {
+            if x.len() < m * k || y.len() < m * l.w.n {
+                return Err(EngineError::Kernel(format!(
+                    "int8 linear {}×{k}: input {} / output {} too small for m = {m}",
+                    l.w.n,
+                    x.len(),
+                    y.len()
+                )));
+            }
         }
         SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
@@ -249,7 +280,7 @@ impl Int8Linear {
             row_scale.resize(m, 0.0);
             let quantize = |r: usize, dst: &mut [u8]| {
                 dst[k..].fill(128);
-                quantize_activations(&x[r * k..(r + 1) * k], &mut dst[..k], self.act)
+                quantize_activations(&x[r * k..(r + 1) * k], &mut dst[..k], act)
             };
             if m < 4 {
                 for (r, dst) in xu.chunks_exact_mut(kp).enumerate() {
@@ -272,10 +303,24 @@ impl Int8Linear {
                     }
                 });
             }
-            let strips = n.div_ceil(PANEL * STRIP_PANELS);
-            let out = SyncSlice(y.as_mut_ptr(), m * n);
+            // Task t is strip t − first[i] of layer i.
+            let mut first_task = Vec::with_capacity(layers.len() + 1);
+            first_task.push(0);
+            for l in layers {
+                let last = *first_task.last().expect("non-empty");
+                first_task.push(last + l.w.n.div_ceil(PANEL * STRIP_PANELS));
+            }
+            let outs: Vec<SyncSlice> = layers
+                .iter()
+                .zip(ys.iter_mut())
+                .map(|(l, y)| SyncSlice(y.as_mut_ptr(), m * l.w.n))
+                .collect();
             let (xu, row_scale) = (&xu[..], &row_scale[..]);
-            pool.run(strips, &|s| self.strip(s, xu, row_scale, m, &out));
+            let total = *first_task.last().expect("non-empty");
+            pool.run(total, &|t| {
+                let i = first_task.partition_point(|&f| f <= t) - 1;
+                layers[i].strip(t - first_task[i], xu, row_scale, m, &outs[i]);
+            });
         });
         Ok(())
     }

@@ -210,6 +210,50 @@ impl Linear {
         }
     }
 
+    /// [`Self::forward`] for several layers reading the same input (q/k/v, gate/up). W8A8
+    /// layers with one activation scheme quantize the input once and share one batch of pool
+    /// tasks; other layers run one after the other. Results equal separate `forward` calls.
+    pub fn forward_shared(
+        pool: &ThreadPool,
+        layers: &[&Linear],
+        x: &[f32],
+        m: usize,
+        ys: &mut [&mut [f32]],
+    ) -> Result<()> {
+        let int8: Option<Vec<&Int8Linear>> = layers.iter().map(|l| l.int8.as_deref()).collect();
+        match int8 {
+            Some(q) if ys.len() == layers.len() && Int8Linear::can_share_input(&q) => {
+                for (l, y) in layers.iter().zip(ys.iter()) {
+                    if x.len() < m * l.k || y.len() < m * l.n {
+                        return Err(EngineError::Kernel(format!(
+                            "linear {}×{}: input {} / output {} too small for m = {m}",
+                            l.n,
+                            l.k,
+                            x.len(),
+                            y.len()
+                        )));
+                    }
+                }
+                let mut outs: Vec<&mut [f32]> = layers
+                    .iter()
+                    .zip(ys.iter_mut())
+                    .map(|(l, y)| &mut y[..m * l.n])
+                    .collect();
+                Int8Linear::forward_group(pool, &q, x, m, &mut outs)?;
+                for (l, y) in layers.iter().zip(outs) {
+                    l.precision.round_slice(y);
+                }
+                Ok(())
+            }
+            _ => {
+                for (l, y) in layers.iter().zip(ys.iter_mut()) {
+                    l.forward(pool, x, m, y)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// y[m, n] = x[m, k] · Wᵀ + b, rounded to the model precision (one rounding, as PyTorch's
     /// bf16 addmm does).
     pub fn forward(&self, pool: &ThreadPool, x: &[f32], m: usize, y: &mut [f32]) -> Result<()> {

@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod attention_bf16;
 pub mod bf16;
+pub mod gemm_bf16_fma;
 pub mod gemm_portable;
 pub mod int8;
 pub mod int8_vnni;
@@ -24,6 +25,100 @@ use onednn::{OneDnn, OneDnnError, PackedWeight, Source, WeightData};
 /// Weights smaller than this (elements) stay on the portable path under automatic selection:
 /// oneDNN's per-call cost (primitive lookup, OpenMP region) dominates on tiny matrices.
 pub const AUTO_MIN_ELEMENTS: usize = 1 << 18;
+
+/// The backend of automatic selection: oneDNN where present for weights of at least
+/// [`AUTO_MIN_ELEMENTS`], with bf16 weights going to [`gemm_bf16_fma`] instead where that kernel
+/// is the faster one on this CPU (no AMX and a slow `vdpbf16ps`, see [`gemm_bf16_fma::preferred`]).
+pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
+    let dnn = onednn_backend(AUTO_MIN_ELEMENTS);
+    let amx = OneDnn::get().is_some_and(|d| d.has_amx());
+    if gemm_bf16_fma::preferred(amx) {
+        Some(Box::new(Bf16FmaBackend {
+            fallback: dnn,
+            min_elements: AUTO_MIN_ELEMENTS,
+        }))
+    } else {
+        dnn
+    }
+}
+
+/// [`gemm_bf16_fma`] for every bf16 weight of at least `min_elements` (f32 weights go to oneDNN
+/// with the same bound when present, else stay portable); `None` where the kernel cannot run.
+pub fn fma_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {
+    gemm_bf16_fma::available().then(|| {
+        Box::new(Bf16FmaBackend {
+            fallback: onednn_backend(min_elements),
+            min_elements,
+        }) as Box<dyn FastBackend>
+    })
+}
+
+/// bf16 weights as [`gemm_bf16_fma::Bf16Panels`]; everything else to `fallback`.
+struct Bf16FmaBackend {
+    fallback: Option<Box<dyn FastBackend>>,
+    min_elements: usize,
+}
+
+impl Bf16FmaBackend {
+    fn takes(&self, n: usize, k: usize) -> bool {
+        n * k >= self.min_elements && gemm_bf16_fma::available()
+    }
+}
+
+impl FastBackend for Bf16FmaBackend {
+    fn prepare(&self, w: &WeightStore, n: usize, k: usize) -> Result<Option<Box<dyn FastMatmul>>> {
+        if matches!(w, WeightStore::Bf16(_)) && self.takes(n, k) {
+            let pool = pool::ThreadPool::global();
+            let rows = |r0: usize, r1: usize| match w {
+                WeightStore::Bf16(v) => Ok(WeightStore::Bf16(v[r0 * k..r1 * k].to_vec())),
+                WeightStore::F32(v) => Ok(WeightStore::F32(v[r0 * k..r1 * k].to_vec())),
+            };
+            let panels = gemm_bf16_fma::Bf16Panels::from_rows(pool, n, k, &rows)?;
+            return Ok(Some(Box::new(FmaMatmul(panels))));
+        }
+        match &self.fallback {
+            Some(be) => be.prepare(w, n, k),
+            None => Ok(None),
+        }
+    }
+
+    fn prepare_rows(
+        &self,
+        n: usize,
+        k: usize,
+        rows: &dyn Fn(usize, usize) -> Result<WeightStore>,
+    ) -> Result<Option<Box<dyn FastMatmul>>> {
+        // The loader hands rows in the model precision: one row tells which it is.
+        if self.takes(n, k) && matches!(rows(0, 1)?, WeightStore::Bf16(_)) {
+            let pool = pool::ThreadPool::global();
+            let panels = gemm_bf16_fma::Bf16Panels::from_rows(pool, n, k, rows)?;
+            return Ok(Some(Box::new(FmaMatmul(panels))));
+        }
+        match &self.fallback {
+            Some(be) => be.prepare_rows(n, k, rows),
+            None => Ok(None),
+        }
+    }
+
+    fn name(&self) -> String {
+        match &self.fallback {
+            Some(be) => format!("bf16 FMA panels + {}", be.name()),
+            None => "bf16 FMA panels".into(),
+        }
+    }
+}
+
+struct FmaMatmul(gemm_bf16_fma::Bf16Panels);
+
+impl FastMatmul for FmaMatmul {
+    fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
+        self.0.matmul(pool::ThreadPool::global(), x, m, bias, y)
+    }
+
+    fn name(&self) -> String {
+        "bf16 panels (AVX-512 FMA)".into()
+    }
+}
 
 /// The oneDNN backend when the library is present; `min_elements` keeps smaller weights portable.
 pub fn onednn_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {

@@ -88,6 +88,8 @@ pub struct OneDnn {
     /// Idle streams; a call takes one (or creates one) and gives it back.
     streams: Mutex<Vec<usize>>,
     describe: String,
+    /// `dnnl_get_effective_cpu_isa()` at load.
+    isa: c_int,
     /// Keeps the code behind `api` mapped. Declared last; never dropped in practice (static).
     _lib: Library,
 }
@@ -140,6 +142,11 @@ impl OneDnn {
     /// Short description for logs, e.g. "oneDNN 2.6.3 (OpenMP, 2 threads, isa avx512_core_amx)".
     pub fn describe(&self) -> String {
         self.describe.clone()
+    }
+
+    /// Whether oneDNN runs AMX kernels here (its effective ISA includes AMX tiles).
+    pub fn has_amx(&self) -> bool {
+        isa_name(self.isa).contains("amx")
     }
 
     fn load() -> Result<OneDnn, String> {
@@ -217,6 +224,7 @@ impl OneDnn {
             attr_user_scratchpad: attr,
             streams: Mutex::new(Vec::new()),
             describe,
+            isa,
             _lib: lib,
         })
     }

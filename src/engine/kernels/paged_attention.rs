@@ -13,7 +13,7 @@ use super::attention::AttnShape;
 use super::bf16::Precision;
 use super::ops::SyncSlice;
 use super::pool::ThreadPool;
-use super::simd::multiversion;
+use super::simd::{exp_f32, multiversion};
 
 /// Key/value rows of one layer: `n_slots × kv_dim` values, f32 or bf16 bit patterns.
 #[derive(Clone, Copy)]
@@ -97,11 +97,12 @@ pub fn paged_attention(
             s.blocks.len() * block_size >= s.start + s.len,
             "block table too short"
         );
-        for h in 0..n_heads {
+        // One task per KV head: the query heads sharing it (GQA) widen each key tile once.
+        for g in 0..n_kv_heads {
             let mut i = 0;
             while i < s.len {
                 let e = (i + QUERY_BLOCK).min(s.len);
-                tasks.push((si, h, i, e));
+                tasks.push((si, g, i, e));
                 i = e;
             }
         }
@@ -123,8 +124,8 @@ pub fn paged_attention(
         out: &out_cell,
     };
     pool.run(tasks.len(), &|ti| {
-        let (si, h, i0, i1) = tasks[ti];
-        SCRATCH.with(|cell| attend(&job, &seqs[si], h, i0, i1, &mut cell.borrow_mut()));
+        let (si, g, i0, i1) = tasks[ti];
+        SCRATCH.with(|cell| attend(&job, &seqs[si], g, i0, i1, &mut cell.borrow_mut()));
     });
 }
 
@@ -146,18 +147,19 @@ struct Job<'a> {
 multiversion! {
     // Dispatched: the dot products, axpys and roundings vectorise to the CPU's widest ISA
     // (bit-identical across levels: no FMA contraction, fixed summation order).
-    /// Query rows [i0, i1) of sequence `s`, head `h`.
-    fn attend(job: &Job<'_>, s: &PagedSeq<'_>, h: usize, i0: usize, i1: usize, scratch: &mut Scratch) {
+    /// Query rows [i0, i1) of sequence `s`, every query head of KV head `g`.
+    fn attend(job: &Job<'_>, s: &PagedSeq<'_>, g: usize, i0: usize, i1: usize, scratch: &mut Scratch) {
         let Job { q, k, v, block_size, scale, p, qs, kvs, hd, group, out } = *job;
         let slot = |j: usize| -> usize {
             (s.blocks[j / block_size] as usize * block_size + j % block_size) * kvs
         };
-        let g = h / group;
         let rows = i1 - i0;
         // Keys visible to the last query of the block.
         let kmax = s.start + i1;
+        // Row index inside the task for query head g·group + hh, query row r.
+        let lines = group * rows;
         let Scratch { scores, tile, acc } = scratch;
-        scores.resize(rows * kmax, 0.0);
+        scores.resize(lines * kmax, 0.0);
         tile.resize(KEY_TILE * hd, 0.0);
         // Scores, one key tile at a time.
         let mut j0 = 0;
@@ -166,10 +168,12 @@ multiversion! {
             for j in j0..j1 {
                 k.load(slot(j) + g * hd, &mut tile[(j - j0) * hd..(j - j0 + 1) * hd]);
             }
-            for r in 0..rows {
+            for line in 0..lines {
+                let (hh, r) = (line / rows, line % rows);
+                let h = g * group + hh;
                 let visible = s.start + i0 + r + 1;
                 let qrow = &q[(s.q0 + i0 + r) * qs + h * hd..][..hd];
-                let srow = &mut scores[r * kmax..(r + 1) * kmax];
+                let srow = &mut scores[line * kmax..(line + 1) * kmax];
                 for j in j0..j1.min(visible) {
                     let d = dot(qrow, &tile[(j - j0) * hd..(j - j0 + 1) * hd]);
                     srow[j] = p.round(p.round(d) * scale);
@@ -177,45 +181,48 @@ multiversion! {
             }
             j0 = j1;
         }
-        // Softmax per row over its visible keys.
-        for r in 0..rows {
-            let visible = s.start + i0 + r + 1;
-            let row = &mut scores[r * kmax..r * kmax + visible];
+        // Softmax per row over its visible keys (scaled by 1/Σ, as PyTorch's CPU softmax).
+        for line in 0..lines {
+            let visible = s.start + i0 + line % rows + 1;
+            let row = &mut scores[line * kmax..line * kmax + visible];
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for x in row.iter_mut() {
-                *x = (*x - max).exp();
+                *x = exp_f32(*x - max);
                 sum += *x;
             }
+            let inv = 1.0 / sum;
             for x in row.iter_mut() {
-                *x = p.round(*x / sum);
+                *x = p.round(*x * inv);
             }
         }
         // P·V, keys in index order.
         acc.clear();
-        acc.resize(rows * hd, 0.0);
+        acc.resize(lines * hd, 0.0);
         let mut j0 = 0;
         while j0 < kmax {
             let j1 = (j0 + KEY_TILE).min(kmax);
             for j in j0..j1 {
                 v.load(slot(j) + g * hd, &mut tile[(j - j0) * hd..(j - j0 + 1) * hd]);
             }
-            for r in 0..rows {
-                let visible = s.start + i0 + r + 1;
-                let prow = &scores[r * kmax..(r + 1) * kmax];
-                let arow = &mut acc[r * hd..(r + 1) * hd];
+            for line in 0..lines {
+                let visible = s.start + i0 + line % rows + 1;
+                let prow = &scores[line * kmax..(line + 1) * kmax];
+                let arow = &mut acc[line * hd..(line + 1) * hd];
                 for j in j0..j1.min(visible) {
                     axpy(arow, prow[j], &tile[(j - j0) * hd..(j - j0 + 1) * hd]);
                 }
             }
             j0 = j1;
         }
-        for r in 0..rows {
-            let base = (s.q0 + i0 + r) * qs + h * hd;
-            // SAFETY: row q0+i0+r, columns [h·hd, (h+1)·hd) of `out` belong to this task only
-            // (tasks partition (seq rows × heads)); the caller's assert keeps them in bounds.
+        for line in 0..lines {
+            let (hh, r) = (line / rows, line % rows);
+            let base = (s.q0 + i0 + r) * qs + (g * group + hh) * hd;
+            // SAFETY: row q0+i0+r, columns of head g·group+hh of `out` belong to this task only
+            // (tasks partition (seq rows × KV heads), a KV head owns its query heads); the
+            // caller's assert keeps them in bounds.
             let o = unsafe { out.range(base, base + hd) };
-            for (d, &a) in o.iter_mut().zip(&acc[r * hd..(r + 1) * hd]) {
+            for (d, &a) in o.iter_mut().zip(&acc[line * hd..(line + 1) * hd]) {
                 *d = p.round(a);
             }
         }

@@ -3,6 +3,7 @@
 //! rounded to bf16 by the decoder, so this halves memory without changing a single value.
 
 use crate::engine::kernels::bf16::Precision;
+use crate::engine::kernels::mmap::advise_huge_pages;
 use crate::engine::kernels::paged_attention::KvRows;
 
 enum Rows {
@@ -12,9 +13,20 @@ enum Rows {
 
 impl Rows {
     fn new(len: usize, p: Precision) -> Self {
+        // Zeroed allocations of this size are fresh, untouched mappings: advised now, the pages
+        // a sequence first writes arrive as huge pages. Attention reads every cached key of every
+        // sequence each step from scattered blocks; with 4 KiB pages that is a TLB miss per key.
         match p {
-            Precision::F32 => Rows::F32(vec![0.0; len]),
-            Precision::Bf16 => Rows::Bf16(vec![0; len]),
+            Precision::F32 => {
+                let mut v = vec![0.0f32; len];
+                advise_huge_pages(v.as_mut_ptr().cast(), len * 4);
+                Rows::F32(v)
+            }
+            Precision::Bf16 => {
+                let mut v = vec![0u16; len];
+                advise_huge_pages(v.as_mut_ptr().cast(), len * 2);
+                Rows::Bf16(v)
+            }
         }
     }
 

@@ -1,0 +1,511 @@
+//! bf16-weight GEMM on the f32 FMA units: `y = x · Wᵀ (+ b)` with W stored as bf16 (2 bytes per
+//! weight, like oneDNN's packed bf16) and widened to f32 in registers.
+//!
+//! Why it exists: on CPUs without AMX, oneDNN's bf16 matmul runs on `vdpbf16ps`, and on some of
+//! them that instruction is far slower than plain FMA (measured on this project's Xeon VM:
+//! 86 GFLOP/s per core for `vdpbf16ps` against 350 for `vfmadd231ps`). There an f32 FMA kernel
+//! over bf16 panels does prefill and the vision tower ~3× faster. [`preferred`] measures both
+//! instruction rates once and decides; AMX machines keep oneDNN.
+//!
+//! Numerics: in bf16 mode both operands are bf16 values (the input is rounded to bf16 first, as
+//! oneDNN does); a product of two bf16 values is exact in f32 and sums are f32, i.e. PyTorch's
+//! bf16 matmul up to summation order. Every output element is one FMA chain over k in increasing
+//! order starting from zero, whatever the tile shape, the row count or the thread split, so a row's
+//! result does not depend on the batch it is computed in (the serving engine relies on that).
+//!
+//! Layout: chunks of 32 output channels; for each k, the chunk's 32 weights fill one 64-byte line,
+//! interleaved so that `line << 16` (the even halves) holds channels 0..16 as f32 and
+//! `line & 0xffff0000` (the odd halves) channels 16..32: one load and two integer ops widen 32
+//! weights. N is padded to a multiple of 32 with zero weights.
+
+use std::cell::RefCell;
+
+use super::linear::{RowSource, WeightStore};
+use super::pool::ThreadPool;
+use crate::engine::error::{EngineError, Result};
+
+/// Output channels per chunk (two 16-lane vectors).
+pub const CHUNK: usize = 32;
+/// Reduction block: a tile's weights for one block (KC × 64 bytes) stay in L1 across row tiles.
+const KC: usize = 256;
+/// Most rows in one register tile (12 rows × 2 vectors = 24 accumulators).
+const MAX_MR: usize = 12;
+/// Tasks per compute thread (dynamic claiming balances cores that other processes slow down).
+const TASKS_PER_THREAD: usize = 4;
+
+/// Whether the kernel can run here: AVX-512F and the dispatch level not lowered.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static CPU: OnceLock<bool> = OnceLock::new();
+        *CPU.get_or_init(|| is_x86_feature_detected!("avx512f"))
+            && super::simd::level() == super::simd::Level::Avx512
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A bf16 weight [n, k] packed into 32-channel chunks.
+pub struct Bf16Panels {
+    n: usize,
+    k: usize,
+    chunks: usize,
+    /// chunks × k × 32 bf16 bit patterns.
+    data: Vec<u16>,
+}
+
+/// Where chunk lane `j` (0..32) of a row lands inside its 32-value line.
+#[inline(always)]
+fn lane_slot(j: usize) -> usize {
+    if j < 16 {
+        2 * j
+    } else {
+        2 * (j - 16) + 1
+    }
+}
+
+/// `rows` (≤ 32) rows of `k` values into one chunk's k lines of 32 (missing rows stay zero):
+/// each output line is written once, in order.
+fn transpose_chunk(bits: &[u16], rows: usize, k: usize, dst: &mut [u16]) {
+    let src: Vec<&[u16]> = bits.chunks_exact(k).collect();
+    for (kk, line) in dst.chunks_exact_mut(CHUNK).enumerate() {
+        for (j, row) in src.iter().enumerate().take(rows) {
+            line[lane_slot(j)] = row[kk];
+        }
+    }
+}
+
+impl Bf16Panels {
+    /// Packs a weight handed over in row blocks (`rows(r0, r1)` = rows [r0, r1) as bf16 or
+    /// f32, rounded to bf16), so the source never needs to exist whole next to the packed copy.
+    pub fn from_rows(pool: &ThreadPool, n: usize, k: usize, rows: RowSource) -> Result<Self> {
+        if n == 0 || k == 0 {
+            return Err(EngineError::Kernel(format!(
+                "bf16 panels: empty weight {n}×{k}"
+            )));
+        }
+        let chunks = n.div_ceil(CHUNK);
+        let len = chunks * k * CHUNK;
+        let mut data: Vec<u16> = Vec::with_capacity(len);
+        super::mmap::advise_huge_pages(data.as_mut_ptr().cast(), len * 2);
+        data.resize(len, 0);
+        // Row blocks of whole chunks, about 8 MiB of source at a time.
+        let block = ((8 << 20) / (k * 2 * CHUNK)).max(1) * CHUNK;
+        let out = super::int8::RawRows(data.as_mut_ptr());
+        let mut r0 = 0;
+        while r0 < n {
+            let r1 = (r0 + block).min(n);
+            let part = rows(r0, r1)?;
+            if part.len() != (r1 - r0) * k {
+                return Err(EngineError::Kernel(format!(
+                    "bf16 panels: rows {r0}..{r1} hold {} values, expected {}",
+                    part.len(),
+                    (r1 - r0) * k
+                )));
+            }
+            let c0 = r0 / CHUNK;
+            pool.run((r1 - r0).div_ceil(CHUNK), &|i| {
+                let c = c0 + i;
+                // SAFETY: chunk c's k·32 values belong to this task only and lie inside `data`
+                // (c < chunks).
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out.get().add(c * k * CHUNK), k * CHUNK)
+                };
+                let rows_here = ((c + 1) * CHUNK).min(r1) - c * CHUNK;
+                let first = (c * CHUNK - r0) * k;
+                // Bit patterns of this chunk's rows, then one transposing pass over them.
+                let bits: Vec<u16> = match &part {
+                    WeightStore::Bf16(w) => w[first..first + rows_here * k]
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect(),
+                    WeightStore::F32(w) => w[first..first + rows_here * k]
+                        .iter()
+                        .map(|&v| (super::bf16::round_bf16(v).to_bits() >> 16) as u16)
+                        .collect(),
+                };
+                transpose_chunk(&bits, rows_here, k, dst);
+            });
+            r0 = r1;
+        }
+        Ok(Bf16Panels { n, k, chunks, data })
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 2
+    }
+
+    /// y[m, n] = bf16(x[m, k]) · Wᵀ (+ bias), f32 out. Must only be called when [`available`].
+    pub fn matmul(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<()> {
+        let (n, k) = (self.n, self.k);
+        if !available() {
+            return Err(EngineError::Kernel(
+                "bf16 FMA kernel called on a CPU without AVX-512".into(),
+            ));
+        }
+        if m == 0 || x.len() < m * k || y.len() < m * n || bias.is_some_and(|b| b.len() != n) {
+            return Err(EngineError::Kernel(format!(
+                "bf16 FMA matmul {n}×{k}: input {} / output {} / bias {:?} do not fit m = {m}",
+                x.len(),
+                y.len(),
+                bias.map(|b| b.len())
+            )));
+        }
+        let (mr, _) = plan(m);
+        INPUT.with(|cell| {
+            let mut a = cell.borrow_mut();
+            pack_input(&x[..m * k], m, k, mr, &mut a);
+            let tasks = self.chunks.min(pool.threads() * TASKS_PER_THREAD).max(1);
+            let out = super::int8::RawRows(y.as_mut_ptr());
+            let a = &a[..];
+            pool.run(tasks, &|t| {
+                let c0 = t * self.chunks / tasks;
+                let c1 = (t + 1) * self.chunks / tasks;
+                self.task(c0, c1, a, m, bias, &out);
+            });
+        });
+        Ok(())
+    }
+
+    /// Output chunks [c0, c1) for all rows.
+    fn task(
+        &self,
+        c0: usize,
+        c1: usize,
+        a: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &super::int8::RawRows<f32>,
+    ) {
+        let (n, k) = (self.n, self.k);
+        let (mr, ns) = plan(m);
+        let mut kb = 0;
+        while kb < k {
+            let kc = KC.min(k - kb);
+            let first = kb == 0;
+            let last_bias = if kb + kc == k { bias } else { None };
+            let mut c = c0;
+            while c < c1 {
+                let run = ns.min(c1 - c);
+                let mut r = 0;
+                while r < m {
+                    let rows = mr.min(m - r);
+                    let t = Tile {
+                        // Row tile r/mr starts at r·k in the packed input, k-major inside.
+                        a: &a[r * k + kb * rows..],
+                        b: &self.data[(c * k + kb) * CHUNK..],
+                        chunk_stride: k * CHUNK,
+                        kc,
+                        // Tile (r, c) writes rows r.., columns 32c.. of y only; tasks own disjoint
+                        // chunk ranges.
+                        y: out.get().wrapping_add(r * n + c * CHUNK),
+                        ldy: n,
+                        cols: n - c * CHUNK,
+                        first,
+                        bias: last_bias.map(|b| &b[c * CHUNK..]),
+                    };
+                    t.run(rows, run);
+                    r += rows;
+                }
+                c += run;
+            }
+            kb += kc;
+        }
+    }
+}
+
+/// The input rounded to bf16 and packed tile by tile (tiles of `mr` rows, the last one shorter),
+/// each tile k-major: element (r, kk) of the tile starting at row r0 sits at `r0·k + kk·rows + r`.
+/// A tile's rows are then one contiguous stream instead of `mr` rows a row stride apart (rows of
+/// 8 KiB stride fall into the same L1 set and evict each other).
+fn pack_input(x: &[f32], m: usize, k: usize, mr: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(m * k, 0.0);
+    let mut r0 = 0;
+    while r0 < m {
+        let rows = mr.min(m - r0);
+        let tile = &mut out[r0 * k..(r0 + rows) * k];
+        for r in 0..rows {
+            let src = &x[(r0 + r) * k..(r0 + r + 1) * k];
+            for (kk, &v) in src.iter().enumerate() {
+                tile[kk * rows + r] = super::bf16::round_bf16(v);
+            }
+        }
+        r0 += rows;
+    }
+}
+
+thread_local! {
+    // The packed bf16-rounded input, reused across calls (decode runs hundreds of linears per token).
+    static INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Rows per tile and chunks per tile for `m` rows: 24 accumulators, more chunks when there are
+/// few rows so that several independent FMA chains hide the latency.
+fn plan(m: usize) -> (usize, usize) {
+    match m {
+        1 => (1, 8),
+        2 => (2, 6),
+        3 => (3, 4),
+        4 => (4, 3),
+        5 | 6 => (m, 2),
+        _ => (m.min(MAX_MR), 1),
+    }
+}
+
+/// One register tile's operands: `rows` rows of the packed input from reduction offset kb (k-major,
+/// `rows` values per step), `chunks` chunks of packed weights at the same offset, written into `y` (row stride `ldy`) masked to `cols` columns.
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    a: &'a [f32],
+    b: &'a [u16],
+    chunk_stride: usize,
+    kc: usize,
+    y: *mut f32,
+    ldy: usize,
+    /// Valid output columns from the tile's first column on (the tail chunk is partial).
+    cols: usize,
+    /// Start from zero (first reduction block) instead of the partial sums in `y`.
+    first: bool,
+    /// Added after the last reduction block.
+    bias: Option<&'a [f32]>,
+}
+
+impl Tile<'_> {
+    fn run(&self, rows: usize, chunks: usize) {
+        assert!((1..=MAX_MR).contains(&rows) && chunks >= 1);
+        assert!(self.a.len() >= rows * self.kc);
+        assert!(self.b.len() >= (chunks - 1) * self.chunk_stride + self.kc * CHUNK);
+        assert!(self.cols >= 1);
+        #[cfg(target_arch = "x86_64")]
+        {
+            macro_rules! go {
+                ($(($r:literal, $v:literal)),*) => {
+                    match (rows, 2 * chunks) {
+                        // SAFETY: `available()` (checked by the caller) guarantees AVX-512F; the
+                        // asserts above bound every read of `a` and `b`; `y` is written only
+                        // through masks limited to `cols` columns of `rows` rows that the caller
+                        // owns.
+                        $(($r, $v) => unsafe { imp::tile::<$r, $v>(self) },)*
+                        _ => {
+                            // Shapes without their own instance: one chunk at a time.
+                            for s in 0..chunks {
+                                let t = Tile {
+                                    b: &self.b[s * self.chunk_stride..],
+                                    y: self.y.wrapping_add(s * CHUNK),
+                                    cols: self.cols.saturating_sub(s * CHUNK),
+                                    bias: self.bias.map(|b| &b[(s * CHUNK).min(b.len())..]),
+                                    ..*self
+                                };
+                                if t.cols > 0 {
+                                    t.run(rows, 1);
+                                }
+                            }
+                        }
+                    }
+                };
+            }
+            go!(
+                (1, 2),
+                (2, 2),
+                (3, 2),
+                (4, 2),
+                (5, 2),
+                (6, 2),
+                (7, 2),
+                (8, 2),
+                (9, 2),
+                (10, 2),
+                (11, 2),
+                (12, 2),
+                (1, 16),
+                (2, 12),
+                (3, 8),
+                (4, 6),
+                (5, 4),
+                (6, 4)
+            )
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::{Tile, CHUNK};
+
+    /// Column offset of accumulator vector `v` (chunk v/2, low or high half).
+    #[inline(always)]
+    fn col(v: usize) -> usize {
+        (v / 2) * CHUNK + (v % 2) * 16
+    }
+
+    #[inline(always)]
+    fn mask(cols: usize, v: usize) -> __mmask16 {
+        let left = cols.saturating_sub(col(v)).min(16);
+        ((1u32 << left) - 1) as __mmask16
+    }
+
+    /// MR rows × NV vectors (NV/2 chunks) of accumulators.
+    ///
+    /// # Safety
+    /// AVX-512F must be present; `t.a` / `t.b` must hold the tile's operands (checked by
+    /// [`Tile::run`]); `t.y` must be writable for MR rows of `min(cols, NV·16)` columns.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
+        let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        if !t.first {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, a) in row.iter_mut().enumerate() {
+                    // SAFETY: masked lanes are not read, the others are this tile's outputs.
+                    *a = unsafe {
+                        _mm512_maskz_loadu_ps(mask(t.cols, v), t.y.wrapping_add(r * t.ldy + col(v)))
+                    };
+                }
+            }
+        }
+        let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
+        for kk in 0..t.kc {
+            for s in 0..NV / 2 {
+                // SAFETY: chunk s, step kk lies inside `t.b` (asserted by the caller).
+                let w =
+                    unsafe { _mm512_loadu_si512(b.add(s * t.chunk_stride + kk * CHUNK).cast()) };
+                let lo = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w));
+                let hi = _mm512_castsi512_ps(_mm512_and_si512(w, high));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    // SAFETY: step kk < kc, row r < MR: inside `t.a` (asserted by the caller).
+                    let x = _mm512_set1_ps(unsafe { *a.add(kk * MR + r) });
+                    row[2 * s] = _mm512_fmadd_ps(x, lo, row[2 * s]);
+                    row[2 * s + 1] = _mm512_fmadd_ps(x, hi, row[2 * s + 1]);
+                }
+            }
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (v, a) in row.iter_mut().enumerate() {
+                let m = mask(t.cols, v);
+                if let Some(bias) = t.bias {
+                    // SAFETY: masked lanes are not read; unmasked ones are < cols ≤ bias length.
+                    let bv =
+                        unsafe { _mm512_maskz_loadu_ps(m, bias.as_ptr().wrapping_add(col(v))) };
+                    *a = _mm512_add_ps(*a, bv);
+                }
+                // SAFETY: masked store into this tile's own outputs.
+                unsafe { _mm512_mask_storeu_ps(t.y.wrapping_add(r * t.ldy + col(v)), m, *a) };
+            }
+        }
+    }
+
+    const RATE_ITERS: usize = 20_000;
+
+    /// Seconds for RATE_ITERS × 8 independent `vfmadd231ps`.
+    ///
+    /// # Safety
+    /// AVX-512F must be present.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn time_fma() -> f64 {
+        let x = _mm512_set1_ps(std::hint::black_box(0.999));
+        let y = _mm512_set1_ps(std::hint::black_box(1e-3));
+        let mut c = [_mm512_setzero_ps(); 8];
+        let t = std::time::Instant::now();
+        for _ in 0..RATE_ITERS {
+            for ci in c.iter_mut() {
+                *ci = _mm512_fmadd_ps(*ci, x, y);
+            }
+        }
+        std::hint::black_box(c.iter().map(|v| _mm512_reduce_add_ps(*v)).sum::<f32>());
+        t.elapsed().as_secs_f64()
+    }
+
+    /// Seconds for RATE_ITERS × 8 independent `vdpbf16ps`.
+    ///
+    /// # Safety
+    /// AVX-512F and AVX512-BF16 must be present.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn time_dot() -> f64 {
+        let bits = _mm512_set1_epi32(std::hint::black_box(0x3f00_3e80));
+        // SAFETY: __m512i and __m512bh are both 64 plain bytes.
+        let x: __m512bh = unsafe { std::mem::transmute::<__m512i, __m512bh>(bits) };
+        let mut c = [_mm512_setzero_ps(); 8];
+        let t = std::time::Instant::now();
+        for _ in 0..RATE_ITERS {
+            for ci in c.iter_mut() {
+                *ci = _mm512_dpbf16_ps(*ci, x, x);
+            }
+        }
+        std::hint::black_box(c.iter().map(|v| _mm512_reduce_add_ps(*v)).sum::<f32>());
+        t.elapsed().as_secs_f64()
+    }
+
+    /// FLOP/s of `vfmadd231ps` and of `vdpbf16ps` on one core (best of three short runs).
+    ///
+    /// # Safety
+    /// AVX-512F and AVX512-BF16 must be present.
+    pub unsafe fn instruction_rates() -> (f64, f64) {
+        let (mut fma, mut dot) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..3 {
+            // SAFETY: the caller guarantees both features.
+            unsafe {
+                fma = fma.min(time_fma());
+                dot = dot.min(time_dot());
+            }
+        }
+        let ops = (RATE_ITERS * 8) as f64;
+        (ops * 32.0 / fma, ops * 64.0 / dot)
+    }
+}
+
+/// Whether this kernel should take bf16 weights from oneDNN: it can run, oneDNN has no AMX here,
+/// and the CPU's bf16 dot product is slower than f32 FMA (per FLOP, below 3/4 of it). Measured once
+/// per process; `QWEN3VL_BF16_GEMM=fma|onednn` overrides.
+pub fn preferred(onednn_has_amx: bool) -> bool {
+    if !available() {
+        return false;
+    }
+    match std::env::var("QWEN3VL_BF16_GEMM").as_deref() {
+        Ok("fma") => return true,
+        Ok("onednn") => return false,
+        _ => {}
+    }
+    !onednn_has_amx && dot_is_slow()
+}
+
+/// `vdpbf16ps` below 3/4 of the FMA FLOP rate (or absent), measured once.
+pub fn dot_is_slow() -> bool {
+    use std::sync::OnceLock;
+    static SLOW: OnceLock<bool> = OnceLock::new();
+    *SLOW.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")) {
+                return true;
+            }
+            // SAFETY: both features were detected just above.
+            let (fma, dot) = unsafe { imp::instruction_rates() };
+            dot < 0.75 * fma
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            true
+        }
+    })
+}
