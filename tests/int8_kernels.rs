@@ -1,6 +1,6 @@
 //! W8A8 int8 linear: the VNNI tiles equal the portable path bit for bit, both equal the
 //! msModelSlim inference formulas computed independently here, and quantization error stays
-//! small — for odd shapes (M = 1, 3, 17; K not a multiple of 4, N not a multiple of 16).
+//! small — for odd shapes (M = 1, 3, 7, 11, 16, 17; K not a multiple of 4, N not a multiple of 16).
 
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::int8::{quantize_row, Int8Linear, Int8Weight};
@@ -21,13 +21,18 @@ fn noise(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-const SHAPES: [(usize, usize, usize); 7] = [
+// M = 7..=16 take the one-pass tall tiles on VNNI (7 with a single k group, 16 with the most
+// rows, 11 with N across several strips and a partial panel).
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 64, 16),
     (1, 70, 33),
     (3, 131, 100),
     (17, 64, 200),
     (6, 257, 64),
     (7, 1, 5),
+    (11, 150, 300),
+    (16, 2050, 70),
+    (16, 8, 16),
     (40, 96, 129),
 ];
 

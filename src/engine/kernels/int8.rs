@@ -25,6 +25,8 @@ pub const PANEL: usize = 16;
 pub const STRIP_PANELS: usize = 4;
 /// Rows computed together in one tile (weights are re-used from registers across them).
 pub const TILE_ROWS: usize = 6;
+/// Row counts that use the one-pass tall tiles on VNNI ([`int8_vnni::tile_tall`]).
+pub const TALL_M: std::ops::RangeInclusive<usize> = 7..=16;
 
 /// How activations are quantized before the integer GEMM.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -275,7 +277,7 @@ impl Int8Linear {
         }
         SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
-            let Scratch { xu, row_scale } = &mut *s;
+            let Scratch { xu, xt, row_scale } = &mut *s;
             xu.resize(m * kp, 128);
             row_scale.resize(m, 0.0);
             let quantize = |r: usize, dst: &mut [u8]| {
@@ -315,18 +317,38 @@ impl Int8Linear {
                 .zip(ys.iter_mut())
                 .map(|(l, y)| SyncSlice(y.as_mut_ptr(), m * l.w.n))
                 .collect();
+            let use_tall = TALL_M.contains(&m) && int8_vnni::available();
+            if use_tall {
+                xt.clear();
+                xt.resize(m * kp, 0);
+                for (r, row) in xu.chunks_exact(kp).enumerate() {
+                    for (g, word) in row.chunks_exact(4).enumerate() {
+                        xt[(g * m + r) * 4..][..4].copy_from_slice(word);
+                    }
+                }
+            }
+            let tall = use_tall.then_some(&xt[..]);
             let (xu, row_scale) = (&xu[..], &row_scale[..]);
             let total = *first_task.last().expect("non-empty");
             pool.run(total, &|t| {
                 let i = first_task.partition_point(|&f| f <= t) - 1;
-                layers[i].strip(t - first_task[i], xu, row_scale, m, &outs[i]);
+                layers[i].strip(t - first_task[i], xu, tall, row_scale, m, &outs[i]);
             });
         });
         Ok(())
     }
 
-    /// All rows for output channels [64·s, 64·s + 64).
-    fn strip(&self, s: usize, xu: &[u8], row_scale: &[f32], m: usize, out: &SyncSlice) {
+    /// All rows for output channels [64·s, 64·s + 64). `tall`: the activations group-major
+    /// (see [`int8_vnni::tile_tall`]) when `m` is in [`TALL_M`].
+    fn strip(
+        &self,
+        s: usize,
+        xu: &[u8],
+        tall: Option<&[u8]>,
+        row_scale: &[f32],
+        m: usize,
+        out: &SyncSlice,
+    ) {
         let (n, kp) = (self.w.n, self.w.kp);
         let groups = kp / 4;
         let panel_bytes = groups * PANEL * 4;
@@ -336,16 +358,40 @@ impl Int8Linear {
         let c0 = p0 * PANEL;
         let c1 = (c0 + np * PANEL).min(n);
         let b = &self.w.packed[p0 * panel_bytes..(p0 + np) * panel_bytes];
-        let mut acc = [0i32; TILE_ROWS * PANEL * STRIP_PANELS];
+        let mut acc = [0i32; int8_vnni::TALL_ROWS * PANEL * STRIP_PANELS];
         let vnni = int8_vnni::available();
+        if let (true, Some(at)) = (vnni, tall) {
+            // 7..=16 rows (batched decode): one pass over the weights for all rows.
+            for p in 0..np {
+                let panel = &b[p * panel_bytes..(p + 1) * panel_bytes];
+                int8_vnni::tile_tall(at, m, panel, groups, &mut acc[p * PANEL..]);
+            }
+            for r in 0..m {
+                // SAFETY: this task owns columns [c0, c1) of every row; rows are disjoint ranges.
+                let dst = unsafe { out.range(r * n + c0, r * n + c1) };
+                epilogue(
+                    &acc[r * PANEL * STRIP_PANELS..][..c1 - c0],
+                    &self.comp[c0..c1],
+                    &self.col_scale[c0..c1],
+                    row_scale[r],
+                    self.bias.as_ref().map(|b| &b[c0..c1]),
+                    dst,
+                );
+            }
+            return;
+        }
         let mut r0 = 0;
         while r0 < m {
             let rows = TILE_ROWS.min(m - r0);
             let a = &xu[r0 * kp..(r0 + rows) * kp];
+            let tile_acc: &mut [i32; TILE_ROWS * PANEL * STRIP_PANELS] = (&mut acc
+                [..TILE_ROWS * PANEL * STRIP_PANELS])
+                .try_into()
+                .expect("tile-sized prefix");
             if vnni {
-                int8_vnni::tile(a, kp, rows, b, np, groups, &mut acc);
+                int8_vnni::tile(a, kp, rows, b, np, groups, r0 == 0, tile_acc);
             } else {
-                tile_portable(a, kp, rows, b, np, groups, &mut acc);
+                tile_portable(a, kp, rows, b, np, groups, tile_acc);
             }
             for i in 0..rows {
                 let r = r0 + i;
@@ -378,13 +424,15 @@ impl<T> RawRows<T> {
 
 struct Scratch {
     xu: Vec<u8>,
+    /// `xu` group-major, for the tall tiles.
+    xt: Vec<u8>,
     row_scale: Vec<f32>,
 }
 
 thread_local! {
     // Reused across calls: decode runs hundreds of linears per token and should not allocate.
     static SCRATCH: RefCell<Scratch> = const {
-        RefCell::new(Scratch { xu: Vec::new(), row_scale: Vec::new() })
+        RefCell::new(Scratch { xu: Vec::new(), xt: Vec::new(), row_scale: Vec::new() })
     };
 }
 
