@@ -4,6 +4,7 @@
 
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::int8::{quantize_row, Int8Linear, Int8Weight};
+use qwen3vl::engine::kernels::int8_onednn::{self, Int8Engine};
 use qwen3vl::engine::kernels::int8_vnni;
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
 use qwen3vl::engine::kernels::pool::ThreadPool;
@@ -207,7 +208,7 @@ fn quantized_linear_is_close_to_the_float_linear() {
 fn packing_round_trips_and_rejects_bad_shapes() {
     let (_, q, _) = quantized_weight(37, 23, 5);
     let p = Int8Weight::pack(&q, 37, 23).unwrap();
-    assert_eq!(p.unpack(), q);
+    assert_eq!(p.unpack().unwrap(), q);
     assert!(Int8Weight::pack(&q, 36, 23).is_err());
     assert!(Int8Linear::dynamic(p, vec![1.0; 3], None).is_err());
     let p = Int8Weight::pack(&q, 37, 23).unwrap();
@@ -223,4 +224,52 @@ fn packing_round_trips_and_rejects_bad_shapes() {
         Precision::F32,
     );
     assert!(err.is_err(), "non-finite weights are rejected");
+}
+
+/// The AMX-INT8 tier: oneDNN's int8 matmul holds the weight and yields the same int32 sums, so
+/// every output bit equals the panels'. This CPU may lack AMX; oneDNN then runs its VNNI kernels
+/// through the same code path (the only part AMX changes is inside oneDNN).
+#[test]
+fn onednn_int8_engine_equals_the_panels() {
+    if !int8_onednn::exact_here() {
+        eprintln!("oneDNN with exact int8 (AMX or AVX512-VNNI) unavailable: skipped");
+        return;
+    }
+    let pool = ThreadPool::global();
+    let mut used = 0;
+    for (si, &(m, k, n)) in SHAPES
+        .iter()
+        .chain(&[(33, 300, 200), (128, 512, 640)])
+        .enumerate()
+    {
+        let seed = si as u32 * 10 + 5;
+        let (_, q, s_w) = quantized_weight(n, k, seed + 1);
+        let x = noise(m * k, seed + 2);
+        let bias = noise(n, seed + 3);
+        let layer = |engine| {
+            let w = Int8Weight::pack_with(&q, n, k, engine).unwrap();
+            Int8Linear::dynamic(w, s_w.clone(), Some(bias.clone())).unwrap()
+        };
+        let (panels, dnn) = (layer(Int8Engine::Panels), layer(Int8Engine::OneDnn));
+        assert_eq!(panels.weight().engine(), Int8Engine::Panels);
+        if dnn.weight().engine() != Int8Engine::OneDnn {
+            // oneDNN offers only a reference kernel for this shape: the panels keep it.
+            continue;
+        }
+        used += 1;
+        assert!(dnn.describe().contains("oneDNN"), "{}", dnn.describe());
+        assert_eq!(dnn.weight().unpack().unwrap(), q, "{m}×{k}×{n}: unpack");
+        let run = |l: &Int8Linear| {
+            let mut y = vec![f32::NAN; m * n];
+            l.forward(pool, &x, m, &mut y).unwrap();
+            y
+        };
+        assert_eq!(run(&dnn), run(&panels), "{m}×{k}×{n}: oneDNN ≠ panels");
+        // Shared input (q/k/v style): both engines in one group.
+        let mut a = vec![0f32; m * n];
+        let mut b = vec![0f32; m * n];
+        Int8Linear::forward_group(pool, &[&dnn, &panels], &x, m, &mut [&mut a, &mut b]).unwrap();
+        assert_eq!(a, b, "{m}×{k}×{n}: grouped oneDNN ≠ panels");
+    }
+    assert!(used >= 2, "oneDNN took only {used} of the shapes");
 }

@@ -211,7 +211,7 @@ impl<'a> Loader<'a> {
                 let (mut q, mut scales, mut bias) = (Vec::with_capacity(n * k), Vec::new(), None);
                 for (i, p) in prefixes.iter().enumerate() {
                     let part = load_int8_linear(self.ckpt, p, n_each, k, LinearScheme::W8A8Dynamic)?;
-                    q.extend(part.weight().unpack());
+                    q.extend(part.weight().unpack()?);
                     scales.extend_from_slice(part.col_scale());
                     if let Some(b) = part.bias() {
                         bias.get_or_insert_with(|| vec![0f32; n])[i * n_each..(i + 1) * n_each]

@@ -13,6 +13,8 @@
 
 use std::cell::RefCell;
 
+use super::int8_onednn::{default_engine, Int8Engine, OneDnnInt8};
+pub use super::int8_quant::{quantize_activations, quantize_row};
 use super::int8_vnni;
 use super::ops::SyncSlice;
 use super::pool::ThreadPool;
@@ -44,14 +46,22 @@ pub struct Int8Weight {
     pub k: usize,
     /// K rounded up to a multiple of 4.
     kp: usize,
+    /// Our panels; empty when oneDNN holds the weight.
     packed: Vec<i8>,
+    onednn: Option<OneDnnInt8>,
     /// Σ_k Wq[n, k] per output channel.
     col_sum: Vec<i32>,
 }
 
 impl Int8Weight {
-    /// Packs row-major int8 weights [n, k].
+    /// Packs row-major int8 weights [n, k] for the engine this CPU prefers ([`default_engine`]).
     pub fn pack(q: &[i8], n: usize, k: usize) -> Result<Self> {
+        Self::pack_with(q, n, k, default_engine())
+    }
+
+    /// [`Self::pack`] for a given engine; oneDNN falls back to the panels where it cannot run
+    /// exactly (see [`OneDnnInt8::pack`]).
+    pub fn pack_with(q: &[i8], n: usize, k: usize, engine: Int8Engine) -> Result<Self> {
         if q.len() != n * k || n == 0 || k == 0 {
             return Err(EngineError::Kernel(format!(
                 "int8 weight has {} values, expected {n}×{k}",
@@ -59,31 +69,58 @@ impl Int8Weight {
             )));
         }
         let kp = k.div_ceil(4) * 4;
+        let col_sum: Vec<i32> = q
+            .chunks_exact(k)
+            .map(|wr| wr.iter().map(|&w| w as i32).sum())
+            .collect();
+        if engine == Int8Engine::OneDnn {
+            if let Some(d) = OneDnnInt8::pack(q, n, k)? {
+                return Ok(Int8Weight {
+                    n,
+                    k,
+                    kp,
+                    packed: Vec::new(),
+                    onednn: Some(d),
+                    col_sum,
+                });
+            }
+        }
         let groups = kp / 4;
         let panels = n.div_ceil(PANEL);
         let len = panels * groups * PANEL * 4;
         let mut packed: Vec<i8> = Vec::with_capacity(len);
         super::mmap::advise_huge_pages(packed.as_mut_ptr().cast(), len);
         packed.resize(len, 0);
-        let mut col_sum = vec![0i32; n];
-        for (row, (wr, cs)) in q.chunks_exact(k).zip(&mut col_sum).enumerate() {
+        for (row, wr) in q.chunks_exact(k).enumerate() {
             let (p, j) = (row / PANEL, row % PANEL);
             for (kk, &w) in wr.iter().enumerate() {
                 packed[((p * groups + kk / 4) * PANEL + j) * 4 + kk % 4] = w;
             }
-            *cs = wr.iter().map(|&w| w as i32).sum();
         }
         Ok(Int8Weight {
             n,
             k,
             kp,
             packed,
+            onednn: None,
             col_sum,
         })
     }
 
+    /// Which engine holds the weight.
+    pub fn engine(&self) -> Int8Engine {
+        if self.onednn.is_some() {
+            Int8Engine::OneDnn
+        } else {
+            Int8Engine::Panels
+        }
+    }
+
     /// Row-major int8 values back (for saving a quantized checkpoint).
-    pub fn unpack(&self) -> Vec<i8> {
+    pub fn unpack(&self) -> Result<Vec<i8>> {
+        if let Some(d) = &self.onednn {
+            return d.unpack();
+        }
         let groups = self.kp / 4;
         let mut out = vec![0i8; self.n * self.k];
         for (row, wr) in out.chunks_exact_mut(self.k).enumerate() {
@@ -92,33 +129,18 @@ impl Int8Weight {
                 *w = self.packed[((p * groups + kk / 4) * PANEL + j) * 4 + kk % 4];
             }
         }
-        out
+        Ok(out)
     }
 
     pub fn bytes(&self) -> usize {
-        self.packed.len() + 4 * self.col_sum.len()
+        self.packed.len() + self.onednn.as_ref().map_or(0, |d| d.bytes()) + 4 * self.col_sum.len()
     }
-}
 
-/// Symmetric per-output-channel quantization of a float weight row:
-/// `s = max|w|/127`, `q = round(w/s)` (ties to even, like `torch.round`). An all-zero row gets
-/// scale 0 and zero weights.
-pub fn quantize_row(w: &[f32], q: &mut [i8]) -> f32 {
-    let max = abs_max(w);
-    if max == 0.0 || !max.is_finite() {
-        q.fill(0);
-        return if max.is_finite() { 0.0 } else { f32::NAN };
-    }
-    let s = max / 127.0;
-    quantize_weights(w, q, s);
-    s
-}
-
-multiversion! {
-    // Dispatched so `round_ties_even` becomes one vector instruction instead of a libm call.
-    fn quantize_weights(w: &[f32], q: &mut [i8], s: f32) {
-        for (d, &v) in q.iter_mut().zip(w) {
-            *d = (v / s).round_ties_even().clamp(-127.0, 127.0) as i8;
+    /// Pool tasks of one matmul: 64-channel strips of the panels, or oneDNN's slices.
+    fn tasks(&self) -> usize {
+        match &self.onednn {
+            Some(d) => d.tasks(),
+            None => self.n.div_ceil(PANEL * STRIP_PANELS),
         }
     }
 }
@@ -222,10 +244,10 @@ impl Int8Linear {
     }
 
     pub fn describe(&self) -> String {
-        let isa = if int8_vnni::available() {
-            "avx512-vnni"
-        } else {
-            "portable"
+        let isa = match &self.w.onednn {
+            Some(d) => format!("oneDNN {}", d.impl_name(128)),
+            None if int8_vnni::available() => "avx512-vnni".into(),
+            None => "portable".into(),
         };
         let a = match self.act {
             ActQuant::Dynamic => "per-token",
@@ -277,7 +299,12 @@ impl Int8Linear {
         }
         SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
-            let Scratch { xu, xt, row_scale } = &mut *s;
+            let Scratch {
+                xu,
+                xt,
+                xk,
+                row_scale,
+            } = &mut *s;
             xu.resize(m * kp, 128);
             row_scale.resize(m, 0.0);
             let quantize = |r: usize, dst: &mut [u8]| {
@@ -310,7 +337,7 @@ impl Int8Linear {
             first_task.push(0);
             for l in layers {
                 let last = *first_task.last().expect("non-empty");
-                first_task.push(last + l.w.n.div_ceil(PANEL * STRIP_PANELS));
+                first_task.push(last + l.w.tasks());
             }
             let outs: Vec<SyncSlice> = layers
                 .iter()
@@ -328,14 +355,51 @@ impl Int8Linear {
                 }
             }
             let tall = use_tall.then_some(&xt[..]);
+            // oneDNN takes the source as [m, k]: drop the padding to a multiple of 4.
+            let dense = if layers.iter().any(|l| l.w.onednn.is_some()) && kp != k {
+                xk.clear();
+                xk.extend(xu.chunks_exact(kp).flat_map(|r| &r[..k]));
+                &xk[..]
+            } else {
+                &xu[..]
+            };
             let (xu, row_scale) = (&xu[..], &row_scale[..]);
             let total = *first_task.last().expect("non-empty");
+            let failure = std::sync::Mutex::new(None);
             pool.run(total, &|t| {
                 let i = first_task.partition_point(|&f| f <= t) - 1;
-                layers[i].strip(t - first_task[i], xu, tall, row_scale, m, &outs[i]);
+                let (l, out) = (layers[i], &outs[i]);
+                match &l.w.onednn {
+                    None => l.strip(t - first_task[i], xu, tall, row_scale, m, out),
+                    Some(d) => {
+                        let r = d.run_task(t - first_task[i], dense, m, &|r, c0, c1, sums| {
+                            // SAFETY: this task owns columns [c0, c1) of every row.
+                            let dst = unsafe { out.range(r * l.w.n + c0, r * l.w.n + c1) };
+                            l.epilogue_row(sums, c0, c1, row_scale[r], dst);
+                        });
+                        if let Err(e) = r {
+                            *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                        }
+                    }
+                }
             });
-        });
-        Ok(())
+            match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Dequantizes one row's int32 sums for columns [c0, c1) into `dst`.
+    fn epilogue_row(&self, sums: &[i32], c0: usize, c1: usize, row_scale: f32, dst: &mut [f32]) {
+        epilogue(
+            &sums[..c1 - c0],
+            &self.comp[c0..c1],
+            &self.col_scale[c0..c1],
+            row_scale,
+            self.bias.as_ref().map(|b| &b[c0..c1]),
+            dst,
+        );
     }
 
     /// All rows for output channels [64·s, 64·s + 64). `tall`: the activations group-major
@@ -369,14 +433,7 @@ impl Int8Linear {
             for r in 0..m {
                 // SAFETY: this task owns columns [c0, c1) of every row; rows are disjoint ranges.
                 let dst = unsafe { out.range(r * n + c0, r * n + c1) };
-                epilogue(
-                    &acc[r * PANEL * STRIP_PANELS..][..c1 - c0],
-                    &self.comp[c0..c1],
-                    &self.col_scale[c0..c1],
-                    row_scale[r],
-                    self.bias.as_ref().map(|b| &b[c0..c1]),
-                    dst,
-                );
+                self.epilogue_row(&acc[r * PANEL * STRIP_PANELS..], c0, c1, row_scale[r], dst);
             }
             return;
         }
@@ -397,14 +454,7 @@ impl Int8Linear {
                 let r = r0 + i;
                 // SAFETY: this task owns columns [c0, c1) of every row; rows are disjoint ranges.
                 let dst = unsafe { out.range(r * n + c0, r * n + c1) };
-                epilogue(
-                    &acc[i * PANEL * STRIP_PANELS..][..c1 - c0],
-                    &self.comp[c0..c1],
-                    &self.col_scale[c0..c1],
-                    row_scale[r],
-                    self.bias.as_ref().map(|b| &b[c0..c1]),
-                    dst,
-                );
+                self.epilogue_row(&acc[i * PANEL * STRIP_PANELS..], c0, c1, row_scale[r], dst);
             }
             r0 += rows;
         }
@@ -426,69 +476,16 @@ struct Scratch {
     xu: Vec<u8>,
     /// `xu` group-major, for the tall tiles.
     xt: Vec<u8>,
+    /// `xu` without the k padding, for oneDNN.
+    xk: Vec<u8>,
     row_scale: Vec<f32>,
 }
 
 thread_local! {
     // Reused across calls: decode runs hundreds of linears per token and should not allocate.
     static SCRATCH: RefCell<Scratch> = const {
-        RefCell::new(Scratch { xu: Vec::new(), xt: Vec::new(), row_scale: Vec::new() })
+        RefCell::new(Scratch { xu: Vec::new(), xt: Vec::new(), xk: Vec::new(), row_scale: Vec::new() })
     };
-}
-
-/// Quantizes one row to `q + 128` and returns the row's dequantization factor (s_t, or 1 for
-/// static quantization whose scale lives in `deq_scale`).
-pub fn quantize_activations(x: &[f32], dst: &mut [u8], act: ActQuant) -> f32 {
-    match act {
-        ActQuant::Dynamic => {
-            let max = abs_max(x);
-            if max == 0.0 || !max.is_finite() {
-                // All-zero row: zero output (an inf/NaN row poisons its output like the float path).
-                dst.fill(128);
-                return if max.is_finite() { 0.0 } else { f32::NAN };
-            }
-            let s = max / 127.0;
-            quantize_dynamic(x, dst, s);
-            s
-        }
-        ActQuant::Static {
-            inv_scale,
-            zero_point,
-        } => {
-            quantize_static(x, dst, inv_scale, zero_point as f32);
-            1.0
-        }
-    }
-}
-
-multiversion! {
-    fn abs_max(x: &[f32]) -> f32 {
-        let mut m = [0f32; 16];
-        let mut chunks = x.chunks_exact(16);
-        for c in &mut chunks {
-            for i in 0..16 {
-                m[i] = m[i].max(c[i].abs());
-            }
-        }
-        let tail = chunks.remainder().iter().fold(0f32, |a, v| a.max(v.abs()));
-        m.iter().fold(tail, |a, &v| a.max(v))
-    }
-}
-
-multiversion! {
-    fn quantize_dynamic(x: &[f32], dst: &mut [u8], s: f32) {
-        for (d, &v) in dst.iter_mut().zip(x) {
-            *d = ((v / s).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8;
-        }
-    }
-}
-
-multiversion! {
-    fn quantize_static(x: &[f32], dst: &mut [u8], inv: f32, z: f32) {
-        for (d, &v) in dst.iter_mut().zip(x) {
-            *d = ((v * inv + z).round_ties_even().clamp(-128.0, 127.0) as i32 + 128) as u8;
-        }
-    }
 }
 
 multiversion! {

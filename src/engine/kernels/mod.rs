@@ -8,6 +8,8 @@ pub mod bf16;
 pub mod gemm_bf16_fma;
 pub mod gemm_portable;
 pub mod int8;
+pub mod int8_onednn;
+pub mod int8_quant;
 pub mod int8_vnni;
 pub mod linear;
 pub mod mmap;
@@ -164,6 +166,7 @@ impl FastBackend for OneDnnBackend {
             pack(match data {
                 WeightData::F32(v) => WeightData::F32(&v[n0 * k..n1 * k]),
                 WeightData::Bf16(v) => WeightData::Bf16(&v[n0 * k..n1 * k]),
+                WeightData::S8(v) => WeightData::S8(&v[n0 * k..n1 * k]),
             })
         })
     }

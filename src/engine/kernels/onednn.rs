@@ -47,6 +47,7 @@ use libloading::Library;
 use super::onednn_sys::*;
 
 mod handles;
+mod primitives;
 use handles::{AlignedBuf, Prim};
 
 /// The source operand of a matmul.
@@ -55,6 +56,12 @@ pub enum Source<'a> {
     F32(&'a [f32]),
     /// Already rounded to bf16 (only for bf16 weights).
     Bf16(&'a [bf16]),
+}
+
+/// The destination of a matmul: f32 for float weights, the exact int32 accumulators for int8.
+pub enum Dest<'a> {
+    F32(&'a mut [f32]),
+    S32(&'a mut [i32]),
 }
 
 /// Errors from the oneDNN binding.
@@ -234,6 +241,8 @@ impl OneDnn {
 pub enum WeightData<'a> {
     F32(&'a [f32]),
     Bf16(&'a [bf16]),
+    /// int8 weights multiplied by u8 activations into int32 (`u8 × s8 → s32`, exact).
+    S8(&'a [i8]),
 }
 
 /// Per-thread scratch reused across calls (it keeps its largest size).
@@ -279,8 +288,11 @@ pub struct PackedWeight {
     dnn: &'static OneDnn,
     n: usize,
     k: usize,
-    /// Data type of the weight and of the matmul source (`DNNL_F32` or `DNNL_BF16`).
+    /// Data type of the weight (`DNNL_F32`, `DNNL_BF16` or `DNNL_S8`).
     dt: dnnl_data_type_t,
+    /// Source and destination types: the weight's type and f32, or u8 and s32 for int8.
+    src_dt: dnnl_data_type_t,
+    dst_dt: dnnl_data_type_t,
     /// Layout of `data`.
     w_md: dnnl_memory_desc_t,
     /// The plain `[K, N]` `ba` layout (= the caller's `[N, K]` row-major).
@@ -307,6 +319,12 @@ impl PackedWeight {
         let (dt, src_ptr, len) = match w {
             WeightData::F32(s) => (DNNL_F32, s.as_ptr() as *mut c_void, s.len()),
             WeightData::Bf16(s) => (DNNL_BF16, s.as_ptr() as *mut c_void, s.len()),
+            WeightData::S8(s) => (DNNL_S8, s.as_ptr() as *mut c_void, s.len()),
+        };
+        let (src_dt, dst_dt) = if dt == DNNL_S8 {
+            (DNNL_U8, DNNL_S32)
+        } else {
+            (dt, DNNL_F32)
         };
         if n == 0 || k == 0 || len != n * k {
             return Err(OneDnnError::Shape(format!(
@@ -320,6 +338,8 @@ impl PackedWeight {
             n,
             k,
             dt,
+            src_dt,
+            dst_dt,
             w_md: plain_md,
             plain_md,
             blocked: false,
@@ -403,6 +423,22 @@ impl PackedWeight {
         self.matmul_src(Source::F32(x), m, bias, y)
     }
 
+    /// `y[M,N] = x[M,K] · Wᵀ` for int8 weights: `x` u8 row-major, `y` the exact int32 sums.
+    pub fn matmul_u8(&self, x: &[u8], m: usize, y: &mut [i32]) -> Result<(), OneDnnError> {
+        if self.dt != DNNL_S8 {
+            return Err(OneDnnError::Shape("a u8 source needs int8 weights".into()));
+        }
+        let (n, k) = (self.n, self.k);
+        if m == 0 || x.len() != m * k || y.len() != m * n {
+            return Err(OneDnnError::Shape(format!(
+                "x has {} elements and y {}, expected M·K = {m}·{k} and M·N = {m}·{n} (M ≥ 1)",
+                x.len(),
+                y.len()
+            )));
+        }
+        self.execute(m, x.as_ptr() as *mut c_void, Dest::S32(y), None)
+    }
+
     /// Whether this weight multiplies a bf16 source (then callers may convert `x` once with
     /// [`Source::Bf16`] and share it between several weights or slices).
     pub fn wants_bf16_source(&self) -> bool {
@@ -434,10 +470,14 @@ impl PackedWeight {
                 b.len()
             )));
         }
-        let mm = self.primitive(m, bias.is_some())?;
-        SCRATCH.with(|s| {
+        if self.dt == DNNL_S8 {
+            return Err(OneDnnError::Shape(
+                "int8 weights take a u8 source (matmul_u8)".into(),
+            ));
+        }
+        let src = SCRATCH.with(|s| {
             let s = &mut *s.borrow_mut();
-            let src = match (self.dt == DNNL_BF16, x) {
+            Ok(match (self.dt == DNNL_BF16, x) {
                 (true, Source::Bf16(xb)) => xb.as_ptr() as *mut c_void,
                 (true, Source::F32(x)) => {
                     if s.x_bf16.len() < x.len() {
@@ -454,7 +494,28 @@ impl PackedWeight {
                         "an f32 weight needs an f32 source".into(),
                     ))
                 }
-            };
+            })
+        })?;
+        // `src` points into the caller's `x` or this thread's scratch, which `execute` (same
+        // thread) does not resize.
+        self.execute(m, src, Dest::F32(y), bias)
+    }
+
+    /// Runs the cached primitive for `m` rows on `src` (already in the source type) into `y`.
+    fn execute(
+        &self,
+        m: usize,
+        src: *mut c_void,
+        y: Dest<'_>,
+        bias: Option<&[f32]>,
+    ) -> Result<(), OneDnnError> {
+        let mm = self.primitive(m, bias.is_some())?;
+        let dst = match y {
+            Dest::F32(y) => y.as_mut_ptr().cast(),
+            Dest::S32(y) => y.as_mut_ptr().cast(),
+        };
+        SCRATCH.with(|s| {
+            let s = &mut *s.borrow_mut();
             let w = if mm.unpack_weights {
                 self.unpack(&mut s.plain_w, &mut s.pad)?
             } else {
@@ -463,7 +524,7 @@ impl PackedWeight {
             let mut args = vec![
                 (DNNL_ARG_SRC, &mm.src_md, src),
                 (DNNL_ARG_WEIGHTS, &mm.w_md, w),
-                (DNNL_ARG_DST, &mm.dst_md, y.as_mut_ptr().cast()),
+                (DNNL_ARG_DST, &mm.dst_md, dst),
             ];
             if let (Some(md), Some(b)) = (&mm.bias_md, bias) {
                 args.push((DNNL_ARG_BIAS, md, b.as_ptr() as *mut c_void));
@@ -483,115 +544,28 @@ impl PackedWeight {
         Ok(name)
     }
 
+    /// The weight back in the caller's layout (`[N, K]` row-major), as raw bytes of its type.
+    pub fn plain_bytes(&self) -> Result<Vec<u8>, OneDnnError> {
+        let (mut buf, mut pad) = (AlignedBuf::default(), AlignedBuf::default());
+        let elt = self.elem_size();
+        let ptr = self.unpack(&mut buf, &mut pad)?;
+        // SAFETY: `unpack` wrote n·k elements of `elt` bytes at `ptr`, inside `buf`.
+        Ok(unsafe { std::slice::from_raw_parts(ptr as *const u8, self.n * self.k * elt) }.to_vec())
+    }
+
+    fn elem_size(&self) -> usize {
+        match self.dt {
+            DNNL_BF16 => 2,
+            DNNL_S8 => 1,
+            _ => 4,
+        }
+    }
+
     /// Forces the slow fallback for `M` (weight unpacked to plain on every call); for tests.
     #[doc(hidden)]
     pub fn force_unpack_fallback(&self, m: usize, has_bias: bool) -> Result<(), OneDnnError> {
         let mm = self.plain_fallback(m, has_bias)?;
         self.insert((m, has_bias), mm);
         Ok(())
-    }
-
-    fn create(
-        &self,
-        m: usize,
-        has_bias: bool,
-        w_md: &dnnl_memory_desc_t,
-    ) -> Result<Matmul, OneDnnError> {
-        let dnn = self.dnn;
-        let src_md = dnn.md(m, self.k, self.dt, DNNL_AB)?;
-        let dst_md = dnn.md(m, self.n, DNNL_F32, DNNL_AB)?;
-        let bias_md = if has_bias {
-            Some(dnn.md(1, self.n, DNNL_F32, DNNL_AB)?)
-        } else {
-            None
-        };
-        let mut desc = dnnl_matmul_desc_t::zeroed();
-        // SAFETY: all descriptors are initialised; a null bias descriptor means "no bias".
-        check("dnnl_matmul_desc_init", unsafe {
-            (dnn.api.matmul_desc_init)(
-                &mut desc,
-                &src_md,
-                w_md,
-                bias_md.as_ref().map_or(ptr::null(), |b| b as *const _),
-                &dst_md,
-            )
-        })?;
-        let prim = Prim::create(dnn, Some(&desc), None)?;
-        Ok(Matmul {
-            prim,
-            src_md,
-            w_md: *w_md,
-            dst_md,
-            bias_md,
-            unpack_weights: false,
-        })
-    }
-
-    fn plain_fallback(&self, m: usize, has_bias: bool) -> Result<Matmul, OneDnnError> {
-        let mut mm = self.create(m, has_bias, &self.plain_md)?;
-        mm.unpack_weights = self.blocked;
-        Ok(mm)
-    }
-
-    /// The cached primitive for `(m, has_bias)`, created on a miss.
-    fn primitive(&self, m: usize, has_bias: bool) -> Result<Arc<Matmul>, OneDnnError> {
-        let key = (m, has_bias);
-        {
-            let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            c.tick += 1;
-            let tick = c.tick;
-            if let Some(e) = c.entries.get_mut(&key) {
-                e.1 = tick;
-                return Ok(e.0.clone());
-            }
-        }
-        // Created outside the lock (JIT can take milliseconds); a racing duplicate is harmless.
-        let mm = match self.create(m, has_bias, &self.w_md) {
-            Ok(mm) => mm,
-            Err(e) if self.blocked => self.plain_fallback(m, has_bias).map_err(|_| e)?,
-            Err(e) => return Err(e),
-        };
-        Ok(self.insert(key, mm))
-    }
-
-    fn insert(&self, key: (usize, bool), mm: Matmul) -> Arc<Matmul> {
-        let mm = Arc::new(mm);
-        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if c.entries.len() >= CACHE_CAP && !c.entries.contains_key(&key) {
-            // Evict the least recently used entry, but never the decode primitive (M = 1).
-            let victim = c
-                .entries
-                .iter()
-                .filter(|(k, _)| k.0 != 1)
-                .min_by_key(|(_, v)| v.1)
-                .map(|(k, _)| *k);
-            if let Some(v) = victim {
-                c.entries.remove(&v);
-            }
-        }
-        let tick = c.tick;
-        c.entries.insert(key, (mm.clone(), tick));
-        mm
-    }
-
-    /// Reorders the packed weight back to plain `ba` into `buf` (the slow fallback).
-    fn unpack(
-        &self,
-        buf: &mut AlignedBuf,
-        pad: &mut AlignedBuf,
-    ) -> Result<*mut c_void, OneDnnError> {
-        let elt = if self.dt == DNNL_BF16 { 2 } else { 4 };
-        let dst = buf.ensure(self.n * self.k * elt);
-        let reorder = Prim::create(self.dnn, None, Some((&self.w_md, &self.plain_md)))?;
-        let src = self.data.0.as_ptr() as *mut c_void;
-        self.dnn.run(
-            &reorder,
-            &[
-                (DNNL_ARG_FROM, &self.w_md, src),
-                (DNNL_ARG_TO, &self.plain_md, dst),
-            ],
-            pad,
-        )?;
-        Ok(dst)
     }
 }

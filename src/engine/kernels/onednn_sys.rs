@@ -27,6 +27,9 @@ pub type dnnl_dims_t = [dnnl_dim_t; DNNL_MAX_NDIMS];
 pub type dnnl_data_type_t = c_int;
 pub const DNNL_BF16: dnnl_data_type_t = 2;
 pub const DNNL_F32: dnnl_data_type_t = 3;
+pub const DNNL_S32: dnnl_data_type_t = 4;
+pub const DNNL_S8: dnnl_data_type_t = 5;
+pub const DNNL_U8: dnnl_data_type_t = 6;
 
 /// `dnnl_format_tag_t` (values are enum positions in 2.6.3's `dnnl_types.h`).
 pub type dnnl_format_tag_t = c_int;

@@ -1,0 +1,148 @@
+//! W8A8 weights held by oneDNN's int8 matmul (`u8 × s8 → s32`) instead of our VNNI panels: the
+//! AMX-INT8 tier. On a CPU with AMX, oneDNN runs `tdpbusd` tiles (≈6 TOPS on 2 cores per the
+//! spec's measurements, against ≈1 TOPS for AVX512-VNNI); elsewhere it runs its own VNNI kernels.
+//!
+//! The source is the same `q + 128` bytes the panels take and the result is the exact int32 sum
+//! (AMX and VNNI accumulate u8·s8 products in int32 without saturation), so the epilogue —
+//! column sums, scales, bias — and therefore every output bit is the same as with the panels.
+//! CPUs with neither (oneDNN's pre-VNNI int8 path saturates 16-bit pair sums) never get here.
+//!
+//! Weights are column slices (one per compute thread, ≥ 64 channels each), each packed once
+//! into oneDNN's blocked layout and run single-threaded by one pool task, like the float path.
+
+use std::cell::RefCell;
+
+use super::onednn::{OneDnn, OneDnnError, PackedWeight, WeightData};
+use super::pool::ThreadPool;
+use crate::engine::error::{EngineError, Result};
+
+/// Which integer GEMM holds a W8A8 weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int8Engine {
+    /// Our panels: AVX512-VNNI tiles or the portable loops.
+    Panels,
+    /// oneDNN's int8 matmul (AMX-INT8 where present).
+    OneDnn,
+}
+
+/// The engine new W8A8 weights get: oneDNN when it runs AMX here, else the panels.
+/// `QWEN3VL_INT8=panels|onednn` overrides (oneDNN only where it is loaded and the CPU has
+/// AVX512-VNNI or AMX, so the integer sums stay exact).
+pub fn default_engine() -> Int8Engine {
+    use std::sync::OnceLock;
+    static E: OnceLock<Int8Engine> = OnceLock::new();
+    *E.get_or_init(|| {
+        let exact = exact_here();
+        match std::env::var("QWEN3VL_INT8").as_deref() {
+            Ok("panels") => Int8Engine::Panels,
+            Ok("onednn") if exact => Int8Engine::OneDnn,
+            _ if exact && OneDnn::get().is_some_and(|d| d.has_amx()) => Int8Engine::OneDnn,
+            _ => Int8Engine::Panels,
+        }
+    })
+}
+
+/// Whether oneDNN is loaded and its int8 sums are exact on this CPU (AMX or AVX512-VNNI).
+pub fn exact_here() -> bool {
+    let vnni = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    };
+    OneDnn::get().is_some_and(|d| d.has_amx() || vnni)
+}
+
+/// Receives one row's int32 sums: `(row, c0, c1, sums)` for output columns [c0, c1).
+pub type RowSums<'a> = &'a dyn Fn(usize, usize, usize, &[i32]);
+
+/// An int8 weight [n, k] as oneDNN column slices.
+pub struct OneDnnInt8 {
+    slices: Vec<(usize, usize, PackedWeight)>,
+}
+
+thread_local! {
+    // One slice's int32 sums for all rows, reused across calls.
+    static ACC: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl OneDnnInt8 {
+    /// Packs row-major int8 weights; `None` where oneDNN is absent, its sums would not be exact,
+    /// or it offers only a reference kernel.
+    pub fn pack(q: &[i8], n: usize, k: usize) -> Result<Option<Self>> {
+        let Some(dnn) = OneDnn::get().filter(|_| exact_here()) else {
+            return Ok(None);
+        };
+        if q.len() != n * k {
+            return Err(EngineError::Kernel(format!(
+                "int8 weight has {} values, expected {n}×{k}",
+                q.len()
+            )));
+        }
+        let threads = ThreadPool::global().threads();
+        let parts = threads.min(n / 64).max(1);
+        let per = n.div_ceil(parts).div_ceil(64) * 64;
+        let mut slices = Vec::with_capacity(parts);
+        let mut n0 = 0;
+        while n0 < n {
+            let n1 = (n0 + per).min(n);
+            match PackedWeight::new(dnn, WeightData::S8(&q[n0 * k..n1 * k]), n1 - n0, k) {
+                Ok(p) => slices.push((n0, n1, p)),
+                Err(OneDnnError::ReferenceOnly { .. }) => return Ok(None),
+                Err(e) => return Err(EngineError::Kernel(e.to_string())),
+            }
+            n0 = n1;
+        }
+        Ok(Some(OneDnnInt8 { slices }))
+    }
+
+    /// Pool tasks of one matmul (one per slice).
+    pub fn tasks(&self) -> usize {
+        self.slices.len()
+    }
+
+    /// Task `t`: the int32 sums of slice `t` for `m` rows of `x` (u8, `[m, k]`), handed row by
+    /// row to `epilogue(row, c0, c1, sums)` for output columns [c0, c1).
+    pub fn run_task(&self, t: usize, x: &[u8], m: usize, epilogue: RowSums) -> Result<()> {
+        let (n0, n1, w) = &self.slices[t];
+        let width = n1 - n0;
+        ACC.with(|cell| {
+            let mut acc = cell.borrow_mut();
+            acc.resize(m * width, 0);
+            w.matmul_u8(x, m, &mut acc)
+                .map_err(|e| EngineError::Kernel(e.to_string()))?;
+            for (r, sums) in acc.chunks_exact(width).enumerate() {
+                epilogue(r, *n0, *n1, sums);
+            }
+            Ok(())
+        })
+    }
+
+    /// The weights back, row-major [n, k].
+    pub fn unpack(&self) -> Result<Vec<i8>> {
+        let mut out = Vec::new();
+        for (_, _, w) in &self.slices {
+            let bytes = w
+                .plain_bytes()
+                .map_err(|e| EngineError::Kernel(e.to_string()))?;
+            out.extend(bytes.into_iter().map(|b| b as i8));
+        }
+        Ok(out)
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.slices.iter().map(|(_, _, w)| w.packed_bytes()).sum()
+    }
+
+    /// oneDNN's implementation name for `m` rows, e.g. `brg:avx512_core_amx`.
+    pub fn impl_name(&self, m: usize) -> String {
+        self.slices[0]
+            .2
+            .impl_name(m)
+            .unwrap_or_else(|_| "oneDNN".into())
+    }
+}
