@@ -4,53 +4,17 @@
 //! the number of rows computed with it. On a CPU without AVX-512 the tests say so and only check
 //! that the backend refuses to run.
 
+mod common;
+
+use common::{noise, reference};
 use half::bf16;
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::gemm_bf16_fma::{self, Bf16Panels};
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
 use qwen3vl::engine::kernels::pool::ThreadPool;
 
-fn noise(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 fn bf16_values(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect()
-}
-
-/// Σ_k x·w (+ b) in f64, with Σ|x·w| for the tolerance.
-fn reference(
-    x: &[f32],
-    w: &[f32],
-    b: Option<&[f32]>,
-    m: usize,
-    n: usize,
-    k: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    let mut y = vec![0f64; m * n];
-    let mut mag = vec![0f64; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = b.map_or(0.0, |b| b[j] as f64);
-            let mut abs = acc.abs();
-            for kk in 0..k {
-                let p = x[i * k + kk] as f64 * w[j * k + kk] as f64;
-                acc += p;
-                abs += p.abs();
-            }
-            y[i * n + j] = acc;
-            mag[i * n + j] = abs;
-        }
-    }
-    (y, mag)
 }
 
 fn panels(w: &[f32], n: usize, k: usize) -> Bf16Panels {

@@ -1,6 +1,9 @@
 //! Every fast path equals the portable path: oneDNN vs the portable GEMM for odd shapes, and the
 //! AVX-512 / AVX2 builds of the elementwise kernels vs the baseline build (bit-identical).
 
+mod common;
+
+use common::noise;
 use half::bf16;
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
@@ -9,18 +12,6 @@ use qwen3vl::engine::kernels::ops::{
 };
 use qwen3vl::engine::kernels::pool::ThreadPool;
 use qwen3vl::engine::kernels::simd::{force_level, Level};
-
-fn noise(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn naive(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f64> {
     let mut y = vec![0f64; m * n];

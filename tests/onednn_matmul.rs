@@ -1,5 +1,8 @@
 //! oneDNN matmul binding vs a naive f64 reference. Skips (passes) where oneDNN is unavailable.
 
+mod common;
+
+use common::reference;
 use half::bf16;
 use qwen3vl::engine::kernels::onednn::{OneDnn, OneDnnError, PackedWeight, WeightData};
 
@@ -30,37 +33,6 @@ fn dnn() -> Option<&'static OneDnn> {
             None
         }
     }
-}
-
-/// Naive `x · Wᵀ + b` in f64; also returns Σ|x·w| per output for tolerances.
-fn reference(
-    x: &[f32],
-    w: &[f32],
-    b: Option<&[f32]>,
-    m: usize,
-    n: usize,
-    k: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    let mut y = vec![0f64; m * n];
-    let mut mag = vec![0f64; m * n];
-    for i in 0..m {
-        let xr = &x[i * k..(i + 1) * k];
-        for j in 0..n {
-            let wr = &w[j * k..(j + 1) * k];
-            let (mut s, mut a) = (
-                b.map_or(0.0, |b| b[j] as f64),
-                b.map_or(0.0, |b| (b[j] as f64).abs()),
-            );
-            for (&xv, &wv) in xr.iter().zip(wr) {
-                let p = xv as f64 * wv as f64;
-                s += p;
-                a += p.abs();
-            }
-            y[i * n + j] = s;
-            mag[i * n + j] = a;
-        }
-    }
-    (y, mag)
 }
 
 /// Checks |y − ref| ≤ rel·Σ|x·w| + 1e-6 everywhere; returns the worst error / Σ|x·w|.

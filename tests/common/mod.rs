@@ -78,3 +78,47 @@ pub fn argmax_agreement(a: &[f32], b: &[f32], vocab: usize) -> f64 {
         .count();
     agree as f64 / rows as f64
 }
+
+/// Deterministic values in [-1, 1) (xorshift), for kernel tests.
+pub fn noise(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Naive `x · Wᵀ + b` in f64; also returns Σ|x·w| per output for tolerances.
+pub fn reference(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut y = vec![0f64; m * n];
+    let mut mag = vec![0f64; m * n];
+    for i in 0..m {
+        let xr = &x[i * k..(i + 1) * k];
+        for j in 0..n {
+            let wr = &w[j * k..(j + 1) * k];
+            let (mut s, mut a) = (
+                b.map_or(0.0, |b| b[j] as f64),
+                b.map_or(0.0, |b| (b[j] as f64).abs()),
+            );
+            for (&xv, &wv) in xr.iter().zip(wr) {
+                let p = xv as f64 * wv as f64;
+                s += p;
+                a += p.abs();
+            }
+            y[i * n + j] = s;
+            mag[i * n + j] = a;
+        }
+    }
+    (y, mag)
+}
