@@ -41,36 +41,37 @@ impl MoeBlock {
             );
         }
         // Fused checkpoint tensors are stored (expert, in, out); our linears want (out, in).
+        // One expert at a time is widened and transposed (a whole layer's experts in f32 would be
+        // 2.4 GB for 30B-A3B), and its file pages are released once it is built.
+        let (gu_name, dn_name) = (
+            format!("{prefix}.experts.gate_up_proj"),
+            format!("{prefix}.experts.down_proj"),
+        );
         let gu = l
             .ckpt
-            .get_shaped(
-                &format!("{prefix}.experts.gate_up_proj"),
-                &[n_experts, hidden, 2 * inter],
-            )?
-            .to_f32();
-        let dn = l
-            .ckpt
-            .get_shaped(
-                &format!("{prefix}.experts.down_proj"),
-                &[n_experts, inter, hidden],
-            )?
-            .to_f32();
+            .get_shaped(&gu_name, &[n_experts, hidden, 2 * inter])?;
+        let dn = l.ckpt.get_shaped(&dn_name, &[n_experts, inter, hidden])?;
+        let (gu_bytes, dn_bytes) = (
+            hidden * 2 * inter * gu.elem_size(),
+            inter * hidden * dn.elem_size(),
+        );
         let mut experts = Vec::with_capacity(n_experts);
+        let mut rows = Vec::new();
         for e in 0..n_experts {
-            let gu_e = transpose(
-                &gu[e * hidden * 2 * inter..(e + 1) * hidden * 2 * inter],
-                hidden,
-                2 * inter,
-            );
-            let dn_e = transpose(
-                &dn[e * inter * hidden..(e + 1) * inter * hidden],
-                inter,
-                hidden,
-            );
+            rows.clear();
+            gu.rows_f32(e * hidden, hidden, 2 * inter, &mut rows);
+            let gu_e = transpose(&rows, hidden, 2 * inter);
+            rows.clear();
+            dn.rows_f32(e * inter, inter, hidden, &mut rows);
+            let dn_e = transpose(&rows, inter, hidden);
             experts.push(Expert {
                 gate_up: l.text_linear_from(l.store_from_f32(gu_e), 2 * inter, hidden, None)?,
                 down: l.text_linear_from(l.store_from_f32(dn_e), hidden, inter, None)?,
             });
+            l.ckpt
+                .release_part(&gu_name, e * gu_bytes, (e + 1) * gu_bytes);
+            l.ckpt
+                .release_part(&dn_name, e * dn_bytes, (e + 1) * dn_bytes);
         }
         Ok(MoeBlock {
             router,
