@@ -77,26 +77,9 @@ static double fma_kernel(long iters, float *sink) {
 }
 #endif
 
-static double fma_peak(int threads, int reps) {
-    double best = 0;
-#ifdef __AVX512F__
-    omp_set_num_threads(threads);
-    for (int r = 0; r < reps; r++) {
-        double flops = 0, t = now();
-        float sink = 0;
-#pragma omp parallel reduction(+ : flops)
-        { flops += fma_kernel(20000000, &sink); }
-        double g = flops / (now() - t) / 1e9;
-        if (g > best) best = g;
-        if (sink == 12345.f) puts("");
-    }
-#endif
-    return best;
-}
-
 #ifdef __AVX512VNNI__
 // Same shape with vpdpbusd (u8 x s8, 4 products per 32-bit lane): 128 int8 ops per instruction.
-static double int8_kernel(long iters, int *sink) {
+static double int8_kernel(long iters, float *sink) {
 #define C(i) _mm512_set1_epi32(i)
     __m512i c0 = C(0), c1 = C(1), c2 = C(2), c3 = C(3), c4 = C(4), c5 = C(5);
     __m512i c6 = C(6), c7 = C(7), c8 = C(8), c9 = C(9), c10 = C(10), c11 = C(11);
@@ -113,44 +96,39 @@ static double int8_kernel(long iters, int *sink) {
     __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
                                  _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)));
     s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)));
-    *sink = _mm512_reduce_add_epi32(s);
+    *sink = (float)_mm512_reduce_add_epi32(s);
     return (double)iters * 12 * 128;  // 16 lanes x 4 products x (mul + add)
 }
 #endif
 
-static double int8_peak(int threads, int reps) {
+// Best rate (G ops/s) of `kernel` on `threads` threads over `reps` runs; 0 when the CPU (this
+// build) lacks the instructions (`kernel` is NULL).
+typedef double (*peak_kernel)(long iters, float *sink);
+static double best_rate(peak_kernel kernel, int threads, int reps) {
     double best = 0;
-#ifdef __AVX512VNNI__
+    if (!kernel) return 0;
     omp_set_num_threads(threads);
     for (int r = 0; r < reps; r++) {
         double ops = 0, t = now();
-        int sink = 0;
-#pragma omp parallel reduction(+ : ops)
-        { ops += int8_kernel(20000000, &sink); }
-        double g = ops / (now() - t) / 1e9;
-        if (g > best) best = g;
-        if (sink == 12345) puts("");
-    }
-#endif
-    return best;
-}
-
-static double bf16_peak(int threads, int reps) {
-    double best = 0;
-#ifdef __AVX512BF16__
-    omp_set_num_threads(threads);
-    for (int r = 0; r < reps; r++) {
-        double flops = 0, t = now();
         float sink = 0;
-#pragma omp parallel reduction(+ : flops)
-        { flops += bf16_kernel(20000000, &sink); }
-        double g = flops / (now() - t) / 1e9;
+#pragma omp parallel reduction(+ : ops)
+        { ops += kernel(20000000, &sink); }
+        double g = ops / (now() - t) / 1e9;
         if (g > best) best = g;
         if (sink == 12345.f) puts("");  // keep the work
     }
-#endif
     return best;
 }
+
+#ifndef __AVX512BF16__
+#define bf16_kernel NULL
+#endif
+#ifndef __AVX512F__
+#define fma_kernel NULL
+#endif
+#ifndef __AVX512VNNI__
+#define int8_kernel NULL
+#endif
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -182,11 +160,11 @@ int main(int argc, char **argv) {
 
     // On a shared machine the T-thread run rarely gets T idle cores, while a 1-thread run usually
     // gets one; register-only FLOPs scale with cores, so T x the 1-thread rate is a fair ceiling.
-    double peak_t = bf16_peak(threads, reps), peak_1 = bf16_peak(1, reps);
+    double peak_t = best_rate(bf16_kernel, threads, reps), peak_1 = best_rate(bf16_kernel, 1, reps);
     double peak = peak_t > threads * peak_1 ? peak_t : threads * peak_1;
-    double f_t = fma_peak(threads, reps), f_1 = fma_peak(1, reps);
+    double f_t = best_rate(fma_kernel, threads, reps), f_1 = best_rate(fma_kernel, 1, reps);
     double fma = f_t > threads * f_1 ? f_t : threads * f_1;
-    double i8_t = int8_peak(threads, reps), i8_1 = int8_peak(1, reps);
+    double i8_t = best_rate(int8_kernel, threads, reps), i8_1 = best_rate(int8_kernel, 1, reps);
     double i8 = i8_t > threads * i8_1 ? i8_t : threads * i8_1;
 
     // Huge pages: with 4 KiB pages the hardware prefetchers stop at every page boundary and a

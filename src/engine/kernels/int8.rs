@@ -344,7 +344,10 @@ impl Int8Linear {
                 .zip(ys.iter_mut())
                 .map(|(l, y)| SyncSlice(y.as_mut_ptr(), m * l.w.n))
                 .collect();
-            let use_tall = TALL_M.contains(&m) && int8_vnni::available();
+            // The group-major copy only serves panel layers (oneDNN reads `xu` itself).
+            let use_tall = TALL_M.contains(&m)
+                && int8_vnni::available()
+                && layers.iter().any(|l| l.w.onednn.is_none());
             if use_tall {
                 xt.clear();
                 xt.resize(m * kp, 0);
