@@ -1,8 +1,10 @@
-//! Throughput of one `Linear` through the engine's own paths: bf16 (oneDNN when present, and the
-//! AVX-512 FMA kernel over bf16 panels) and W8A8 int8, for the Qwen3-VL-2B MLP shape (6144×2048) and the LM head.
+//! Throughput of one `Linear` through the engine's own paths: bf16 (portable, oneDNN when present,
+//! and the FMA kernel over bf16 panels with AVX-512 or AVX2 tiles) and W8A8 int8, for the
+//! Qwen3-VL-2B MLP shape (6144×2048) and the LM head.
 //! Decode rows report weight bytes streamed per second, larger M reports GOPS.
 //!
-//! `cargo run --release --example linear_bench [-- M…]` (default M = 1 4 16 128). Medians of
+//! `cargo run --release --example linear_bench [-- M…]` (default M = 1 4 16 128;
+//! `LINEAR_BENCH_PORTABLE=1` adds the portable bf16 path). Medians of
 //! repeated calls; run on an idle machine (timings of a shared box are noisy).
 
 use std::time::Instant;
@@ -36,6 +38,10 @@ fn main() {
             .collect();
         let store = WeightStore::Bf16(w);
         let mut linears = Vec::new();
+        if std::env::var_os("LINEAR_BENCH_PORTABLE").is_some() {
+            let l = Linear::new(store.clone(), n, k, None, Precision::Bf16, None);
+            linears.push(("bf16", l.expect("bf16 linear"), 2.0));
+        }
         for be in [&onednn, &fma].into_iter().flatten() {
             let l = Linear::new(store.clone(), n, k, None, Precision::Bf16, Some(&**be));
             linears.push(("bf16", l.expect("bf16 linear"), 2.0));

@@ -1,8 +1,9 @@
-//! The AVX-512 FMA kernel over bf16 panels (`kernels::gemm_bf16_fma`) against an f64 reference
-//! and the portable path, on odd shapes (M = 1, 3, 17, …; K and N off the 32-channel chunk and the
-//! 256-deep reduction block), plus its batch invariance: a row's result is bit-identical whatever
-//! the number of rows computed with it. On a CPU without AVX-512 the tests say so and only check
-//! that the backend refuses to run.
+//! The FMA kernel over bf16 panels (`kernels::gemm_bf16_fma`, AVX-512 or AVX2 tiles, whichever the
+//! CPU has) against an f64 reference and the portable path, on odd shapes (M = 1, 3, 17, …; K and
+//! N off the 32-channel chunk and the 256-deep reduction block), plus its batch invariance: a row's
+//! result is bit-identical whatever the number of rows computed with it. On an AVX-512 CPU the
+//! AVX2 tiles are also run and must give the same bits. On a CPU with neither the tests say so
+//! and only check that the backend refuses to run.
 
 mod common;
 
@@ -12,6 +13,7 @@ use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::gemm_bf16_fma::{self, Bf16Panels};
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
 use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::simd::{force_level, level, Level};
 
 fn bf16_values(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect()
@@ -29,7 +31,7 @@ fn panels(w: &[f32], n: usize, k: usize) -> Bf16Panels {
 #[test]
 fn matches_the_f64_reference_on_odd_shapes() {
     if !gemm_bf16_fma::available() {
-        eprintln!("no AVX-512F here: the bf16 FMA kernel is not used on this CPU");
+        eprintln!("no AVX-512F or AVX2 + FMA here: the bf16 FMA kernel is not used on this CPU");
         return;
     }
     let pool = ThreadPool::global();
@@ -172,4 +174,36 @@ fn bad_shapes_are_errors() {
     assert!(p.matmul(pool, &x, 2, Some(&[0.0; 10]), &mut y).is_err());
     let rows = |_: usize, _: usize| Ok(WeightStore::Bf16(vec![bf16::ZERO; 5]));
     assert!(Bf16Panels::from_rows(pool, 64, 32, &rows).is_err());
+}
+
+#[test]
+fn avx2_tiles_give_the_avx512_bits() {
+    if level() != Level::Avx512 || !gemm_bf16_fma::available() {
+        eprintln!("no AVX-512 here: only the AVX2 tiles run (checked by the other tests)");
+        return;
+    }
+    let pool = ThreadPool::global();
+    for &(m, k, n) in &[
+        (1usize, 600usize, 37usize),
+        (2, 300, 70),
+        (3, 257, 65),
+        (6, 100, 96),
+        (7, 513, 33),
+        (17, 256, 130),
+    ] {
+        let x = bf16_values(&noise(m * k, 21 + m as u32));
+        let w = bf16_values(&noise(n * k, 5 + n as u32));
+        let b = noise(n, 8);
+        let p = panels(&w, n, k);
+        let mut wide = vec![0f32; m * n];
+        p.matmul(pool, &x, m, Some(&b), &mut wide).unwrap();
+        // Lowering the level is process-wide: tests running meanwhile take the AVX2 tiles too,
+        // which must not change their results either.
+        force_level(Some(Level::Avx2));
+        let mut narrow = vec![f32::NAN; m * n];
+        let r = p.matmul(pool, &x, m, Some(&b), &mut narrow);
+        force_level(None);
+        r.unwrap();
+        assert_eq!(wide, narrow, "{m}x{k}x{n}: AVX2 tiles differ from AVX-512");
+    }
 }

@@ -1,6 +1,7 @@
-//! W8A8 int8 linear: the VNNI tiles equal the portable path bit for bit, both equal the
-//! msModelSlim inference formulas computed independently here, and quantization error stays
-//! small — for odd shapes (M = 1, 3, 7, 11, 16, 17; K not a multiple of 4, N not a multiple of 16).
+//! W8A8 int8 linear: the VNNI tiles, the AVX2 tiles and the portable path agree bit for bit, all
+//! equal the msModelSlim inference formulas computed independently here, and quantization error
+//! stays small — for odd shapes (M = 1, 3, 7, 11, 16, 17; K not a multiple of 4, N not a multiple
+//! of 16).
 
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::int8::{quantize_row, Int8Linear, Int8Weight};
@@ -103,12 +104,17 @@ fn reference_static(
     y
 }
 
+/// The best tiles this CPU has and the portable path; on the way, the AVX2 tiles (where the CPU
+/// has AVX2) must give the best tiles' bits too.
 fn both_paths(f: impl Fn() -> Vec<f32>) -> (Vec<f32>, Vec<f32>) {
     force_level(None);
     let fast = f();
     force_level(Some(Level::Avx2));
+    let avx2 = f();
+    force_level(Some(Level::Base));
     let portable = f();
     force_level(None);
+    assert_eq!(avx2, fast, "AVX2 tiles differ from the best tiles");
     (fast, portable)
 }
 
@@ -272,4 +278,39 @@ fn onednn_int8_engine_equals_the_panels() {
         assert_eq!(a, b, "{m}×{k}×{n}: grouped oneDNN ≠ panels");
     }
     assert!(used >= 2, "oneDNN took only {used} of the shapes");
+}
+
+#[test]
+fn extreme_codes_are_exact_on_every_path() {
+    // Weights at -128/127 against activation codes at -128/127 (u8 0/255): the largest products,
+    // where a saturating i16 instruction (`vpmaddubsw`) would go wrong.
+    let pool = ThreadPool::global();
+    for &(m, k, n) in &[(1usize, 260usize, 40usize), (5, 1024, 16), (9, 36, 70)] {
+        let q: Vec<i8> = (0..n * k)
+            .map(|i| if (i / 3 + i / k) % 2 == 0 { -128 } else { 127 })
+            .collect();
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| if (i / 2) % 3 == 0 { -10.0 } else { 10.0 })
+            .collect();
+        let (s_x, z_x) = (1.0 / 64.0, 0);
+        let deq = vec![1e-4f32; n];
+        let qbias = vec![0i32; n];
+        let stat = Int8Linear::static_per_tensor(
+            Int8Weight::pack(&q, n, k).unwrap(),
+            s_x,
+            z_x,
+            deq.clone(),
+            qbias.clone(),
+        )
+        .unwrap();
+        let run = || {
+            let mut y = vec![f32::NAN; m * n];
+            stat.forward(pool, &x, m, &mut y).unwrap();
+            y
+        };
+        let (fast, portable) = both_paths(run);
+        assert_eq!(fast, portable, "{m}×{k}×{n}: fast tiles ≠ portable");
+        let want = reference_static(&x, &q, s_x, z_x, &deq, &qbias, m, n, k);
+        assert_close(&fast, &want, 1e-6, &format!("extreme {m}×{k}×{n}"));
+    }
 }

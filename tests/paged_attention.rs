@@ -66,20 +66,24 @@ fn paged_step(
     model.step(kv, &[input]).unwrap()
 }
 
-/// oneDNN computes every row of a matmul independently of the others; the portable GEMM's
-/// results depend (in the last f32 bits) on how many rows a call has. The prefix-hit check runs
-/// fewer rows than the reference prefill, so it is exact with oneDNN and within a tolerance
-/// without it. (Same-shape comparisons are exact either way: the attention kernel is.)
-fn row_invariant() -> bool {
-    qwen3vl::engine::kernels::onednn_backend(0).is_some()
+/// oneDNN's AVX-512 / AMX matmuls and the FMA kernel over bf16 panels compute every row of a
+/// matmul independently of the others; the portable GEMM's (and oneDNN's AVX2 GEMM's) results
+/// depend, in the last f32 bits, on how many rows a call has. The prefix-hit check runs fewer rows
+/// than the reference prefill, so it is exact on a row-invariant backend and within a tolerance
+/// otherwise. (Same-shape comparisons are exact either way: the attention kernel is.)
+fn row_invariant_backend(precision: Precision) -> Option<BackendChoice> {
+    if qwen3vl::engine::kernels::onednn_row_invariant() {
+        Some(BackendChoice::OneDnn)
+    } else if precision == Precision::Bf16 && qwen3vl::engine::kernels::gemm_bf16_fma::available() {
+        Some(BackendChoice::Fma)
+    } else {
+        None
+    }
 }
 
 fn check(model_name: &str, precision: Precision, dtype: &str) {
-    let backend = if row_invariant() {
-        BackendChoice::OneDnn
-    } else {
-        BackendChoice::Portable
-    };
+    let exact = row_invariant_backend(precision);
+    let backend = exact.unwrap_or(BackendChoice::Portable);
     let model = load(model_name, precision, backend);
     let v = model.vocab_size();
     for c in CASES {
@@ -132,7 +136,7 @@ fn check(model_name: &str, precision: Precision, dtype: &str) {
             shared * BS,
             feat.as_ref(),
         );
-        if row_invariant() {
+        if exact.is_some() {
             assert_eq!(got, want[0], "{model_name}/{c}: prefix-cache hit logits");
         } else {
             let d = max_abs_diff(&got, &want[0]);
@@ -159,11 +163,8 @@ fn paged_equals_contiguous_moe_f32() {
 /// slices): each slice is its own attention segment with the same position embeddings.
 #[test]
 fn video_slices_encode_like_whole_video() {
-    let backend = if row_invariant() {
-        BackendChoice::OneDnn
-    } else {
-        BackendChoice::Portable
-    };
+    let exact = row_invariant_backend(Precision::Bf16);
+    let backend = exact.unwrap_or(BackendChoice::Portable);
     let model = load("dense_tied", Precision::Bf16, backend);
     let input = case("dense_tied", "video", "bf16").input;
     let [t, h, w] = input.video_grid_thw[0];
@@ -182,14 +183,14 @@ fn video_slices_encode_like_whole_video() {
         .collect();
     let parts = model.encode_items(&slices).unwrap();
     let cat: Vec<f32> = parts.iter().flat_map(|p| p.embeds.clone()).collect();
-    if row_invariant() {
+    if exact.is_some() {
         assert_eq!(cat, whole[0].embeds);
     } else {
         assert!(max_abs_diff(&cat, &whole[0].embeds) < 0.05);
     }
     for l in 0..whole[0].deepstack.len() {
         let cat: Vec<f32> = parts.iter().flat_map(|p| p.deepstack[l].clone()).collect();
-        if row_invariant() {
+        if exact.is_some() {
             assert_eq!(cat, whole[0].deepstack[l]);
         }
     }

@@ -13,34 +13,46 @@ use qwen3vl::pipeline::{
     Event, FinishReason, KvCacheSize, Pipeline, PipelineBuilder, SamplingParams, ScheduleConfig,
 };
 
-/// oneDNN's matmuls compute each row independently of the others (see the report in
-/// README); the portable GEMM does not, so exact batch-invariance needs oneDNN.
-fn backend() -> BackendChoice {
-    if exact() {
-        BackendChoice::OneDnn
+/// oneDNN's AVX-512 / AMX matmuls and the FMA kernel over bf16 panels compute each row
+/// independently of the others; the portable GEMM (and oneDNN's AVX2 GEMM) does not, so exact
+/// batch-invariance needs one of the former. These tests run on bf16 weights unless they say
+/// otherwise.
+fn backend_for(precision: Precision) -> BackendChoice {
+    row_invariant_backend(precision).unwrap_or(BackendChoice::Portable)
+}
+
+fn row_invariant_backend(precision: Precision) -> Option<BackendChoice> {
+    if qwen3vl::engine::kernels::onednn_row_invariant() {
+        Some(BackendChoice::OneDnn)
+    } else if precision == Precision::Bf16 && qwen3vl::engine::kernels::gemm_bf16_fma::available() {
+        Some(BackendChoice::Fma)
     } else {
-        BackendChoice::Portable
+        None
     }
 }
 
 fn exact() -> bool {
-    qwen3vl::engine::kernels::onednn_backend(0).is_some()
+    exact_for(Precision::Bf16)
 }
 
-/// Token-for-token equality with oneDNN; without it (portable GEMM, not row-invariant) only the
-/// shape of the outputs is compared, and the test says so.
+fn exact_for(precision: Precision) -> bool {
+    row_invariant_backend(precision).is_some()
+}
+
+/// Token-for-token equality on a row-invariant backend; otherwise only the shape of the outputs
+/// is compared, and the test says so.
 fn assert_same(got: &[Vec<u32>], want: &[Vec<u32>], what: &str) {
     if exact() {
         assert_eq!(got, want, "{what}");
     } else {
-        eprintln!("note: oneDNN unavailable, {what}: comparing lengths only");
+        eprintln!("note: no row-invariant GEMM here, {what}: comparing lengths only");
         let len = |v: &[Vec<u32>]| v.iter().map(|x| x.len()).collect::<Vec<_>>();
         assert_eq!(len(got), len(want), "{what}");
     }
 }
 
 fn builder(model: &str, precision: Precision, batch: usize) -> PipelineBuilder {
-    builder_on(model, precision, batch, backend())
+    builder_on(model, precision, batch, backend_for(precision))
 }
 
 fn builder_on(
@@ -105,7 +117,7 @@ fn run_all(p: &Pipeline, ins: &[MultimodalInput], params: &SamplingParams) -> Ve
 }
 
 fn check_batched_equals_single(model: &str, precision: Precision, dtype: &str) {
-    check_batched_equals_single_on(model, precision, dtype, backend());
+    check_batched_equals_single_on(model, precision, dtype, backend_for(precision));
 }
 
 fn check_batched_equals_single_on(
@@ -148,12 +160,12 @@ fn batched_greedy_equals_single_dense_bf16() {
     check_batched_equals_single("dense_tied", Precision::Bf16, "bf16");
 }
 
-/// The AVX-512 FMA kernel over bf16 panels computes every row alone too (one FMA chain per
+/// The FMA kernel over bf16 panels (AVX-512 or AVX2 tiles) computes every row alone too (one FMA chain per
 /// output in k order), so it is batch-invariant without oneDNN.
 #[test]
 fn batched_greedy_equals_single_dense_bf16_fma_kernel() {
     if !qwen3vl::engine::kernels::gemm_bf16_fma::available() {
-        eprintln!("no AVX-512F: the bf16 FMA kernel is not used on this CPU");
+        eprintln!("no AVX-512F or AVX2 + FMA: the bf16 FMA kernel is not used on this CPU");
         return;
     }
     check_batched_equals_single_on("dense_untied", Precision::Bf16, "bf16", BackendChoice::Fma);

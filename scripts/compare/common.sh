@@ -78,7 +78,8 @@ run_measured() {
 }
 
 # machine_limits: measure the bf16 peak and read bandwidth (scripts/compare/machine_limits.c) into
-# OUT/machine.json and set PEAK / MEMBW, unless given, and INT8 (the AVX512-VNNI peak, for W8A8);
+# OUT/machine.json and set PEAK / MEMBW, unless given, and INT8 (the AVX512-VNNI peak, AVX2
+# vpmaddwd where VNNI is missing, for W8A8);
 # PEAK_SRC / MEMBW_SRC say where they came from.
 machine_limits() {
     local exe="$HOME/.cache/qwen3vl-compare/machine_limits" src="$HERE/machine_limits.c"
@@ -102,7 +103,7 @@ machine_limits() {
     b=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["read_bw_gbs"])' "$OUT/machine.json")
     if [ -z "$PEAK" ] && [ -n "$p" ]; then
         PEAK=$p
-        PEAK_SRC="measured: the better of AVX512-BF16 dot products and f32 FMAs on registers (a bf16"
+        PEAK_SRC="measured: the better of AVX512-BF16 dot products and f32 FMAs (AVX-512, else AVX2) on registers (a bf16"
         PEAK_SRC+=" matmul can use either), each the better of $THREADS x the 1-thread rate and the"
         PEAK_SRC+=" $THREADS-thread rate"
     fi

@@ -9,8 +9,10 @@
 //     ceiling for W8A8 prefill and multi-stream decode;
 //   * read bandwidth: every thread sums its slice of a buffer far larger than the caches, the
 //     access pattern of a decode step streaming the weights (median of the passes).
+// On an AVX2-only CPU the FMA peak uses 256-bit vfmadd231ps (16 FLOP each) and the int8 peak the
+// exact vpmaddwd + vpaddd pair of the engine's AVX2 int8 tiles (16 products per pair).
 // Peaks are the best of several repeats (the machine is shared). Prints one JSON object; a peak is 0
-// on a CPU without AVX512-BF16 / AVX512-VNNI.
+// on a CPU without the instructions (bf16: AVX512-BF16).
 // Build: cc -O3 -march=native -fopenmp machine_limits.c -o machine_limits
 #include <immintrin.h>
 #include <omp.h>
@@ -75,6 +77,30 @@ static double fma_kernel(long iters, float *sink) {
     *sink = _mm512_reduce_add_ps(s);
     return (double)iters * 12 * 32;
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+// AVX2: 8 lanes x (mul + add) = 16 FLOP per instruction.
+static double fma_kernel(long iters, float *sink) {
+#define C(i) _mm256_set1_ps(i * 1e-3f)
+    __m256 c0 = C(0), c1 = C(1), c2 = C(2), c3 = C(3), c4 = C(4), c5 = C(5);
+    __m256 c6 = C(6), c7 = C(7), c8 = C(8), c9 = C(9), c10 = C(10), c11 = C(11);
+#undef C
+    __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-4f);
+    for (long n = 0; n < iters; n++) {
+        c0 = _mm256_fmadd_ps(c0, a, b), c1 = _mm256_fmadd_ps(c1, a, b);
+        c2 = _mm256_fmadd_ps(c2, a, b), c3 = _mm256_fmadd_ps(c3, a, b);
+        c4 = _mm256_fmadd_ps(c4, a, b), c5 = _mm256_fmadd_ps(c5, a, b);
+        c6 = _mm256_fmadd_ps(c6, a, b), c7 = _mm256_fmadd_ps(c7, a, b);
+        c8 = _mm256_fmadd_ps(c8, a, b), c9 = _mm256_fmadd_ps(c9, a, b);
+        c10 = _mm256_fmadd_ps(c10, a, b), c11 = _mm256_fmadd_ps(c11, a, b);
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
+                             _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(c6, c7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(c8, c9), _mm256_add_ps(c10, c11)));
+    float l[8];
+    _mm256_storeu_ps(l, s);
+    *sink = l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7];
+    return (double)iters * 12 * 16;
+}
 #endif
 
 #ifdef __AVX512VNNI__
@@ -98,6 +124,30 @@ static double int8_kernel(long iters, float *sink) {
     s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)));
     *sink = (float)_mm512_reduce_add_epi32(s);
     return (double)iters * 12 * 128;  // 16 lanes x 4 products x (mul + add)
+}
+#elif defined(__AVX2__)
+// AVX2 (no VNNI): vpmaddwd (16 i16 products summed in pairs) + vpaddd, as the engine's AVX2 int8
+// tiles run it: 32 ops per pair.
+static double int8_kernel(long iters, float *sink) {
+#define C(i) _mm256_set1_epi32(i)
+    __m256i c0 = C(0), c1 = C(1), c2 = C(2), c3 = C(3), c4 = C(4), c5 = C(5);
+    __m256i c6 = C(6), c7 = C(7), c8 = C(8), c9 = C(9), c10 = C(10), c11 = C(11);
+#undef C
+    __m256i a = _mm256_set1_epi16(1), b = _mm256_set1_epi16(1);
+#define M(c) c = _mm256_add_epi32(c, _mm256_madd_epi16(a, b))
+    for (long n = 0; n < iters; n++) {
+        // The products do not depend on the loop; keep the compiler from hoisting them.
+        __asm__ volatile("" : "+x"(a), "+x"(b));
+        M(c0), M(c1), M(c2), M(c3), M(c4), M(c5), M(c6), M(c7), M(c8), M(c9), M(c10), M(c11);
+    }
+#undef M
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3)),
+                                 _mm256_add_epi32(_mm256_add_epi32(c4, c5), _mm256_add_epi32(c6, c7)));
+    s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_add_epi32(c8, c9), _mm256_add_epi32(c10, c11)));
+    int l[8];
+    _mm256_storeu_si256((__m256i *)l, s);
+    *sink = (float)(l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7]);
+    return (double)iters * 12 * 32;  // 8 lanes x 2 products x (mul + add)
 }
 #endif
 
@@ -123,10 +173,10 @@ static double best_rate(peak_kernel kernel, int threads, int reps) {
 #ifndef __AVX512BF16__
 #define bf16_kernel NULL
 #endif
-#ifndef __AVX512F__
+#if !defined(__AVX512F__) && !(defined(__AVX2__) && defined(__FMA__))
 #define fma_kernel NULL
 #endif
-#ifndef __AVX512VNNI__
+#if !defined(__AVX512VNNI__) && !defined(__AVX2__)
 #define int8_kernel NULL
 #endif
 

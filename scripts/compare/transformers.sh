@@ -26,7 +26,8 @@ usage: scripts/compare/transformers.sh [options]
   --attn IMPL        transformers attention: sdpa (its default, faster) or eager (default sdpa)
   --streams N        concurrent streams for the W8A8 aggregate decode figure (default 16)
   --peak-gflops X    bf16 peak for the vision/TTFT/prefill fractions (default: measured by
-                     machine_limits.c: AVX512-BF16 dot products on registers)
+                     machine_limits.c: the better of AVX512-BF16 dot products and f32
+                     FMAs on registers)
   --mem-bw-gbs X     memory bandwidth for the decode fractions (default: measured by
                      machine_limits.c, median read rate over a 1 GiB huge-page buffer; 25 GB/s if it
                      cannot be built)

@@ -28,8 +28,8 @@ pub enum BackendChoice {
     Portable,
     /// oneDNN for every weight; an error if oneDNN is not available.
     OneDnn,
-    /// The AVX-512 FMA kernel over bf16 panels for every bf16 weight (others as `Auto`); an
-    /// error where AVX-512 is missing.
+    /// The FMA kernel (AVX-512 or AVX2 tiles) over bf16 panels for every bf16 weight (others as
+    /// `Auto`); an error where the CPU has neither.
     Fma,
 }
 
@@ -107,11 +107,9 @@ impl Qwen3VlModel {
         let quant = super::quant::QuantDescription::load(dir)?;
         let backend = match opts.backend {
             BackendChoice::Auto => super::kernels::auto_backend(),
-            BackendChoice::Fma => {
-                Some(super::kernels::fma_backend(0).ok_or_else(|| {
-                    EngineError::Kernel("the bf16 FMA kernel needs AVX-512F".into())
-                })?)
-            }
+            BackendChoice::Fma => Some(super::kernels::fma_backend(0).ok_or_else(|| {
+                EngineError::Kernel("the bf16 FMA kernel needs AVX-512F or AVX2 + FMA".into())
+            })?),
             BackendChoice::Portable => None,
             BackendChoice::OneDnn => Some(super::kernels::onednn_backend(0).ok_or_else(|| {
                 EngineError::Kernel(format!(

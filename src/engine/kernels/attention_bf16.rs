@@ -18,14 +18,18 @@ const LANES: usize = 16;
 /// Whether the tiles can run: AVX512F + AVX512_BF16 present and the dispatch level not lowered
 /// (`QWEN3VL_ISA=avx2|base` or [`super::simd::force_level`] select the f32 path).
 pub fn available() -> bool {
+    cpu_has_them() && super::simd::level() == super::simd::Level::Avx512
+}
+
+/// The CPU has AVX512F + AVX512_BF16 (what the tiles' safety rests on, whatever the level).
+fn cpu_has_them() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;
         static CPU: OnceLock<bool> = OnceLock::new();
-        let cpu = *CPU.get_or_init(|| {
+        *CPU.get_or_init(|| {
             is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
-        });
-        cpu && super::simd::level() == super::simd::Level::Avx512
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -145,7 +149,11 @@ pub fn tile(
     c: &mut [f32],
     c_stride: usize,
 ) {
-    assert!(available(), "bf16 tile called on a CPU without AVX512_BF16");
+    // The CPU check, not the level: another thread may lower the level after the caller chose.
+    assert!(
+        cpu_has_them(),
+        "bf16 tile called on a CPU without AVX512_BF16"
+    );
     assert!((1..=TILE_ROWS).contains(&rows));
     assert!(cols.is_multiple_of(LANES) && (LANES..=TILE_COLS).contains(&cols));
     assert!(steps >= 1 && a_stride >= steps && a.len() >= (rows - 1) * a_stride + steps);

@@ -1,11 +1,13 @@
 //! bf16-weight GEMM on the f32 FMA units: `y = x · Wᵀ (+ b)` with W stored as bf16 (2 bytes per
-//! weight, like oneDNN's packed bf16) and widened to f32 in registers.
+//! weight, like oneDNN's packed bf16) and widened to f32 in registers. Register tiles exist for
+//! AVX-512 and for AVX2 + FMA; both run the same FMA chains, so their results are bit-identical.
 //!
 //! Why it exists: on CPUs without AMX, oneDNN's bf16 matmul runs on `vdpbf16ps`, and on some of
 //! them that instruction is far slower than plain FMA (measured on this project's Xeon VM:
 //! 86 GFLOP/s per core for `vdpbf16ps` against 350 for `vfmadd231ps`). There an f32 FMA kernel
 //! over bf16 panels does prefill and the vision tower ~3× faster. [`preferred`] measures both
-//! instruction rates once and decides; AMX machines keep oneDNN.
+//! instruction rates once and decides; AMX machines keep oneDNN. On AVX2-only CPUs oneDNN has no
+//! bf16 matmul but its reference one, so this kernel is the bf16 path there.
 //!
 //! Numerics: in bf16 mode both operands are bf16 values (the input is rounded to bf16 first, as
 //! oneDNN does); a product of two bf16 values is exact in f32 and sums are f32, i.e. PyTorch's
@@ -16,9 +18,13 @@
 //! Layout: chunks of 32 output channels; for each k, the chunk's 32 weights fill one 64-byte line,
 //! interleaved so that `line << 16` (the even halves) holds channels 0..16 as f32 and
 //! `line & 0xffff0000` (the odd halves) channels 16..32: one load and two integer ops widen 32
-//! weights. N is padded to a multiple of 32 with zero weights.
+//! weights. N is padded to a multiple of 32 with zero weights. On AVX2 each half line (16 values)
+//! widens the same way into 8 + 8 channels (lanes 0..8 and 16..24, or 8..16 and 24..32).
 
 use std::cell::RefCell;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 use super::linear::{RowSource, WeightStore};
 use super::pool::ThreadPool;
@@ -28,24 +34,58 @@ use crate::engine::error::{EngineError, Result};
 pub const CHUNK: usize = 32;
 /// Reduction block: a tile's weights for one block (KC × 64 bytes) stay in L1 across row tiles.
 const KC: usize = 256;
-/// Most rows in one register tile (12 rows × 2 vectors = 24 accumulators).
+/// Most rows in one AVX-512 register tile (12 rows × 2 vectors = 24 accumulators).
 const MAX_MR: usize = 12;
+/// Most rows in one AVX2 register tile (6 rows × 2 vectors = 12 accumulators).
+const AVX2_MR: usize = 6;
 /// Tasks per compute thread (dynamic claiming balances cores that other processes slow down).
 const TASKS_PER_THREAD: usize = 4;
 
-/// Whether the kernel can run here: AVX-512F and the dispatch level not lowered.
-pub fn available() -> bool {
+/// The register tiles in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Avx512,
+    Avx2,
+}
+
+/// The best tiles this CPU runs at the current dispatch level ([`super::simd::level`]).
+fn isa() -> Option<Isa> {
     #[cfg(target_arch = "x86_64")]
     {
+        use super::simd::{level, Level};
         use std::sync::OnceLock;
-        static CPU: OnceLock<bool> = OnceLock::new();
-        *CPU.get_or_init(|| is_x86_feature_detected!("avx512f"))
-            && super::simd::level() == super::simd::Level::Avx512
+        static CPU: OnceLock<(bool, bool)> = OnceLock::new();
+        let (avx512, avx2) = *CPU.get_or_init(|| {
+            (
+                is_x86_feature_detected!("avx512f"),
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            )
+        });
+        match level() {
+            Level::Avx512 if avx512 => Some(Isa::Avx512),
+            Level::Avx512 | Level::Avx2 if avx2 => Some(Isa::Avx2),
+            _ => None,
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        None
     }
+}
+
+/// "AVX-512" or "AVX2": the tiles [`Bf16Panels::matmul`] uses at the current level.
+pub fn tiles_name() -> &'static str {
+    match isa() {
+        Some(Isa::Avx512) => "AVX-512",
+        Some(Isa::Avx2) => "AVX2",
+        None => "none",
+    }
+}
+
+/// Whether the kernel can run here: AVX-512F or AVX2 + FMA, and the dispatch level not lowered
+/// to the baseline.
+pub fn available() -> bool {
+    isa().is_some()
 }
 
 /// A bf16 weight [n, k] packed into 32-channel chunks.
@@ -156,11 +196,13 @@ impl Bf16Panels {
         y: &mut [f32],
     ) -> Result<()> {
         let (n, k) = (self.n, self.k);
-        if !available() {
+        // Read once: the dispatch level may change under us (tests lower it), and the input
+        // packing must match the tiles that consume it.
+        let Some(isa) = isa() else {
             return Err(EngineError::Kernel(
-                "bf16 FMA kernel called on a CPU without AVX-512".into(),
+                "bf16 FMA kernel called on a CPU without AVX-512 or AVX2 + FMA".into(),
             ));
-        }
+        };
         if m == 0 || x.len() < m * k || y.len() < m * n || bias.is_some_and(|b| b.len() != n) {
             return Err(EngineError::Kernel(format!(
                 "bf16 FMA matmul {n}×{k}: input {} / output {} / bias {:?} do not fit m = {m}",
@@ -169,7 +211,7 @@ impl Bf16Panels {
                 bias.map(|b| b.len())
             )));
         }
-        let (mr, _) = plan(m);
+        let (mr, _) = plan(isa, m);
         INPUT.with(|cell| {
             let mut a = cell.borrow_mut();
             pack_input(&x[..m * k], m, k, mr, &mut a);
@@ -179,15 +221,17 @@ impl Bf16Panels {
             pool.run(tasks, &|t| {
                 let c0 = t * self.chunks / tasks;
                 let c1 = (t + 1) * self.chunks / tasks;
-                self.task(c0, c1, a, m, bias, &out);
+                self.task(isa, c0, c1, a, m, bias, &out);
             });
         });
         Ok(())
     }
 
     /// Output chunks [c0, c1) for all rows.
+    #[allow(clippy::too_many_arguments)]
     fn task(
         &self,
+        isa: Isa,
         c0: usize,
         c1: usize,
         a: &[f32],
@@ -196,7 +240,7 @@ impl Bf16Panels {
         out: &super::int8::RawRows<f32>,
     ) {
         let (n, k) = (self.n, self.k);
-        let (mr, ns) = plan(m);
+        let (mr, ns) = plan(isa, m);
         let mut kb = 0;
         while kb < k {
             let kc = KC.min(k - kb);
@@ -222,7 +266,7 @@ impl Bf16Panels {
                         first,
                         bias: last_bias.map(|b| &b[c * CHUNK..]),
                     };
-                    t.run(rows, run);
+                    t.run(isa, rows, run);
                     r += rows;
                 }
                 c += run;
@@ -258,16 +302,18 @@ thread_local! {
     static INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Rows per tile and chunks per tile for `m` rows: 24 accumulators, more chunks when there are
-/// few rows so that several independent FMA chains hide the latency.
-fn plan(m: usize) -> (usize, usize) {
-    match m {
-        1 => (1, 8),
-        2 => (2, 6),
-        3 => (3, 4),
-        4 => (4, 3),
-        5 | 6 => (m, 2),
-        _ => (m.min(MAX_MR), 1),
+/// Rows per tile and chunks per tile for `m` rows. AVX-512: 24 accumulators, more chunks when
+/// there are few rows so that several independent FMA chains hide the latency. AVX2 (16
+/// registers): up to 6 rows over one chunk, run as half-chunk tiles of 12 accumulators.
+fn plan(isa: Isa, m: usize) -> (usize, usize) {
+    match (isa, m) {
+        (Isa::Avx2, _) => (m.min(AVX2_MR), 1),
+        (Isa::Avx512, 1) => (1, 8),
+        (Isa::Avx512, 2) => (2, 6),
+        (Isa::Avx512, 3) => (3, 4),
+        (Isa::Avx512, 4) => (4, 3),
+        (Isa::Avx512, 5 | 6) => (m, 2),
+        (Isa::Avx512, _) => (m.min(MAX_MR), 1),
     }
 }
 
@@ -290,11 +336,16 @@ struct Tile<'a> {
 }
 
 impl Tile<'_> {
-    fn run(&self, rows: usize, chunks: usize) {
+    fn run(&self, isa: Isa, rows: usize, chunks: usize) {
         assert!((1..=MAX_MR).contains(&rows) && chunks >= 1);
         assert!(self.a.len() >= rows * self.kc);
         assert!(self.b.len() >= (chunks - 1) * self.chunk_stride + self.kc * CHUNK);
         assert!(self.cols >= 1);
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx2 {
+            avx2::run(self, rows, chunks);
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         {
             macro_rules! go {
@@ -316,7 +367,7 @@ impl Tile<'_> {
                                     ..*self
                                 };
                                 if t.cols > 0 {
-                                    t.run(rows, 1);
+                                    t.run(isa, rows, 1);
                                 }
                             }
                         }

@@ -2,10 +2,11 @@
 //! channel, int8 activations quantized per call — per token (dynamic, msModelSlim
 //! `W8A8_DYNAMIC`) or with a calibrated per-tensor scale and zero point (static, `W8A8`).
 //!
-//! Activations are stored as `u8 = q + 128` so one integer GEMM serves both AVX512-VNNI
-//! (`vpdpbusd` multiplies u8 by s8) and the portable path; the shift is undone exactly in the
-//! epilogue with the precomputed column sums: `Σ (q+128)·w = Σ q·w + 128·Σ w`. Both paths therefore
-//! produce the same int32 accumulators and bit-identical outputs.
+//! Activations are stored as `u8 = q + 128` so one integer GEMM serves AVX512-VNNI (`vpdpbusd`
+//! multiplies u8 by s8), AVX2 ([`int8_avx2`], exact i16 products) and the portable path; the shift
+//! is undone exactly in the epilogue with the precomputed column sums:
+//! `Σ (q+128)·w = Σ q·w + 128·Σ w`. All paths therefore produce the same int32 accumulators and
+//! bit-identical outputs.
 //!
 //! Weight layout: panels of 16 output channels; inside a panel, groups of 4 input channels, each
 //! group 64 bytes `[16 channels][4 k]` — exactly one `vpdpbusd` operand. K is padded to a multiple
@@ -13,6 +14,7 @@
 
 use std::cell::RefCell;
 
+use super::int8_avx2;
 use super::int8_onednn::{default_engine, Int8Engine, OneDnnInt8};
 pub use super::int8_quant::{quantize_activations, quantize_row};
 use super::int8_vnni;
@@ -247,6 +249,7 @@ impl Int8Linear {
         let isa = match &self.w.onednn {
             Some(d) => format!("oneDNN {}", d.impl_name(128)),
             None if int8_vnni::available() => "avx512-vnni".into(),
+            None if int8_avx2::available() => "avx2".into(),
             None => "portable".into(),
         };
         let a = match self.act {
@@ -302,6 +305,7 @@ impl Int8Linear {
             let Scratch {
                 xu,
                 xt,
+                xw,
                 xk,
                 row_scale,
             } = &mut *s;
@@ -358,6 +362,15 @@ impl Int8Linear {
                 }
             }
             let tall = use_tall.then_some(&xt[..]);
+            // The AVX2 tiles multiply i16: widen the activations once for every strip.
+            let use_wide = !int8_vnni::available()
+                && int8_avx2::available()
+                && layers.iter().any(|l| l.w.onednn.is_none());
+            if use_wide {
+                xw.clear();
+                xw.extend(xu.iter().map(|&v| v as i16));
+            }
+            let wide = use_wide.then_some(&xw[..]);
             // oneDNN takes the source as [m, k]: drop the padding to a multiple of 4.
             let dense = if layers.iter().any(|l| l.w.onednn.is_some()) && kp != k {
                 xk.clear();
@@ -373,7 +386,7 @@ impl Int8Linear {
                 let i = first_task.partition_point(|&f| f <= t) - 1;
                 let (l, out) = (layers[i], &outs[i]);
                 match &l.w.onednn {
-                    None => l.strip(t - first_task[i], xu, tall, row_scale, m, out),
+                    None => l.strip(t - first_task[i], xu, tall, wide, row_scale, m, out),
                     Some(d) => {
                         let r = d.run_task(t - first_task[i], dense, m, &|r, c0, c1, sums| {
                             // SAFETY: this task owns columns [c0, c1) of every row.
@@ -406,12 +419,15 @@ impl Int8Linear {
     }
 
     /// All rows for output channels [64·s, 64·s + 64). `tall`: the activations group-major
-    /// (see [`int8_vnni::tile_tall`]) when `m` is in [`TALL_M`].
+    /// (see [`int8_vnni::tile_tall`]) when `m` is in [`TALL_M`]; `wide`: the activations as i16
+    /// for the AVX2 tiles.
+    #[allow(clippy::too_many_arguments)]
     fn strip(
         &self,
         s: usize,
         xu: &[u8],
         tall: Option<&[u8]>,
+        wide: Option<&[i16]>,
         row_scale: &[f32],
         m: usize,
         out: &SyncSlice,
@@ -450,6 +466,9 @@ impl Int8Linear {
                 .expect("tile-sized prefix");
             if vnni {
                 int8_vnni::tile(a, kp, rows, b, np, groups, r0 == 0, tile_acc);
+            } else if let Some(xw) = wide {
+                let aw = &xw[r0 * kp..(r0 + rows) * kp];
+                int8_avx2::tile(aw, kp, rows, b, np, groups, tile_acc);
             } else {
                 tile_portable(a, kp, rows, b, np, groups, tile_acc);
             }
@@ -479,6 +498,8 @@ struct Scratch {
     xu: Vec<u8>,
     /// `xu` group-major, for the tall tiles.
     xt: Vec<u8>,
+    /// `xu` widened to i16, for the AVX2 tiles.
+    xw: Vec<i16>,
     /// `xu` without the k padding, for oneDNN.
     xk: Vec<u8>,
     row_scale: Vec<f32>,
@@ -487,7 +508,13 @@ struct Scratch {
 thread_local! {
     // Reused across calls: decode runs hundreds of linears per token and should not allocate.
     static SCRATCH: RefCell<Scratch> = const {
-        RefCell::new(Scratch { xu: Vec::new(), xt: Vec::new(), xk: Vec::new(), row_scale: Vec::new() })
+        RefCell::new(Scratch {
+            xu: Vec::new(),
+            xt: Vec::new(),
+            xw: Vec::new(),
+            xk: Vec::new(),
+            row_scale: Vec::new(),
+        })
     };
 }
 

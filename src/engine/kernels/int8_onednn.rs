@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 
-use super::onednn::{OneDnn, OneDnnError, PackedWeight, WeightData};
+use super::onednn::{OneDnn, PackedWeight, WeightData};
 use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
 
@@ -92,7 +92,7 @@ impl OneDnnInt8 {
             let n1 = (n0 + per).min(n);
             match PackedWeight::new(dnn, WeightData::S8(&q[n0 * k..n1 * k]), n1 - n0, k) {
                 Ok(p) => slices.push((n0, n1, p)),
-                Err(OneDnnError::ReferenceOnly { .. }) => return Ok(None),
+                Err(e) if e.no_fast_kernel() => return Ok(None),
                 Err(e) => return Err(EngineError::Kernel(e.to_string())),
             }
             n0 = n1;

@@ -8,16 +8,20 @@ use super::int8::{PANEL, STRIP_PANELS, TILE_ROWS};
 /// Whether the VNNI tiles can run: AVX512-VNNI present and the dispatch level not lowered
 /// (`QWEN3VL_ISA=avx2|base` or [`super::simd::force_level`] select the portable path).
 pub fn available() -> bool {
+    cpu_has_them() && super::simd::level() == super::simd::Level::Avx512
+}
+
+/// The CPU has AVX512F/BW/VNNI (what the tiles' safety rests on, whatever the level).
+fn cpu_has_them() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;
         static CPU: OnceLock<bool> = OnceLock::new();
-        let cpu = *CPU.get_or_init(|| {
+        *CPU.get_or_init(|| {
             is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vnni")
-        });
-        cpu && super::simd::level() == super::simd::Level::Avx512
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -44,7 +48,11 @@ pub fn tile(
     prefetch: bool,
     acc: &mut [i32; TILE_ROWS * PANEL * STRIP_PANELS],
 ) {
-    assert!(available(), "VNNI tile called on a CPU without AVX512-VNNI");
+    // The CPU check, not the level: another thread may lower the level after the caller chose.
+    assert!(
+        cpu_has_them(),
+        "VNNI tile called on a CPU without AVX512-VNNI"
+    );
     assert!((1..=TILE_ROWS).contains(&rows) && (1..=STRIP_PANELS).contains(&np));
     assert!(a.len() >= rows * kp && kp >= groups * 4);
     assert!(b.len() >= np * groups * PANEL * 4);
@@ -80,7 +88,11 @@ pub const TALL_ROWS: usize = 16;
 /// group-major: word (g, i) = the 4 bytes of row i for group g at `at[(g·rows + i)·4..]`.
 /// Writes out[i·64 + c] for i < rows, c < 16. Must only be called when [`available`] is true.
 pub fn tile_tall(at: &[u8], rows: usize, panel: &[i8], groups: usize, out: &mut [i32]) {
-    assert!(available(), "VNNI tile called on a CPU without AVX512-VNNI");
+    // The CPU check, not the level: another thread may lower the level after the caller chose.
+    assert!(
+        cpu_has_them(),
+        "VNNI tile called on a CPU without AVX512-VNNI"
+    );
     assert!((1..=TALL_ROWS).contains(&rows));
     assert!(at.len() >= groups * rows * 4 && panel.len() >= groups * PANEL * 4);
     assert!(out.len() >= (rows - 1) * PANEL * STRIP_PANELS + PANEL);

@@ -8,6 +8,7 @@ pub mod bf16;
 pub mod gemm_bf16_fma;
 pub mod gemm_portable;
 pub mod int8;
+pub mod int8_avx2;
 pub mod int8_onednn;
 pub mod int8_quant;
 pub mod int8_vnni;
@@ -22,7 +23,7 @@ pub mod simd;
 
 use crate::engine::error::{EngineError, Result};
 use linear::{FastBackend, FastMatmul, WeightStore};
-use onednn::{OneDnn, OneDnnError, PackedWeight, Source, WeightData};
+use onednn::{OneDnn, PackedWeight, Source, WeightData};
 
 /// Weights smaller than this (elements) stay on the portable path under automatic selection:
 /// oneDNN's per-call cost (primitive lookup, OpenMP region) dominates on tiny matrices.
@@ -118,7 +119,7 @@ impl FastMatmul for FmaMatmul {
     }
 
     fn name(&self) -> String {
-        "bf16 panels (AVX-512 FMA)".into()
+        format!("bf16 panels ({} FMA)", gemm_bf16_fma::tiles_name())
     }
 }
 
@@ -126,6 +127,25 @@ impl FastMatmul for FmaMatmul {
 pub fn onednn_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {
     configure_openmp();
     OneDnn::get().map(|dnn| Box::new(OneDnnBackend { dnn, min_elements }) as Box<dyn FastBackend>)
+}
+
+/// Whether oneDNN is present and its matmuls compute every row of a call the same way whatever
+/// the row count (its AVX-512 / AMX kernels; not its AVX2 GEMM). Batched and single requests then
+/// give bit-identical logits on weights it holds.
+pub fn onednn_row_invariant() -> bool {
+    OneDnn::get().is_some_and(|d| d.has_avx512())
+}
+
+/// Whether oneDNN has a non-reference bf16 matmul on this CPU (none on AVX2-only CPUs, where the
+/// oneDNN backend leaves bf16 weights to the FMA kernel or the portable path).
+pub fn onednn_runs_bf16() -> bool {
+    static RUNS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *RUNS.get_or_init(|| {
+        OneDnn::get().is_some_and(|d| {
+            let w = vec![half::bf16::ZERO; 64 * 64];
+            PackedWeight::new(d, WeightData::Bf16(&w), 64, 64).is_ok()
+        })
+    })
 }
 
 /// libgomp (oneDNN's runtime) reads its environment once, when oneDNN is loaded. Give it our
@@ -226,8 +246,9 @@ impl OneDnnBackend {
             let n1 = (n0 + per).min(n);
             let mut pack = |part: WeightData| match PackedWeight::new(self.dnn, part, n1 - n0, k) {
                 Ok(p) => Ok(Some(p)),
-                // oneDNN's reference kernels are slower than the portable path.
-                Err(OneDnnError::ReferenceOnly { .. }) => Ok(None),
+                // oneDNN's reference kernels are slower than the portable path, and where it has
+                // none at all (bf16 on AVX2) the weight stays ours too.
+                Err(e) if e.no_fast_kernel() => Ok(None),
                 Err(e) => Err(EngineError::Kernel(e.to_string())),
             };
             match slice(n0, n1, &mut pack)? {

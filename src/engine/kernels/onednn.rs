@@ -76,6 +76,20 @@ pub enum OneDnnError {
     /// oneDNN only offers its (very slow) reference implementation for this problem.
     #[error("oneDNN has only a reference implementation ({impl_name}) for this matmul")]
     ReferenceOnly { impl_name: String },
+    /// oneDNN has no implementation at all for this data type on this CPU (bf16 on AVX2-only
+    /// CPUs, for one).
+    #[error("oneDNN has no {dtype} matmul on this CPU")]
+    Unimplemented { dtype: &'static str },
+}
+
+impl OneDnnError {
+    /// The weight should stay on our own kernels: oneDNN has nothing faster for it here.
+    pub fn no_fast_kernel(&self) -> bool {
+        matches!(
+            self,
+            Self::ReferenceOnly { .. } | Self::Unimplemented { .. }
+        )
+    }
 }
 
 fn check(call: &'static str, status: c_int) -> Result<(), OneDnnError> {
@@ -154,6 +168,13 @@ impl OneDnn {
     /// Whether oneDNN runs AMX kernels here (its effective ISA includes AMX tiles).
     pub fn has_amx(&self) -> bool {
         isa_name(self.isa).contains("amx")
+    }
+
+    /// Whether oneDNN runs its AVX-512 (or AMX) kernels here. Their matmuls compute each row of a
+    /// call the same way whatever the row count; its AVX2 GEMM re-blocks by M, so the last bits
+    /// of a row depend on the batch it came in.
+    pub fn has_avx512(&self) -> bool {
+        isa_name(self.isa).starts_with("avx512")
     }
 
     fn load() -> Result<OneDnn, String> {
@@ -346,7 +367,14 @@ impl PackedWeight {
             data: AlignedBuf::default(),
             cache: Mutex::new(Cache::default()),
         };
-        let probe = pw.create(PACK_M, false, &any_md)?;
+        let probe = match pw.create(PACK_M, false, &any_md) {
+            Err(OneDnnError::Call { status, .. }) if status == DNNL_UNIMPLEMENTED => {
+                return Err(OneDnnError::Unimplemented {
+                    dtype: dtype_name(dt),
+                })
+            }
+            r => r?,
+        };
         if probe.prim.impl_name.starts_with("ref") {
             return Err(OneDnnError::ReferenceOnly {
                 impl_name: probe.prim.impl_name.clone(),

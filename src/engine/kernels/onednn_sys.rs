@@ -17,6 +17,7 @@ use libloading::Library;
 /// `dnnl_status_t`.
 pub type dnnl_status_t = c_int;
 pub const DNNL_SUCCESS: dnnl_status_t = 0;
+pub const DNNL_UNIMPLEMENTED: dnnl_status_t = 3;
 
 /// `dnnl_dim_t` / `dnnl_dims_t` (`DNNL_MAX_NDIMS` = 12).
 pub type dnnl_dim_t = i64;
@@ -30,6 +31,18 @@ pub const DNNL_F32: dnnl_data_type_t = 3;
 pub const DNNL_S32: dnnl_data_type_t = 4;
 pub const DNNL_S8: dnnl_data_type_t = 5;
 pub const DNNL_U8: dnnl_data_type_t = 6;
+
+/// Name of a `dnnl_data_type_t` value.
+pub fn dtype_name(dt: dnnl_data_type_t) -> &'static str {
+    match dt {
+        DNNL_BF16 => "bf16",
+        DNNL_F32 => "f32",
+        DNNL_S32 => "s32",
+        DNNL_S8 => "s8",
+        DNNL_U8 => "u8",
+        _ => "unknown data type",
+    }
+}
 
 /// `dnnl_format_tag_t` (values are enum positions in 2.6.3's `dnnl_types.h`).
 pub type dnnl_format_tag_t = c_int;

@@ -1,0 +1,131 @@
+//! AVX2 + FMA register tiles for [`super::Bf16Panels`]: 16 ymm registers, so up to 6 rows × 16
+//! channels (12 accumulators) per pass. Each 32-byte half of a 64-byte chunk line widens into two
+//! 8-channel vectors (lanes 0..8 and 16..24 of the chunk, or 8..16 and 24..32) with the same shift
+//! and mask as the AVX-512 tiles, and every output is the same FMA chain over k, so results equal
+//! the AVX-512 tiles' bit for bit.
+
+use std::arch::x86_64::*;
+
+use super::{Tile, AVX2_MR, CHUNK};
+
+/// AVX2: chunk by chunk; up to 2 rows take the whole chunk (4 vectors per row), more rows take
+/// it in two half-chunk passes so the accumulators fit the 16 registers.
+pub(super) fn run(tile: &Tile, rows: usize, chunks: usize) {
+    assert!(rows <= AVX2_MR, "AVX2 tiles hold at most {AVX2_MR} rows");
+    assert!(
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+        "AVX2 bf16 tiles called on a CPU without AVX2 + FMA"
+    );
+    for s in 0..chunks {
+        let t = Tile {
+            b: &tile.b[s * tile.chunk_stride..],
+            y: tile.y.wrapping_add(s * CHUNK),
+            cols: tile.cols.saturating_sub(s * CHUNK),
+            bias: tile.bias.map(|b| &b[(s * CHUNK).min(b.len())..]),
+            ..*tile
+        };
+        if t.cols == 0 {
+            break;
+        }
+        macro_rules! go {
+            ($($r:literal),*) => {
+                match rows {
+                    // SAFETY: AVX2 + FMA asserted above; `Tile::run` asserted
+                    // that `a` holds rows·kc values and `b` this chunk's kc lines; `y` is
+                    // written only through masks limited to `cols` columns of `rows` rows
+                    // that the caller owns.
+                    1 => unsafe { tile_avx2::<1, 2>(&t, 0) },
+                    2 => unsafe { tile_avx2::<2, 2>(&t, 0) },
+                    $($r => unsafe {
+                        tile_avx2::<$r, 1>(&t, 0);
+                        if t.cols > 8 {
+                            tile_avx2::<$r, 1>(&t, 1);
+                        }
+                    },)*
+                    _ => unreachable!("rows checked above"),
+                }
+            };
+        }
+        go!(3, 4, 5, 6)
+    }
+}
+
+/// Half-chunk `hh` (16 bf16 values of each 32-value line): its offset in the panel data and
+/// the output column of its low (`part` 0) or high (`part` 1) 8 channels.
+#[inline(always)]
+fn offset(hh: usize, chunk_stride: usize) -> usize {
+    (hh / 2) * chunk_stride + (hh % 2) * 16
+}
+
+#[inline(always)]
+fn col(hh: usize, part: usize) -> usize {
+    (hh / 2) * CHUNK + (hh % 2) * 8 + part * 16
+}
+
+/// Lanes below `cols - c` (at most 8) set.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn mask(cols: usize, c: usize) -> __m256i {
+    let left = cols.saturating_sub(c).min(8) as i32;
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(left),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// MR rows × NL half-chunks from half `h0` on (2·NL vectors of 8 accumulators per row).
+///
+/// # Safety
+/// AVX2 and FMA must be present; `t.a` must hold MR·kc values and `t.b` the half-chunks'
+/// kc lines (checked by [`Tile::run`]); `t.y` must be writable for MR rows of the columns
+/// below `cols` that the tile covers.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const MR: usize, const NL: usize>(t: &Tile, h0: usize) {
+    let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+    let mut acc = [[[_mm256_setzero_ps(); 2]; NL]; MR];
+    if !t.first {
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (l, pair) in row.iter_mut().enumerate() {
+                for (p, a) in pair.iter_mut().enumerate() {
+                    let c = col(h0 + l, p);
+                    // SAFETY: masked lanes are not read, the others are this tile's outputs.
+                    *a = unsafe {
+                        _mm256_maskload_ps(t.y.wrapping_add(r * t.ldy + c), mask(t.cols, c))
+                    };
+                }
+            }
+        }
+    }
+    let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
+    for kk in 0..t.kc {
+        for l in 0..NL {
+            // SAFETY: half-chunk h0 + l, step kk lies inside `t.b` (asserted by the caller).
+            let w = unsafe {
+                _mm256_loadu_si256(b.add(offset(h0 + l, t.chunk_stride) + kk * CHUNK).cast())
+            };
+            let lo = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w));
+            let hi = _mm256_castsi256_ps(_mm256_and_si256(w, high));
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: step kk < kc, row r < MR: inside `t.a` (asserted by the caller).
+                let x = _mm256_set1_ps(unsafe { *a.add(kk * MR + r) });
+                row[l][0] = _mm256_fmadd_ps(x, lo, row[l][0]);
+                row[l][1] = _mm256_fmadd_ps(x, hi, row[l][1]);
+            }
+        }
+    }
+    for (r, row) in acc.iter_mut().enumerate() {
+        for (l, pair) in row.iter_mut().enumerate() {
+            for (p, a) in pair.iter_mut().enumerate() {
+                let c = col(h0 + l, p);
+                let m = mask(t.cols, c);
+                if let Some(bias) = t.bias {
+                    // SAFETY: masked lanes are not read; the others are < cols ≤ bias length.
+                    let bv = unsafe { _mm256_maskload_ps(bias.as_ptr().wrapping_add(c), m) };
+                    *a = _mm256_add_ps(*a, bv);
+                }
+                // SAFETY: masked store into this tile's own outputs.
+                unsafe { _mm256_maskstore_ps(t.y.wrapping_add(r * t.ldy + c), m, *a) };
+            }
+        }
+    }
+}
