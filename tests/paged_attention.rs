@@ -71,16 +71,6 @@ fn paged_step(
 /// depend, in the last f32 bits, on how many rows a call has. The prefix-hit check runs fewer rows
 /// than the reference prefill, so it is exact on a row-invariant backend and within a tolerance
 /// otherwise. (Same-shape comparisons are exact either way: the attention kernel is.)
-fn row_invariant_backend(precision: Precision) -> Option<BackendChoice> {
-    if qwen3vl::engine::kernels::onednn_row_invariant() {
-        Some(BackendChoice::OneDnn)
-    } else if precision == Precision::Bf16 && qwen3vl::engine::kernels::gemm_bf16_fma::available() {
-        Some(BackendChoice::Fma)
-    } else {
-        None
-    }
-}
-
 fn check(model_name: &str, precision: Precision, dtype: &str) {
     let exact = row_invariant_backend(precision);
     let backend = exact.unwrap_or(BackendChoice::Portable);

@@ -21,22 +21,8 @@ fn backend_for(precision: Precision) -> BackendChoice {
     row_invariant_backend(precision).unwrap_or(BackendChoice::Portable)
 }
 
-fn row_invariant_backend(precision: Precision) -> Option<BackendChoice> {
-    if qwen3vl::engine::kernels::onednn_row_invariant() {
-        Some(BackendChoice::OneDnn)
-    } else if precision == Precision::Bf16 && qwen3vl::engine::kernels::gemm_bf16_fma::available() {
-        Some(BackendChoice::Fma)
-    } else {
-        None
-    }
-}
-
 fn exact() -> bool {
-    exact_for(Precision::Bf16)
-}
-
-fn exact_for(precision: Precision) -> bool {
-    row_invariant_backend(precision).is_some()
+    row_invariant_backend(Precision::Bf16).is_some()
 }
 
 /// Token-for-token equality on a row-invariant backend; otherwise only the shape of the outputs

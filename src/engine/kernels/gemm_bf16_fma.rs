@@ -336,6 +336,17 @@ struct Tile<'a> {
 }
 
 impl Tile<'_> {
+    /// The same tile restricted to its chunk `s` (columns 32s.. of the tile).
+    fn chunk(&self, s: usize) -> Tile<'_> {
+        Tile {
+            b: &self.b[s * self.chunk_stride..],
+            y: self.y.wrapping_add(s * CHUNK),
+            cols: self.cols.saturating_sub(s * CHUNK),
+            bias: self.bias.map(|b| &b[(s * CHUNK).min(b.len())..]),
+            ..*self
+        }
+    }
+
     fn run(&self, isa: Isa, rows: usize, chunks: usize) {
         assert!((1..=MAX_MR).contains(&rows) && chunks >= 1);
         assert!(self.a.len() >= rows * self.kc);
@@ -359,13 +370,7 @@ impl Tile<'_> {
                         _ => {
                             // Shapes without their own instance: one chunk at a time.
                             for s in 0..chunks {
-                                let t = Tile {
-                                    b: &self.b[s * self.chunk_stride..],
-                                    y: self.y.wrapping_add(s * CHUNK),
-                                    cols: self.cols.saturating_sub(s * CHUNK),
-                                    bias: self.bias.map(|b| &b[(s * CHUNK).min(b.len())..]),
-                                    ..*self
-                                };
+                                let t = self.chunk(s);
                                 if t.cols > 0 {
                                     t.run(isa, rows, 1);
                                 }

@@ -17,13 +17,7 @@ pub(super) fn run(tile: &Tile, rows: usize, chunks: usize) {
         "AVX2 bf16 tiles called on a CPU without AVX2 + FMA"
     );
     for s in 0..chunks {
-        let t = Tile {
-            b: &tile.b[s * tile.chunk_stride..],
-            y: tile.y.wrapping_add(s * CHUNK),
-            cols: tile.cols.saturating_sub(s * CHUNK),
-            bias: tile.bias.map(|b| &b[(s * CHUNK).min(b.len())..]),
-            ..*tile
-        };
+        let t = tile.chunk(s);
         if t.cols == 0 {
             break;
         }
