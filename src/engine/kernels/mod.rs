@@ -18,6 +18,7 @@ pub mod onednn;
 pub mod onednn_sys;
 pub mod ops;
 pub mod paged_attention;
+pub mod paged_attention_avx512;
 pub mod pool;
 pub mod simd;
 

@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use super::attention::AttnShape;
 use super::bf16::Precision;
 use super::ops::SyncSlice;
+use super::paged_attention_avx512::{self as blocks, LANES};
 use super::pool::ThreadPool;
 use super::simd::{exp_f32, multiversion};
 
@@ -83,6 +84,26 @@ pub fn paged_attention(
     p: Precision,
     out: &mut [f32],
 ) {
+    run(pool, shape, q, k, v, block_size, seqs, scale, p, true, out)
+}
+
+/// [`paged_attention`], with the blocked score and P·V loops (`blocked`) or the plain per-key
+/// ones; both give the same bits (tested), the blocked ones are faster where many rows share a
+/// key tile (prefill).
+#[allow(clippy::too_many_arguments)]
+fn run(
+    pool: &ThreadPool,
+    shape: AttnShape,
+    q: &[f32],
+    k: KvRows,
+    v: KvRows,
+    block_size: usize,
+    seqs: &[PagedSeq],
+    scale: f32,
+    p: Precision,
+    blocked: bool,
+    out: &mut [f32],
+) {
     let AttnShape {
         n_heads,
         n_kv_heads,
@@ -121,6 +142,7 @@ pub fn paged_attention(
         kvs,
         hd,
         group,
+        blocked,
         out: &out_cell,
     };
     pool.run(tasks.len(), &|ti| {
@@ -141,6 +163,8 @@ struct Job<'a> {
     kvs: usize,
     hd: usize,
     group: usize,
+    /// Use the blocked loops where they apply (see [`run`]).
+    blocked: bool,
     out: &'a SyncSlice,
 }
 
@@ -149,7 +173,7 @@ multiversion! {
     // (bit-identical across levels: no FMA contraction, fixed summation order).
     /// Query rows [i0, i1) of sequence `s`, every query head of KV head `g`.
     fn attend(job: &Job<'_>, s: &PagedSeq<'_>, g: usize, i0: usize, i1: usize, scratch: &mut Scratch) {
-        let Job { q, k, v, block_size, scale, p, qs, kvs, hd, group, out } = *job;
+        let Job { q, k, v, block_size, scale, p, qs, kvs, hd, group, blocked, out } = *job;
         let slot = |j: usize| -> usize {
             (s.blocks[j / block_size] as usize * block_size + j % block_size) * kvs
         };
@@ -160,11 +184,43 @@ multiversion! {
         let lines = group * rows;
         let Scratch { scores, tile, acc } = scratch;
         scores.resize(lines * kmax, 0.0);
-        tile.resize(KEY_TILE * hd, 0.0);
+        tile.resize(2 * KEY_TILE * hd, 0.0);
+        // The transposed tile costs hd scattered stores per key; worth it only when enough rows
+        // share it. Either way the scores are bit-identical.
+        let use_blocks = blocked && blocks::available();
+        let transposed = use_blocks && hd.is_multiple_of(LANES) && lines >= MIN_BLOCKED_LINES;
         // Scores, one key tile at a time.
         let mut j0 = 0;
         while j0 < kmax {
             let j1 = (j0 + KEY_TILE).min(kmax);
+            if transposed {
+                let (rowwise, kt) = tile.split_at_mut(KEY_TILE * hd);
+                for j in j0..j1 {
+                    let row = &mut rowwise[..hd];
+                    k.load(slot(j) + g * hd, row);
+                    for (d, &x) in row.iter().enumerate() {
+                        kt[d * KEY_TILE + j - j0] = x;
+                    }
+                }
+                for line in 0..lines {
+                    let (hh, r) = (line / rows, line % rows);
+                    let h = g * group + hh;
+                    let visible = s.start + i0 + r + 1;
+                    let qrow = &q[(s.q0 + i0 + r) * qs + h * hd..][..hd];
+                    let srow = &mut scores[line * kmax..(line + 1) * kmax];
+                    let end = j1.min(visible);
+                    let mut jb = j0;
+                    while jb < end {
+                        let d = blocks::dots16(qrow, &kt[jb - j0..], KEY_TILE);
+                        for (jj, &x) in d.iter().enumerate().take(end - jb) {
+                            srow[jb + jj] = p.round(p.round(x) * scale);
+                        }
+                        jb += LANES;
+                    }
+                }
+                j0 = j1;
+                continue;
+            }
             for j in j0..j1 {
                 k.load(slot(j) + g * hd, &mut tile[(j - j0) * hd..(j - j0 + 1) * hd]);
             }
@@ -185,13 +241,15 @@ multiversion! {
         for line in 0..lines {
             let visible = s.start + i0 + line % rows + 1;
             let row = &mut scores[line * kmax..line * kmax + visible];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
+            let max = lane_max(row);
             for x in row.iter_mut() {
                 *x = exp_f32(*x - max);
-                sum += *x;
             }
-            let inv = 1.0 / sum;
+            // A running sum in key order, but in a loop of its own so the exps above vectorise.
+            // Not 16 partial sums: the eager PyTorch path reduces long rows in a lane tree whose
+            // shape depends on the mask's full width (the batch), short ones in key order, and
+            // the key order is what keeps the bf16 text path bit-exact on the fixtures.
+            let inv = 1.0 / row.iter().fold(0f32, |a, &x| a + x);
             for x in row.iter_mut() {
                 *x = p.round(*x * inv);
             }
@@ -209,8 +267,14 @@ multiversion! {
                 let visible = s.start + i0 + line % rows + 1;
                 let prow = &scores[line * kmax..(line + 1) * kmax];
                 let arow = &mut acc[line * hd..(line + 1) * hd];
-                for j in j0..j1.min(visible) {
-                    axpy(arow, prow[j], &tile[(j - j0) * hd..(j - j0 + 1) * hd]);
+                let (p_tile, n_keys) = (&prow[j0..], j1.min(visible).saturating_sub(j0));
+                match hd {
+                    64 | 128 if use_blocks => blocks::axpy_keys(arow, p_tile, tile, n_keys),
+                    _ => {
+                        for j in 0..n_keys {
+                            axpy(arow, p_tile[j], &tile[j * hd..(j + 1) * hd]);
+                        }
+                    }
                 }
             }
             j0 = j1;
@@ -227,6 +291,25 @@ multiversion! {
             }
         }
     }
+}
+
+/// Rows sharing a key tile from which the transposed score loop pays off.
+const MIN_BLOCKED_LINES: usize = 4;
+
+/// max over `xs` (−∞ when empty), 16 lanes at a time; max is exact, so any order gives the same
+/// value (NaN scores cannot occur: q and k are finite).
+#[inline(always)]
+fn lane_max(xs: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            m[i] = if c[i] > m[i] { c[i] } else { m[i] };
+        }
+    }
+    let m = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    tail.iter().copied().fold(m, f32::max)
 }
 
 /// Dot product with 16 independent accumulators, reduced in a fixed order.
@@ -319,6 +402,81 @@ mod tests {
                 .iter()
                 .zip(&base)
                 .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
+    /// The blocked loops (transposed key tile for the scores, register-held P·V accumulators)
+    /// give the plain loops' bits: both head sizes that have a blocked P·V, f32 and bf16 caches,
+    /// both precisions, cached prefixes, tiles cut short by the causal mask and by the sequence.
+    #[test]
+    fn blocked_loops_match_the_plain_ones_bit_for_bit() {
+        let pool = ThreadPool::new(2);
+        for hd in [128, 64, 48] {
+            let shape = AttnShape {
+                n_heads: 4,
+                n_kv_heads: 2,
+                head_dim: hd,
+            };
+            let (kvs, qs) = (2 * hd, 4 * hd);
+            let (cached, rows) = (29, 77);
+            let n = cached + rows;
+            let mut seed = hd as u64;
+            let k = rnd(n * kvs, &mut seed);
+            let v = rnd(n * kvs, &mut seed);
+            let q = rnd(2 * rows * qs, &mut seed);
+            let kb: Vec<u16> = k.iter().map(|x| (x.to_bits() >> 16) as u16).collect();
+            let vb: Vec<u16> = v.iter().map(|x| (x.to_bits() >> 16) as u16).collect();
+            let blocks: Vec<u32> = vec![0];
+            // One prefill with a cached prefix, and a 3-row chunk (fewer rows than the blocked
+            // score loop wants) after it.
+            let seqs = [
+                PagedSeq {
+                    q0: 0,
+                    len: rows,
+                    start: cached,
+                    blocks: &blocks,
+                },
+                PagedSeq {
+                    q0: rows,
+                    len: 3,
+                    start: n - 3,
+                    blocks: &blocks,
+                },
+            ];
+            for bf16_cache in [false, true] {
+                for p in [Precision::F32, Precision::Bf16] {
+                    let go = |blocked: bool| {
+                        let mut out = vec![0f32; 2 * rows * qs];
+                        let (kr, vr) = if bf16_cache {
+                            (KvRows::Bf16(&kb), KvRows::Bf16(&vb))
+                        } else {
+                            (KvRows::F32(&k), KvRows::F32(&v))
+                        };
+                        run(
+                            &pool,
+                            shape,
+                            &q,
+                            kr,
+                            vr,
+                            1 << 20,
+                            &seqs,
+                            0.09,
+                            p,
+                            blocked,
+                            &mut out,
+                        );
+                        out
+                    };
+                    let (fast, plain) = (go(true), go(false));
+                    assert!(
+                        fast.iter()
+                            .zip(&plain)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "hd {hd}, bf16 cache {bf16_cache}, {p:?}"
+                    );
+                    assert!(fast[..(rows + 3) * qs].iter().all(|x| x.is_finite()));
+                }
+            }
         }
     }
 
