@@ -33,7 +33,8 @@ usage: scripts/compare/llamacpp.sh [options]
   --decode N         generated tokens, llama-bench -n and bench-model --decode-tokens (default 32)
   --peak-gflops X    bf16 peak for the prefill fraction (default: measured by machine_limits.c)
   --mem-bw-gbs X     memory bandwidth for the decode fractions (default: measured by
-                     machine_limits.c; 25 GB/s if it cannot be built)
+                     machine_limits.c before and after the runs, the higher; 25 GB/s if it
+                     cannot be built)
   --prepare-only     fetch, build and convert, then stop (do the slow part while the machine is busy)
   -h, --help         this text
 EOF
@@ -178,6 +179,7 @@ if bench_flag_supported --quantize; then
 else
     say "this bench-model has no --quantize: W8A8 rows will read n/a"
 fi
+bandwidth_recheck
 
 {
     echo "### qwen3vl vs llama.cpp — text decoder of the random-weight Qwen3-VL-2B, $THREADS threads"

@@ -29,8 +29,8 @@ usage: scripts/compare/transformers.sh [options]
                      machine_limits.c: the better of AVX512-BF16 dot products and f32
                      FMAs on registers)
   --mem-bw-gbs X     memory bandwidth for the decode fractions (default: measured by
-                     machine_limits.c, median read rate over a 1 GiB huge-page buffer; 25 GB/s if it
-                     cannot be built)
+                     machine_limits.c, median read rate over a 1 GiB huge-page buffer, before and
+                     after the runs, the higher of the two; 25 GB/s if it cannot be built)
   --skip-hf          reuse OUT/transformers.json from an earlier run (re-run only qwen3vl)
   --skip-qwen3vl     reuse OUT/qwen3vl-*.json from an earlier run (re-run only transformers)
   -h, --help         this text
@@ -105,6 +105,7 @@ if [ "$SKIP_OURS" = 0 ]; then
         say "this bench-model has no --quantize: W8A8 rows will read n/a"
     fi
 fi
+bandwidth_recheck
 
 {
     echo "### qwen3vl vs transformers — random-weight Qwen3-VL-2B, $THREADS threads"
