@@ -530,10 +530,12 @@ mod imp {
     }
 }
 
-/// Whether this kernel should take bf16 weights from oneDNN: it can run, oneDNN has no AMX here,
-/// and the CPU's bf16 dot product is slower than f32 FMA (per FLOP, below 3/4 of it). Measured once
-/// per process; `QWEN3VL_BF16_GEMM=fma|onednn` overrides.
-pub fn preferred(onednn_has_amx: bool) -> bool {
+/// Whether this kernel should take bf16 weights from oneDNN: it can run, and either oneDNN has no
+/// bf16 matmul here (absent, or its ISA capped below AVX-512, e.g. `DNNL_MAX_CPU_ISA=AVX2`: the
+/// alternative is the portable path) or oneDNN has no AMX and the CPU's bf16 dot product is slower
+/// than f32 FMA (per FLOP, below 3/4 of it). Measured once per process;
+/// `QWEN3VL_BF16_GEMM=fma|onednn` overrides.
+pub fn preferred(onednn_has_amx: bool, onednn_runs_bf16: bool) -> bool {
     if !available() {
         return false;
     }
@@ -542,7 +544,7 @@ pub fn preferred(onednn_has_amx: bool) -> bool {
         Ok("onednn") => return false,
         _ => {}
     }
-    !onednn_has_amx && dot_is_slow()
+    !onednn_runs_bf16 || (!onednn_has_amx && dot_is_slow())
 }
 
 /// `vdpbf16ps` below 3/4 of the FMA FLOP rate (or absent), measured once.

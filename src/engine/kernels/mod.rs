@@ -32,11 +32,12 @@ pub const AUTO_MIN_ELEMENTS: usize = 1 << 18;
 
 /// The backend of automatic selection: oneDNN where present for weights of at least
 /// [`AUTO_MIN_ELEMENTS`], with bf16 weights going to [`gemm_bf16_fma`] instead where that kernel
-/// is the faster one on this CPU (no AMX and a slow `vdpbf16ps`, see [`gemm_bf16_fma::preferred`]).
+/// is the faster one on this CPU (no AMX and a slow `vdpbf16ps`, or no oneDNN bf16 matmul at all;
+/// see [`gemm_bf16_fma::preferred`]).
 pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
     let dnn = onednn_backend(AUTO_MIN_ELEMENTS);
     let amx = OneDnn::get().is_some_and(|d| d.has_amx());
-    if gemm_bf16_fma::preferred(amx) {
+    if gemm_bf16_fma::preferred(amx, onednn_runs_bf16()) {
         Some(Box::new(Bf16FmaBackend {
             fallback: dnn,
             min_elements: AUTO_MIN_ELEMENTS,
