@@ -193,22 +193,28 @@ multiversion! {
         let mut j0 = 0;
         while j0 < kmax {
             let j1 = (j0 + KEY_TILE).min(kmax);
-            if transposed {
-                let (rowwise, kt) = tile.split_at_mut(KEY_TILE * hd);
-                for j in j0..j1 {
+            // Row-wise keys in the first half of `tile`; the transposed copy (one staging row
+            // each) in the second.
+            let (rowwise, kt) = tile.split_at_mut(KEY_TILE * hd);
+            for j in j0..j1 {
+                if transposed {
                     let row = &mut rowwise[..hd];
                     k.load(slot(j) + g * hd, row);
                     for (d, &x) in row.iter().enumerate() {
                         kt[d * KEY_TILE + j - j0] = x;
                     }
+                } else {
+                    k.load(slot(j) + g * hd, &mut rowwise[(j - j0) * hd..(j - j0 + 1) * hd]);
                 }
-                for line in 0..lines {
-                    let (hh, r) = (line / rows, line % rows);
-                    let h = g * group + hh;
-                    let visible = s.start + i0 + r + 1;
-                    let qrow = &q[(s.q0 + i0 + r) * qs + h * hd..][..hd];
-                    let srow = &mut scores[line * kmax..(line + 1) * kmax];
-                    let end = j1.min(visible);
+            }
+            for line in 0..lines {
+                let (hh, r) = (line / rows, line % rows);
+                let h = g * group + hh;
+                let visible = s.start + i0 + r + 1;
+                let qrow = &q[(s.q0 + i0 + r) * qs + h * hd..][..hd];
+                let srow = &mut scores[line * kmax..(line + 1) * kmax];
+                let end = j1.min(visible);
+                if transposed {
                     let mut jb = j0;
                     while jb < end {
                         let d = blocks::dots16(qrow, &kt[jb - j0..], KEY_TILE);
@@ -217,22 +223,11 @@ multiversion! {
                         }
                         jb += LANES;
                     }
-                }
-                j0 = j1;
-                continue;
-            }
-            for j in j0..j1 {
-                k.load(slot(j) + g * hd, &mut tile[(j - j0) * hd..(j - j0 + 1) * hd]);
-            }
-            for line in 0..lines {
-                let (hh, r) = (line / rows, line % rows);
-                let h = g * group + hh;
-                let visible = s.start + i0 + r + 1;
-                let qrow = &q[(s.q0 + i0 + r) * qs + h * hd..][..hd];
-                let srow = &mut scores[line * kmax..(line + 1) * kmax];
-                for j in j0..j1.min(visible) {
-                    let d = dot(qrow, &tile[(j - j0) * hd..(j - j0 + 1) * hd]);
-                    srow[j] = p.round(p.round(d) * scale);
+                } else {
+                    for j in j0..end {
+                        let d = dot(qrow, &rowwise[(j - j0) * hd..(j - j0 + 1) * hd]);
+                        srow[j] = p.round(p.round(d) * scale);
+                    }
                 }
             }
             j0 = j1;
