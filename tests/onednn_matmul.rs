@@ -285,3 +285,38 @@ fn row_blocks_pack_like_the_whole_weight() {
     }
     assert_eq!(covered, n);
 }
+
+/// Where `onednn_row_invariant` says so, each row's result is independent of how many rows share
+/// the call (batched and single requests then agree bit for bit).
+#[test]
+fn a_row_gets_the_same_bits_in_any_batch() {
+    let Some(d) = dnn() else { return };
+    if !qwen3vl::engine::kernels::onednn_row_invariant() {
+        eprintln!(
+            "skipping: oneDNN is not row-invariant here ({})",
+            d.describe()
+        );
+        return;
+    }
+    let (n, k, big) = (192, 320, 40);
+    let mut rng = Rng(11);
+    let w: Vec<bf16> = rng.vec(n * k).into_iter().map(bf16::from_f32).collect();
+    let x = bf16_round(&rng.vec(big * k));
+    let weights = [
+        PackedWeight::new(d, WeightData::Bf16(&w), n, k).ok(),
+        PackedWeight::new(d, WeightData::F32(&bf16_round_w(&w)), n, k).ok(),
+    ];
+    for p in weights.iter().flatten() {
+        let mut all = vec![0f32; big * n];
+        p.matmul(&x, big, None, &mut all).unwrap();
+        for m in [1, 2, 3, 17] {
+            let mut y = vec![0f32; m * n];
+            p.matmul(&x[..m * k], m, None, &mut y).unwrap();
+            assert_eq!(y, all[..m * n], "M = {m} ({})", p.impl_name(m).unwrap());
+        }
+    }
+}
+
+fn bf16_round_w(w: &[bf16]) -> Vec<f32> {
+    w.iter().map(|b| b.to_f32()).collect()
+}

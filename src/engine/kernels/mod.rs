@@ -132,10 +132,12 @@ pub fn onednn_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {
 }
 
 /// Whether oneDNN is present and its matmuls compute every row of a call the same way whatever
-/// the row count (its AVX-512 / AMX kernels; not its AVX2 GEMM). Batched and single requests then
-/// give bit-identical logits on weights it holds.
+/// the row count. Batched and single requests then give bit-identical logits on weights it holds.
+/// True for its AVX-512 kernels. Not for its AVX2 GEMM, which re-blocks by M, nor on AMX: there
+/// (oneDNN 2.6, measured) a few rows run on AVX-512 and more on AMX tiles, and even between two
+/// AMX row counts the blocking changes, so the last bits of a row depend on its batch.
 pub fn onednn_row_invariant() -> bool {
-    OneDnn::get().is_some_and(|d| d.has_avx512())
+    OneDnn::get().is_some_and(|d| d.has_avx512() && !d.has_amx())
 }
 
 /// Whether oneDNN has a non-reference bf16 matmul on this CPU (none on AVX2-only CPUs, where the

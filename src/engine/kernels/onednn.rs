@@ -170,9 +170,7 @@ impl OneDnn {
         isa_name(self.isa).contains("amx")
     }
 
-    /// Whether oneDNN runs its AVX-512 (or AMX) kernels here. Their matmuls compute each row of a
-    /// call the same way whatever the row count; its AVX2 GEMM re-blocks by M, so the last bits
-    /// of a row depend on the batch it came in.
+    /// Whether oneDNN runs its AVX-512 (or AMX) kernels here.
     pub fn has_avx512(&self) -> bool {
         isa_name(self.isa).starts_with("avx512")
     }
