@@ -103,11 +103,11 @@ machine_limits() {
     b=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["read_bw_gbs"])' "$OUT/machine.json")
     if [ -z "$PEAK" ] && [ -n "$p" ]; then
         PEAK=$p
-        PEAK_SRC="measured: the better of AVX512-BF16 dot products and f32 FMAs (AVX-512, else AVX2) on registers (a bf16"
-        PEAK_SRC+=" matmul can use either), each the better of $THREADS x the 1-thread rate and the"
+        PEAK_SRC="measured: the best of AMX-BF16 tiles (where present), AVX512-BF16 dot products and f32 FMAs (AVX-512,"
+        PEAK_SRC+=" else AVX2) on registers (a bf16 matmul can use any), each the better of $THREADS x the 1-thread rate and the"
         PEAK_SRC+=" $THREADS-thread rate"
     fi
-    INT8=$(python3 -c 'import json,sys; v=json.load(open(sys.argv[1])).get("int8_peak_gops", 0); print(v if v > 0 else "")' "$OUT/machine.json")
+    INT8=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); v=j.get("int8_matmul_peak_gops", j.get("int8_peak_gops", 0)); print(v if v > 0 else "")' "$OUT/machine.json")
     if [ -z "$MEMBW" ]; then
         MEMBW=$b
         MEMBW_SRC="measured: median read rate over a 1 GiB huge-page buffer, 1 or $THREADS threads"

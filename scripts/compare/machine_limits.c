@@ -11,6 +11,10 @@
 //     access pattern of a decode step streaming the weights (median of the passes).
 // On an AVX2-only CPU the FMA peak uses 256-bit vfmadd231ps (16 FLOP each) and the int8 peak the
 // exact vpmaddwd + vpaddd pair of the engine's AVX2 int8 tiles (16 products per pair).
+// Where the build has AMX (`-march=native` on a CPU with AMX) and Linux grants the tile state,
+// AMX-BF16 (tdpbf16ps, 16x16x32 bf16 products = 16384 FLOP x 2) and AMX-INT8 (tdpbusd, 16x16x64
+// products) peaks are measured too, on four independent accumulator tiles; a bf16 matmul's ceiling
+// is then the best of the three bf16-capable units, an int8 one's the better of VNNI and AMX.
 // Peaks are the best of several repeats (the machine is shared). Prints one JSON object; a peak is 0
 // on a CPU without the instructions (bf16: AVX512-BF16).
 // Build: cc -O3 -march=native -fopenmp machine_limits.c -o machine_limits
@@ -180,6 +184,62 @@ static double best_rate(peak_kernel kernel, int threads, int reps) {
 #define int8_kernel NULL
 #endif
 
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AMX_INT8__)
+#include <sys/syscall.h>
+#include <unistd.h>
+// Linux hands out the AMX tile state per process on request (ARCH_REQ_XCOMP_PERM, XTILEDATA).
+static int amx_permitted(void) { return syscall(SYS_arch_prctl, 0x1023, 18) == 0; }
+
+// Palette 1: tiles 0-3 accumulate 16 rows x 64 bytes, tiles 4-7 are 16 x 64-byte operands.
+static void amx_config(void) {
+    uint8_t cfg[64] = {0};
+    cfg[0] = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg[16 + 2 * t] = 64;
+        cfg[48 + t] = 16;
+    }
+    _tile_loadconfig(cfg);
+}
+
+static double amx_bf16_kernel(long iters, float *sink) {
+    static _Thread_local uint16_t a[16 * 32];
+    float c[16 * 16];
+    amx_config();
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    _tile_loadd(4, a, 64); _tile_loadd(5, a, 64); _tile_loadd(6, a, 64); _tile_loadd(7, a, 64);
+    iters /= 16;  // one tile op is 512 vector-instruction equivalents
+    for (long i = 0; i < iters; i++) {
+        _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, 64);
+    _tile_release();
+    *sink += c[0];
+    return (double)iters * 4 * 16 * 16 * 32 * 2;
+}
+
+static double amx_int8_kernel(long iters, float *sink) {
+    static _Thread_local uint8_t a[16 * 64];
+    int32_t c[16 * 16];
+    amx_config();
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    _tile_loadd(4, a, 64); _tile_loadd(5, a, 64); _tile_loadd(6, a, 64); _tile_loadd(7, a, 64);
+    iters /= 16;
+    for (long i = 0; i < iters; i++) {
+        _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
+        _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
+    }
+    _tile_stored(0, c, 64);
+    _tile_release();
+    *sink += c[0];
+    return (double)iters * 4 * 16 * 16 * 64 * 2;
+}
+#else
+static int amx_permitted(void) { return 0; }
+#define amx_bf16_kernel NULL
+#define amx_int8_kernel NULL
+#endif
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -216,6 +276,15 @@ int main(int argc, char **argv) {
     double fma = f_t > threads * f_1 ? f_t : threads * f_1;
     double i8_t = best_rate(int8_kernel, threads, reps), i8_1 = best_rate(int8_kernel, 1, reps);
     double i8 = i8_t > threads * i8_1 ? i8_t : threads * i8_1;
+    double amx = 0, amx8 = 0;
+    if (amx_permitted()) {
+        double a_t = best_rate(amx_bf16_kernel, threads, reps), a_1 = best_rate(amx_bf16_kernel, 1, reps);
+        amx = a_t > threads * a_1 ? a_t : threads * a_1;
+        double b_t = best_rate(amx_int8_kernel, threads, reps), b_1 = best_rate(amx_int8_kernel, 1, reps);
+        amx8 = b_t > threads * b_1 ? b_t : threads * b_1;
+    }
+    double mm = fma > peak ? fma : peak;
+    if (amx > mm) mm = amx;
 
     // Huge pages: with 4 KiB pages the hardware prefetchers stop at every page boundary and a
     // single stream reads ~17 GB/s here instead of ~32 GB/s, which would understate the ceiling.
@@ -235,7 +304,10 @@ int main(int argc, char **argv) {
            "\"bf16_gflops_1_thread\": %.1f, \"fma_f32_peak_gflops\": %.1f, "
            "\"bf16_matmul_peak_gflops\": %.1f, \"int8_peak_gops\": %.1f, \"int8_gops_threads\": %.1f, "
            "\"int8_gops_1_thread\": %.1f, \"read_bw_gbs\": %.1f, \"read_bw_gbs_threads\": %.1f, "
-           "\"read_bw_gbs_1_thread\": %.1f, \"buffer_mib\": %zu, \"checksum\": %llu}\n",
-           threads, peak, peak_t, peak_1, fma, fma > peak ? fma : peak, i8, i8_t, i8_1, bw, bw_t, bw_1, mib, (unsigned long long)check);
+           "\"read_bw_gbs_1_thread\": %.1f, \"amx_bf16_peak_gflops\": %.1f, "
+           "\"amx_int8_peak_gops\": %.1f, \"int8_matmul_peak_gops\": %.1f, \"buffer_mib\": %zu, "
+           "\"checksum\": %llu}\n",
+           threads, peak, peak_t, peak_1, fma, mm, i8, i8_t, i8_1, bw, bw_t, bw_1, amx, amx8,
+           amx8 > i8 ? amx8 : i8, mib, (unsigned long long)check);
     return 0;
 }

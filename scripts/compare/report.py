@@ -216,7 +216,7 @@ def cmd_transformers(a):
     print(f"* Ratio: time figures transformers/qwen3vl, rates qwen3vl/transformers, RSS transformers/qwen3vl.")
     print(f"* Fraction of limit: vision, TTFT and prefill = useful FLOP/s ÷ bf16 peak "
           f"{fmt(a.peak_gflops, 'GFLOP/s', 0)} ({a.peak_source}); int8 peak "
-          f"{fmt(a.int8_peak_gops, 'GOP/s', 0)} (AVX512-VNNI, or vpmaddwd on AVX2-only CPUs; same method); useful FLOPs counted from the config: "
+          f"{fmt(a.int8_peak_gops, 'GOP/s', 0)} (the better of AMX-INT8 tiles where present and AVX512-VNNI, or vpmaddwd on AVX2-only CPUs; same method); useful FLOPs counted from the config: "
           f"vision {f_vis / 1e9:.0f} GFLOP, TTFT {f_ttft / 1e9:.0f} GFLOP, prefill {f_pre / 1e9:.0f} GFLOP "
           f"({f_pre / a.prefill_tokens / 1e9:.2f} GFLOP/token).")
     print(f"* Decode = weight bytes read per step × steps/s ÷ {a.mem_bw_gbs:g} GB/s ({a.mem_bw_source}): bf16 {b_bf16 / 1e9:.2f} GB/step, "
@@ -306,7 +306,7 @@ def cmd_llamacpp(a):
               f"CPU \"{meta.get('cpu_info')}\"; llama-bench medians of the per-repeat samples.")
     print(f"* Prefill fraction = useful FLOP/s ÷ bf16 peak {fmt(a.peak_gflops, 'GFLOP/s', 0)} "
           f"({a.peak_source}), {f_pre / n / 1e9:.2f} GFLOP/token; Q8_0 and W8A8 (int8 dot products) ÷ int8 "
-          f"peak {fmt(a.int8_peak_gops, 'GOP/s', 0)} (AVX512-VNNI, or vpmaddwd on AVX2-only CPUs; same method).")
+          f"peak {fmt(a.int8_peak_gops, 'GOP/s', 0)} (the better of AMX-INT8 tiles where present and AVX512-VNNI, or vpmaddwd on AVX2-only CPUs; same method).")
     gb = lambda v: NA if v is None else f"{v / 1e9:.2f}"  # noqa: E731
     print(f"* Decode fraction = bytes per token × tok/s ÷ {a.mem_bw_gbs:g} GB/s ({a.mem_bw_source}); bytes: GGUF weights "
           f"(llama-bench model_size) BF16 {gb(bsize)} GB, Q8_0 {gb(qsize)} GB; qwen3vl bf16 "
