@@ -1,6 +1,7 @@
 //! W8A8 weights held by oneDNN's int8 matmul (`u8 × s8 → s32`) instead of our VNNI panels: the
 //! AMX-INT8 tier. On a CPU with AMX, oneDNN runs `tdpbusd` tiles (≈6 TOPS on 2 cores per the
 //! spec's measurements, against ≈1 TOPS for AVX512-VNNI); elsewhere it runs its own VNNI kernels.
+//! Opt-in (`QWEN3VL_INT8=onednn`): see [`default_engine`] for the measured trade.
 //!
 //! The source is the same `q + 128` bytes the panels take and the result is the exact int32 sum
 //! (AMX and VNNI accumulate u8·s8 products in int32 without saturation), so the epilogue —
@@ -25,20 +26,18 @@ pub enum Int8Engine {
     OneDnn,
 }
 
-/// The engine new W8A8 weights get: oneDNN when it runs AMX here, else the panels.
-/// `QWEN3VL_INT8=panels|onednn` overrides (oneDNN only where it is loaded and the CPU has
-/// AVX512-VNNI or AMX, so the integer sums stay exact).
+/// The engine new W8A8 weights get: the panels, unless `QWEN3VL_INT8=onednn` asks for oneDNN
+/// (honoured only where it is loaded and the CPU has AVX512-VNNI or AMX, so the integer sums stay
+/// exact). Measured on an AMX machine (oneDNN 2.6, 2B W8A8, 2 threads): oneDNN's AMX tiles
+/// prefill 1.36× faster than the panels (352 vs 258 tok/s) but decode one sequence 1.46× slower
+/// (11.8 vs 17.2 tok/s) and 16 streams level (131 vs 128); decode dominates a served request,
+/// so the panels are the default there too and oneDNN is the prefill-heavy choice.
 pub fn default_engine() -> Int8Engine {
     use std::sync::OnceLock;
     static E: OnceLock<Int8Engine> = OnceLock::new();
-    *E.get_or_init(|| {
-        let exact = exact_here();
-        match std::env::var("QWEN3VL_INT8").as_deref() {
-            Ok("panels") => Int8Engine::Panels,
-            Ok("onednn") if exact => Int8Engine::OneDnn,
-            _ if exact && OneDnn::get().is_some_and(|d| d.has_amx()) => Int8Engine::OneDnn,
-            _ => Int8Engine::Panels,
-        }
+    *E.get_or_init(|| match std::env::var("QWEN3VL_INT8").as_deref() {
+        Ok("onednn") if exact_here() => Int8Engine::OneDnn,
+        _ => Int8Engine::Panels,
     })
 }
 
