@@ -203,25 +203,46 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
     let rss = peak_rss_bytes();
     let prefill_tps = args.prefill_tokens as f64 / prefill_s;
 
+    // Figures left out by --only (or --decode-streams 0) are NaN: their rows are not printed.
+    let row = |figure: String, value: f64, unit: &str, digits: usize| {
+        if value.is_finite() {
+            println!("| {figure} | {value:.digits$} {unit} |");
+        }
+    };
     println!("| figure | value |");
     println!("|---|---|");
-    println!(
-        "| vision tower, one {0}x{0} image ({np} patches) | {vision_s:.3} s |",
-        args.image_size
+    let size = args.image_size;
+    row(
+        format!("vision tower, one {size}x{size} image ({np} patches)"),
+        vision_s,
+        "s",
+        3,
     );
-    println!(
-        "| time to first token, image + {}-token question ({} prompt tokens) | {ttft_s:.3} s |",
-        args.question_tokens,
-        ids.len()
+    row(
+        format!(
+            "time to first token, image + {}-token question ({} prompt tokens)",
+            args.question_tokens,
+            ids.len()
+        ),
+        ttft_s,
+        "s",
+        3,
     );
-    println!(
-        "| text prefill, {} tokens | {prefill_tps:.1} tok/s |",
-        args.prefill_tokens
+    row(
+        format!("text prefill, {} tokens", args.prefill_tokens),
+        prefill_tps,
+        "tok/s",
+        1,
     );
-    println!("| decode, batch 1 | {decode_tps:.2} tok/s |");
-    println!(
-        "| decode, {} concurrent streams (aggregate) | {batch_tps:.1} tok/s |",
-        args.decode_streams
+    row("decode, batch 1".into(), decode_tps, "tok/s", 2);
+    row(
+        format!(
+            "decode, {} concurrent streams (aggregate)",
+            args.decode_streams
+        ),
+        batch_tps,
+        "tok/s",
+        1,
     );
     if let Some(r) = rss {
         println!("| peak RSS | {:.2} GB |", r as f64 / 1e9);
