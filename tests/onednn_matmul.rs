@@ -302,9 +302,10 @@ fn a_row_gets_the_same_bits_in_any_batch() {
     let mut rng = Rng(11);
     let w: Vec<bf16> = rng.vec(n * k).into_iter().map(bf16::from_f32).collect();
     let x = bf16_round(&rng.vec(big * k));
+    let w_f32: Vec<f32> = w.iter().map(|b| b.to_f32()).collect();
     let weights = [
         PackedWeight::new(d, WeightData::Bf16(&w), n, k).ok(),
-        PackedWeight::new(d, WeightData::F32(&bf16_round_w(&w)), n, k).ok(),
+        PackedWeight::new(d, WeightData::F32(&w_f32), n, k).ok(),
     ];
     for p in weights.iter().flatten() {
         let mut all = vec![0f32; big * n];
@@ -315,8 +316,4 @@ fn a_row_gets_the_same_bits_in_any_batch() {
             assert_eq!(y, all[..m * n], "M = {m} ({})", p.impl_name(m).unwrap());
         }
     }
-}
-
-fn bf16_round_w(w: &[bf16]) -> Vec<f32> {
-    w.iter().map(|b| b.to_f32()).collect()
 }

@@ -201,37 +201,43 @@ static void amx_config(void) {
     _tile_loadconfig(cfg);
 }
 
-static double amx_bf16_kernel(long iters, float *sink) {
-    static _Thread_local uint16_t a[16 * 32];
-    float c[16 * 16];
+// Zeroed accumulators 0-3 and operands 4-7 loaded from `a` (1 KiB), ready for the tile loop.
+static void amx_start(const void *a) {
     amx_config();
     _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
     _tile_loadd(4, a, 64); _tile_loadd(5, a, 64); _tile_loadd(6, a, 64); _tile_loadd(7, a, 64);
-    iters /= 16;  // one tile op is 512 vector-instruction equivalents
+}
+
+// Keeps accumulator 0 observable and hands the tile state back.
+static void amx_finish(float *sink) {
+    float c[16 * 16];
+    _tile_stored(0, c, 64);
+    _tile_release();
+    *sink += c[0];
+}
+
+// One tile op does the work of 512 vector instructions: 16 x fewer iterations.
+static double amx_bf16_kernel(long iters, float *sink) {
+    static _Thread_local uint8_t a[1024];
+    amx_start(a);
+    iters /= 16;
     for (long i = 0; i < iters; i++) {
         _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7);
     }
-    _tile_stored(0, c, 64);
-    _tile_release();
-    *sink += c[0];
+    amx_finish(sink);
     return (double)iters * 4 * 16 * 16 * 32 * 2;
 }
 
 static double amx_int8_kernel(long iters, float *sink) {
-    static _Thread_local uint8_t a[16 * 64];
-    int32_t c[16 * 16];
-    amx_config();
-    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
-    _tile_loadd(4, a, 64); _tile_loadd(5, a, 64); _tile_loadd(6, a, 64); _tile_loadd(7, a, 64);
+    static _Thread_local uint8_t a[1024];
+    amx_start(a);
     iters /= 16;
     for (long i = 0; i < iters; i++) {
         _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
         _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
     }
-    _tile_stored(0, c, 64);
-    _tile_release();
-    *sink += c[0];
+    amx_finish(sink);
     return (double)iters * 4 * 16 * 16 * 64 * 2;
 }
 #else
@@ -239,6 +245,15 @@ static int amx_permitted(void) { return 0; }
 #define amx_bf16_kernel NULL
 #define amx_int8_kernel NULL
 #endif
+
+// On a shared machine the T-thread run rarely gets T idle cores, while a 1-thread run usually
+// gets one; register-only work scales with cores, so T x the 1-thread rate is a fair ceiling.
+// Also returns the two readings it took the better of.
+static double scaled_peak(peak_kernel kernel, int threads, int reps, double *at_t, double *at_1) {
+    *at_t = best_rate(kernel, threads, reps);
+    *at_1 = best_rate(kernel, 1, reps);
+    return *at_t > threads * *at_1 ? *at_t : threads * *at_1;
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -268,20 +283,14 @@ int main(int argc, char **argv) {
     size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 1024;
     int reps = argc > 3 ? atoi(argv[3]) : 5;
 
-    // On a shared machine the T-thread run rarely gets T idle cores, while a 1-thread run usually
-    // gets one; register-only FLOPs scale with cores, so T x the 1-thread rate is a fair ceiling.
-    double peak_t = best_rate(bf16_kernel, threads, reps), peak_1 = best_rate(bf16_kernel, 1, reps);
-    double peak = peak_t > threads * peak_1 ? peak_t : threads * peak_1;
-    double f_t = best_rate(fma_kernel, threads, reps), f_1 = best_rate(fma_kernel, 1, reps);
-    double fma = f_t > threads * f_1 ? f_t : threads * f_1;
-    double i8_t = best_rate(int8_kernel, threads, reps), i8_1 = best_rate(int8_kernel, 1, reps);
-    double i8 = i8_t > threads * i8_1 ? i8_t : threads * i8_1;
+    double peak_t, peak_1, f_t, f_1, i8_t, i8_1, a_t, a_1;
+    double peak = scaled_peak(bf16_kernel, threads, reps, &peak_t, &peak_1);
+    double fma = scaled_peak(fma_kernel, threads, reps, &f_t, &f_1);
+    double i8 = scaled_peak(int8_kernel, threads, reps, &i8_t, &i8_1);
     double amx = 0, amx8 = 0;
     if (amx_permitted()) {
-        double a_t = best_rate(amx_bf16_kernel, threads, reps), a_1 = best_rate(amx_bf16_kernel, 1, reps);
-        amx = a_t > threads * a_1 ? a_t : threads * a_1;
-        double b_t = best_rate(amx_int8_kernel, threads, reps), b_1 = best_rate(amx_int8_kernel, 1, reps);
-        amx8 = b_t > threads * b_1 ? b_t : threads * b_1;
+        amx = scaled_peak(amx_bf16_kernel, threads, reps, &a_t, &a_1);
+        amx8 = scaled_peak(amx_int8_kernel, threads, reps, &a_t, &a_1);
     }
     double mm = fma > peak ? fma : peak;
     if (amx > mm) mm = amx;
