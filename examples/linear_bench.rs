@@ -1,5 +1,6 @@
 //! Throughput of one `Linear` through the engine's own paths: bf16 (portable, oneDNN when present,
-//! and the FMA kernel over bf16 panels with AVX-512 or AVX2 tiles) and W8A8 int8, for the
+//! the FMA kernel over bf16 panels with AVX-512 or AVX2 tiles, and AMX tiles where they run) and
+//! W8A8 int8, for the
 //! Qwen3-VL-2B MLP shape (6144×2048) and the LM head.
 //! Decode rows report weight bytes streamed per second, larger M reports GOPS.
 //!
@@ -32,6 +33,7 @@ fn main() {
     let pool = ThreadPool::global();
     let onednn = qwen3vl::engine::kernels::onednn_backend(0);
     let fma = qwen3vl::engine::kernels::fma_backend(0);
+    let amx = qwen3vl::engine::kernels::amx_backend(0);
     for (n, k) in [(6144usize, 2048usize), (151_936, 2048)] {
         let w: Vec<bf16> = (0..n * k)
             .map(|i| bf16::from_f32(((i * 7919 % 1000) as f32 - 500.0) * 1e-4))
@@ -42,7 +44,7 @@ fn main() {
             let l = Linear::new(store.clone(), n, k, None, Precision::Bf16, None);
             linears.push(("bf16", l.expect("bf16 linear"), 2.0));
         }
-        for be in [&onednn, &fma].into_iter().flatten() {
+        for be in [&onednn, &fma, &amx].into_iter().flatten() {
             let l = Linear::new(store.clone(), n, k, None, Precision::Bf16, Some(&**be));
             linears.push(("bf16", l.expect("bf16 linear"), 2.0));
         }

@@ -1,9 +1,11 @@
-//! Segment attention: the AVX512-BF16 path (both GEMMs on `vdpbf16ps`) and the portable f32 path
-//! both equal eager-PyTorch attention computed independently here in f64 with the same bf16
+//! Segment attention: the AMX-BF16 path, the AVX512-BF16 path (both GEMMs on `vdpbf16ps`), the
+//! f32 GEMM path and the portable f32 path all equal eager-PyTorch attention computed independently here in f64 with the same bf16
 //! rounding points — for odd head dims (5, 72), GQA, one-key segments, causal masks with cached
 //! keys, and several segments in one call.
 
-use qwen3vl::engine::kernels::attention::{attention, AttnShape, Mask, Segment};
+use qwen3vl::engine::kernels::attention::{
+    attention, attention_with, AttnShape, Kernel, Mask, Segment,
+};
 use qwen3vl::engine::kernels::attention_bf16;
 use qwen3vl::engine::kernels::bf16::{round_bf16, Precision};
 use qwen3vl::engine::kernels::pool::ThreadPool;
@@ -100,6 +102,13 @@ fn bf16_and_portable_attention_match_eager_reference() {
                 (70, 70, Mask::Full),
             ],
         },
+        // Vision-like: head_dim 64 over 300 patches (4 full query blocks and a 44-row one, an
+        // odd number of 16-key tiles).
+        Case {
+            heads: (2, 1),
+            hd: 64,
+            segments: vec![(300, 300, Mask::Full)],
+        },
         Case {
             heads: (4, 2),
             hd: 5,
@@ -115,8 +124,9 @@ fn bf16_and_portable_attention_match_eager_reference() {
         },
     ];
     println!(
-        "AVX512-BF16 path available: {}",
-        attention_bf16::available()
+        "AVX512-BF16 path available: {}, AMX: {}",
+        attention_bf16::available(),
+        Kernel::Bf16Amx.runs(Precision::Bf16)
     );
     for (ci, c) in cases.iter().enumerate() {
         let (nh, nkv) = c.heads;
@@ -143,9 +153,24 @@ fn bf16_and_portable_attention_match_eager_reference() {
         let v = noise(krow * nkv * c.hd, 37 + ci as u32, 1.0);
         let scale = (c.hd as f32).powf(-0.5);
         let want = reference(shape, &q, &k, &v, &segments, scale, qrow);
-        let run = || {
+        let run = |kernel: Option<Kernel>| {
             let mut out = vec![f32::NAN; qrow * nh * c.hd];
-            attention(
+            let Some(kernel) = kernel else {
+                attention(
+                    pool,
+                    shape,
+                    &q,
+                    &k,
+                    &v,
+                    &segments,
+                    scale,
+                    Precision::Bf16,
+                    &mut out,
+                );
+                return out;
+            };
+            attention_with(
+                kernel,
                 pool,
                 shape,
                 &q,
@@ -158,12 +183,16 @@ fn bf16_and_portable_attention_match_eager_reference() {
             );
             out
         };
-        force_level(None);
-        let fast = run();
+        let mut results = Vec::new();
+        for kernel in [Kernel::Bf16Amx, Kernel::Bf16Dot, Kernel::F32] {
+            if kernel.runs(Precision::Bf16) {
+                results.push((format!("{kernel:?}"), run(Some(kernel))));
+            }
+        }
         force_level(Some(Level::Avx2));
-        let portable = run();
+        results.push(("portable".into(), run(None)));
         force_level(None);
-        for (what, got) in [("fast", &fast), ("portable", &portable)] {
+        for (what, got) in &results {
             let mut worst = 0f32;
             let mut sum = 0f64;
             for (g, w) in got.iter().zip(&want) {

@@ -27,7 +27,7 @@ pub struct ForwardArgs {
     /// Greedily generate N tokens through the KV-cache decode path.
     #[arg(long)]
     pub generate: Option<usize>,
-    /// GEMM backend: auto, portable or onednn.
+    /// GEMM backend: auto, portable, onednn, fma or amx.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: BackendChoice,
     /// Quantize on load: none or w8a8 (int8 text decoder, per-token int8 activations).
@@ -56,8 +56,9 @@ pub fn parse_backend(s: &str) -> Result<BackendChoice, String> {
         "portable" => Ok(BackendChoice::Portable),
         "onednn" => Ok(BackendChoice::OneDnn),
         "fma" => Ok(BackendChoice::Fma),
+        "amx" => Ok(BackendChoice::Amx),
         _ => Err(format!(
-            "unknown backend `{s}` (auto, portable, onednn, fma)"
+            "unknown backend `{s}` (auto, portable, onednn, fma, amx)"
         )),
     }
 }

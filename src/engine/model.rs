@@ -22,7 +22,9 @@ pub use step::{StepInput, VisualFeatures};
 /// Which GEMM implementation the model's linears use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// oneDNN for weights large enough to benefit (when the library is present), portable otherwise.
+    /// Our AMX kernel for bf16 weights where AMX tiles run, else oneDNN for weights large enough
+    /// to benefit (when the library is present, bf16 ones to the FMA kernel where that is
+    /// faster), portable otherwise.
     Auto,
     /// The portable pure-Rust path only.
     Portable,
@@ -31,6 +33,9 @@ pub enum BackendChoice {
     /// The FMA kernel (AVX-512 or AVX2 tiles) over bf16 panels for every bf16 weight (others as
     /// `Auto`); an error where the CPU has neither.
     Fma,
+    /// The AMX-BF16 tile kernel for every bf16 weight (others as `Auto`); an error where AMX
+    /// tiles cannot run.
+    Amx,
 }
 
 /// Weight quantization applied while loading a float checkpoint.
@@ -109,6 +114,13 @@ impl Qwen3VlModel {
             BackendChoice::Auto => super::kernels::auto_backend(),
             BackendChoice::Fma => Some(super::kernels::fma_backend(0).ok_or_else(|| {
                 EngineError::Kernel("the bf16 FMA kernel needs AVX-512F or AVX2 + FMA".into())
+            })?),
+            BackendChoice::Amx => Some(super::kernels::amx_backend(0).ok_or_else(|| {
+                EngineError::Kernel(
+                    "the AMX kernel needs AMX-BF16 and the OS's tile permission (QWEN3VL_AMX=0 \
+                     and QWEN3VL_ISA below avx512 turn it off)"
+                        .into(),
+                )
             })?),
             BackendChoice::Portable => None,
             BackendChoice::OneDnn => Some(super::kernels::onednn_backend(0).ok_or_else(|| {

@@ -123,12 +123,14 @@ pub fn reference(
     (y, mag)
 }
 
-/// A backend whose matmuls compute every row independently of the others (oneDNN's AVX-512 /
-/// AMX kernels, or the FMA kernel over bf16 panels), so results do not depend on how many rows a
-/// call has; `None` where only the portable GEMM (or oneDNN's AVX2 GEMM) is left.
+/// A backend whose matmuls compute every row independently of the others (oneDNN's AVX-512
+/// kernels, our AMX tiles or the FMA kernel over bf16 panels), so results do not depend on how
+/// many rows a call has; `None` where only the portable GEMM (or oneDNN's AVX2 GEMM) is left.
 pub fn row_invariant_backend(precision: Precision) -> Option<BackendChoice> {
     if qwen3vl::engine::kernels::onednn_row_invariant() {
         Some(BackendChoice::OneDnn)
+    } else if precision == Precision::Bf16 && qwen3vl::engine::kernels::gemm_amx::available() {
+        Some(BackendChoice::Amx)
     } else if precision == Precision::Bf16 && qwen3vl::engine::kernels::gemm_bf16_fma::available() {
         Some(BackendChoice::Fma)
     } else {

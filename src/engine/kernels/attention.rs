@@ -6,6 +6,8 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
+use super::aligned::AlignedBuf;
+use super::amx::{self, Tiles};
 use super::attention_bf16::{self as words, PackedRight, TILE_COLS, TILE_ROWS};
 use super::bf16::Precision;
 use super::gemm_portable::gemm_strided;
@@ -40,6 +42,40 @@ pub struct Segment {
 }
 
 const QUERY_BLOCK: usize = 64;
+/// Query rows the AMX path scores at a time: two tile rows, so its score scratch is
+/// AMX_ROWS × keys (100 KB for a 784-patch image, inside L2).
+const AMX_ROWS: usize = 2 * amx::TILE;
+
+/// Which kernel runs the two attention GEMMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// f32 GEMMs (every precision, every CPU).
+    F32,
+    /// bf16 mode: AVX512-BF16 `vdpbf16ps` register tiles.
+    Bf16Dot,
+    /// bf16 mode: AMX-BF16 tiles.
+    Bf16Amx,
+}
+
+impl Kernel {
+    /// The fastest kernel for precision `p` on this CPU.
+    pub fn best(p: Precision) -> Kernel {
+        match p {
+            Precision::Bf16 if amx::available() && words::available() => Kernel::Bf16Amx,
+            Precision::Bf16 if words::available() => Kernel::Bf16Dot,
+            _ => Kernel::F32,
+        }
+    }
+
+    /// Whether this kernel can run here for precision `p` (the bf16 ones need bf16 mode).
+    pub fn runs(self, p: Precision) -> bool {
+        match self {
+            Kernel::F32 => true,
+            Kernel::Bf16Dot => p == Precision::Bf16 && words::available(),
+            Kernel::Bf16Amx => p == Precision::Bf16 && words::available() && amx::available(),
+        }
+    }
+}
 
 thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -49,24 +85,25 @@ thread_local! {
 /// Per-thread scratch of the bf16 path: one query block as words, one row tile of scores and
 /// of probabilities as words, one output tile.
 struct WordBuffers {
-    q: Vec<u32>,
-    scores: Vec<f32>,
-    probs: Vec<u32>,
-    out: Vec<f32>,
+    q: AlignedBuf<u32>,
+    scores: AlignedBuf<f32>,
+    probs: AlignedBuf<u32>,
+    out: AlignedBuf<f32>,
 }
 
 impl WordBuffers {
     const fn new() -> Self {
         WordBuffers {
-            q: Vec::new(),
-            scores: Vec::new(),
-            probs: Vec::new(),
-            out: Vec::new(),
+            q: AlignedBuf::new(),
+            scores: AlignedBuf::new(),
+            probs: AlignedBuf::new(),
+            out: AlignedBuf::new(),
         }
     }
 }
 
-/// out[q rows] = softmax(q·kᵀ·scale + mask)·v for every segment and head.
+/// out[q rows] = softmax(q·kᵀ·scale + mask)·v for every segment and head, with the fastest
+/// kernel here ([`Kernel::best`]).
 /// `q`/`out` have rows of n_heads·hd values; `k`/`v` rows of n_kv_heads·hd values.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
@@ -80,6 +117,28 @@ pub fn attention(
     p: Precision,
     out: &mut [f32],
 ) {
+    let kernel = Kernel::best(p);
+    attention_with(kernel, pool, shape, q, k, v, segments, scale, p, out)
+}
+
+/// [`attention`] with a chosen kernel, which must [`Kernel::runs`] here (tests compare them).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_with(
+    kernel: Kernel,
+    pool: &ThreadPool,
+    shape: AttnShape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    segments: &[Segment],
+    scale: f32,
+    p: Precision,
+    out: &mut [f32],
+) {
+    assert!(
+        kernel.runs(p),
+        "attention kernel {kernel:?} cannot run here"
+    );
     let AttnShape {
         n_heads,
         n_kv_heads,
@@ -108,8 +167,9 @@ pub fn attention(
                 .unwrap_or(0)
     );
     let out_cell = SyncSlice(out.as_mut_ptr(), out.len());
-    if p == Precision::Bf16 && words::available() {
+    if kernel != Kernel::F32 {
         let ctx = WordContext {
+            amx: kernel == Kernel::Bf16Amx,
             shape,
             q,
             k,
@@ -178,6 +238,8 @@ pub fn attention(
 }
 
 struct WordContext<'a> {
+    /// AMX tiles rather than `vdpbf16ps` ones.
+    amx: bool,
     shape: AttnShape,
     q: &'a [f32],
     k: &'a [f32],
@@ -205,8 +267,10 @@ fn attention_words(pool: &ThreadPool, cx: &WordContext, tasks: &[(usize, usize, 
         let (s, g) = (cx.segments[i / n_kv_heads], i % n_kv_heads);
         let kb = &cx.k[s.k0 * kvs..];
         let vb = &cx.v[s.k0 * kvs..];
-        let keys = PackedRight::columns_as_reduction(kb, kvs, g * hd, hd, s.klen);
-        let values = PackedRight::rows_as_reduction(vb, kvs, g * hd, s.klen, hd);
+        // AMX tiles reduce over 16 words at a time; zero steps pad the rest.
+        let align = if cx.amx { amx::TILE } else { 1 };
+        let keys = PackedRight::columns_as_reduction(kb, kvs, g * hd, hd, s.klen, align);
+        let values = PackedRight::rows_as_reduction(vb, kvs, g * hd, s.klen, hd, align);
         let _ = packs[i].set((keys, values));
     });
     pool.run(tasks.len(), &|ti| {
@@ -224,14 +288,17 @@ fn attention_words(pool: &ThreadPool, cx: &WordContext, tasks: &[(usize, usize, 
         }
         WORD_BUFFERS.with(|cell| {
             let b = &mut *cell.borrow_mut();
+            if cx.amx {
+                return amx_block(cx, (keys, values), (si, h, i0, i1), kmax, b);
+            }
             let rows = i1 - i0;
             let qa = &cx.q[(s.q0 + i0) * qs + h * hd..];
-            let qsteps = words::pack_left(qa, qs, rows, hd, &mut b.q);
+            let qsteps = words::pack_left(qa, qs, rows, hd, (1, 1), &mut b.q);
             let kcols = kmax.div_ceil(16) * 16;
             let psteps = kmax.div_ceil(2);
-            b.scores.resize(TILE_ROWS * kcols, 0.0);
-            b.probs.resize(TILE_ROWS * psteps, 0);
-            b.out.resize(TILE_ROWS * TILE_COLS, 0.0);
+            b.scores.resize_zeroed(TILE_ROWS * kcols);
+            b.probs.resize_zeroed(TILE_ROWS * psteps);
+            b.out.resize_zeroed(TILE_ROWS * TILE_COLS);
             for r0 in (0..rows).step_by(TILE_ROWS) {
                 let mr = TILE_ROWS.min(rows - r0);
                 for n0 in (0..kcols).step_by(TILE_COLS) {
@@ -293,6 +360,79 @@ fn attention_words(pool: &ThreadPool, cx: &WordContext, tasks: &[(usize, usize, 
             }
         });
     });
+}
+
+/// One query block of the AMX path: [`AMX_ROWS`] rows at a time, scores over all visible keys
+/// as one tile matmul, softmax, probabilities as words, then P·V as a second tile matmul. Rows
+/// and reductions are zero-padded to whole tiles; padded rows are computed and dropped.
+fn amx_block(
+    cx: &WordContext,
+    (keys, values): (&PackedRight, &PackedRight),
+    (si, h, i0, i1): (usize, usize, usize, usize),
+    kmax: usize,
+    b: &mut WordBuffers,
+) {
+    let s = cx.segments[si];
+    let hd = cx.shape.head_dim;
+    let qs = cx.shape.n_heads * hd;
+    let tiles = Tiles::new().expect("the AMX kernel is only chosen where tiles run");
+    let rows = i1 - i0;
+    let rows_pad = rows.next_multiple_of(amx::TILE);
+    let qa = &cx.q[(s.q0 + i0) * qs + h * hd..];
+    let qsteps = words::pack_left(qa, qs, rows, hd, (amx::TILE, amx::TILE), &mut b.q);
+    debug_assert_eq!(qsteps, keys.steps);
+    let kcols = kmax.next_multiple_of(amx::TILE);
+    let psteps = kmax.div_ceil(2).next_multiple_of(amx::TILE);
+    let vcols = values.cpad;
+    b.scores.resize_zeroed(AMX_ROWS * kcols);
+    b.probs.resize_zeroed(AMX_ROWS * psteps);
+    b.out.resize_zeroed(AMX_ROWS * vcols);
+    for r0 in (0..rows_pad).step_by(AMX_ROWS) {
+        let tile_rows = AMX_ROWS.min(rows_pad - r0);
+        let live = tile_rows.min(rows - r0);
+        let q_rows = &b.q[r0 * qsteps..];
+        let (kw, kstride) = (&keys.words[..], keys.cpad);
+        tiles.matmul(
+            q_rows,
+            qsteps,
+            tile_rows,
+            qsteps,
+            kw,
+            kstride,
+            kcols,
+            &mut b.scores,
+            kcols,
+        );
+        for r in 0..tile_rows {
+            let pr = &mut b.probs[r * psteps..][..psteps];
+            if r >= live {
+                pr.fill(0);
+                continue;
+            }
+            let row = &mut b.scores[r * kcols..][..kmax];
+            let visible = match s.mask {
+                Mask::Full => kmax,
+                Mask::Causal { offset } => (offset + i0 + r0 + r + 1).min(kmax),
+            };
+            let inv = softmax_numerators(row, visible, cx.scale, Precision::Bf16);
+            let halves = words::halves(pr);
+            words::narrow_scaled(row, inv, halves);
+            halves[kmax..].iter_mut().for_each(|x| *x = 0);
+        }
+        let (vw, vstride) = (&values.words[..], values.cpad);
+        tiles.matmul(
+            &b.probs, psteps, tile_rows, psteps, vw, vstride, vcols, &mut b.out, vcols,
+        );
+        for r in 0..live {
+            let at = (s.q0 + i0 + r0 + r) * qs + h * hd;
+            // SAFETY: rows [q0+i0, q0+i1) × columns [h·hd, (h+1)·hd) of `out` belong to this
+            // task only; `attention_with` checked they are inside the buffer.
+            let o = unsafe { cx.out.range(at, at + hd) };
+            for (x, &y) in o.iter_mut().zip(&b.out[r * vcols..][..hd]) {
+                *x = Precision::Bf16.round(y);
+            }
+        }
+    }
 }
 
 /// Eager-PyTorch softmax of one score row in place: probabilities rounded to the activation

@@ -6,6 +6,7 @@
 //! left operand is a row of words along the reduction dimension; the right operand is packed as
 //! [reduction pair][column] so one 64-byte load feeds 16 output columns.
 
+use super::aligned::AlignedBuf;
 use super::bf16::round_bf16;
 use super::simd::multiversion;
 
@@ -44,10 +45,12 @@ pub fn word(lo: f32, hi: f32) -> u32 {
 }
 
 /// A [rows, cols] block (row `r` at `src[r·stride + col0 ..][..cols]`) packed as the right operand
-/// of `Σ_r a[·][r] · m[r][c]`: word [j·cpad + c] = (m[2j][c], m[2j+1][c]), zero-padded to an even
-/// row count and to `cpad` = cols rounded up to 16.
+/// of `Σ_r a[·][r] · m[r][c]`: word [j·cpad + c] = (m[2j][c], m[2j+1][c]), zero-padded to `steps`
+/// = rows/2 rounded up to a multiple of the packer's `step_align` (1 for these tiles, 16 for AMX
+/// tiles) and to `cpad` = cols rounded up to 16.
 pub struct PackedRight {
-    pub words: Vec<u32>,
+    /// 64-byte aligned, so AMX tile rows (64 bytes at a multiple-of-16 stride) are cache lines.
+    pub words: AlignedBuf<u32>,
     /// Row pairs (the reduction steps).
     pub steps: usize,
     /// Padded column count, the stride between steps.
@@ -62,11 +65,16 @@ impl PackedRight {
         col0: usize,
         rows: usize,
         cols: usize,
+        step_align: usize,
     ) -> Self {
-        let steps = rows.div_ceil(2);
+        let steps = rows.div_ceil(2).next_multiple_of(step_align);
         let cpad = cols.div_ceil(LANES) * LANES;
-        let mut words = vec![0u32; steps * cpad];
-        for (j, out) in words.chunks_exact_mut(cpad).enumerate() {
+        let mut words = AlignedBuf::zeroed(steps * cpad);
+        for (j, out) in words
+            .chunks_exact_mut(cpad)
+            .enumerate()
+            .take(rows.div_ceil(2))
+        {
             let r0 = &src[(2 * j) * stride + col0..][..cols];
             if 2 * j + 1 < rows {
                 let r1 = &src[(2 * j + 1) * stride + col0..][..cols];
@@ -90,13 +98,14 @@ impl PackedRight {
         col0: usize,
         rows: usize,
         cols: usize,
+        step_align: usize,
     ) -> Self {
-        let steps = rows.div_ceil(2);
+        let steps = rows.div_ceil(2).next_multiple_of(step_align);
         let cpad = cols.div_ceil(LANES) * LANES;
-        let mut words = vec![0u32; steps * cpad];
+        let mut words = AlignedBuf::zeroed(steps * cpad);
         for c in 0..cols {
             let s = &src[c * stride + col0..][..rows];
-            for j in 0..steps {
+            for j in 0..rows.div_ceil(2) {
                 let hi = if 2 * j + 1 < rows { s[2 * j + 1] } else { 0.0 };
                 words[j * cpad + c] = word(s[2 * j], hi);
             }
@@ -106,12 +115,19 @@ impl PackedRight {
 }
 
 /// Left-operand rows as words: `out[i·steps + j]` = (x[i][2j], x[i][2j+1]) for `rows` rows of
-/// `len` values at `src[i·stride ..]`; odd lengths are zero-padded.
-pub fn pack_left(src: &[f32], stride: usize, rows: usize, len: usize, out: &mut Vec<u32>) -> usize {
-    let steps = len.div_ceil(2);
-    out.clear();
-    out.resize(rows * steps, 0);
-    for (i, o) in out.chunks_exact_mut(steps).enumerate() {
+/// `len` values at `src[i·stride ..]`, zero-padded to `steps` = len/2 rounded up to a multiple
+/// of `step_align` and to a multiple of `row_align` rows. Returns `steps`.
+pub fn pack_left(
+    src: &[f32],
+    stride: usize,
+    rows: usize,
+    len: usize,
+    (row_align, step_align): (usize, usize),
+    out: &mut AlignedBuf<u32>,
+) -> usize {
+    let steps = len.div_ceil(2).next_multiple_of(step_align);
+    out.reset_zeroed(rows.next_multiple_of(row_align) * steps);
+    for (i, o) in out.chunks_exact_mut(steps).enumerate().take(rows) {
         narrow_scaled(&src[i * stride..][..len], 1.0, halves(o));
     }
     steps

@@ -2,9 +2,12 @@
 //! attention, norms, rope, activations) so other backends can be added without touching model
 //! code. All `unsafe` code of the crate lives under this module.
 
+pub mod aligned;
+pub mod amx;
 pub mod attention;
 pub mod attention_bf16;
 pub mod bf16;
+pub mod gemm_amx;
 pub mod gemm_bf16_fma;
 pub mod gemm_portable;
 pub mod int8;
@@ -31,14 +34,23 @@ use onednn::{OneDnn, PackedWeight, Source, WeightData};
 pub const AUTO_MIN_ELEMENTS: usize = 1 << 18;
 
 /// The backend of automatic selection: oneDNN where present for weights of at least
-/// [`AUTO_MIN_ELEMENTS`], with bf16 weights going to [`gemm_bf16_fma`] instead where that kernel
-/// is the faster one on this CPU (no AMX and a slow `vdpbf16ps`, or no oneDNN bf16 matmul at all;
-/// see [`gemm_bf16_fma::preferred`]).
+/// [`AUTO_MIN_ELEMENTS`], with bf16 weights going to our own kernels instead where they are the
+/// faster ones on this CPU: [`gemm_amx`] wherever AMX tiles run (twice oneDNN 2.6's rate on
+/// the vision and prefill shapes), else [`gemm_bf16_fma`] where that kernel wins (no AMX and a
+/// slow `vdpbf16ps`, or no oneDNN bf16 matmul at all; see [`gemm_bf16_fma::preferred`]).
 pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
     let dnn = onednn_backend(AUTO_MIN_ELEMENTS);
+    if gemm_amx::preferred() {
+        return Some(Box::new(Bf16PanelBackend {
+            kernel: PanelKernel::Amx,
+            fallback: dnn,
+            min_elements: AUTO_MIN_ELEMENTS,
+        }));
+    }
     let amx = OneDnn::get().is_some_and(|d| d.has_amx());
     if gemm_bf16_fma::preferred(amx, onednn_runs_bf16()) {
-        Some(Box::new(Bf16FmaBackend {
+        Some(Box::new(Bf16PanelBackend {
+            kernel: PanelKernel::Fma,
             fallback: dnn,
             min_elements: AUTO_MIN_ELEMENTS,
         }))
@@ -50,36 +62,74 @@ pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
 /// [`gemm_bf16_fma`] for every bf16 weight of at least `min_elements` (f32 weights go to oneDNN
 /// with the same bound when present, else stay portable); `None` where the kernel cannot run.
 pub fn fma_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {
-    gemm_bf16_fma::available().then(|| {
-        Box::new(Bf16FmaBackend {
+    panel_backend(PanelKernel::Fma, min_elements)
+}
+
+/// [`gemm_amx`] for every bf16 weight of at least `min_elements` (f32 weights as in
+/// [`fma_backend`]); `None` where AMX tiles cannot run.
+pub fn amx_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {
+    panel_backend(PanelKernel::Amx, min_elements)
+}
+
+fn panel_backend(kernel: PanelKernel, min_elements: usize) -> Option<Box<dyn FastBackend>> {
+    kernel.available().then(|| {
+        Box::new(Bf16PanelBackend {
+            kernel,
             fallback: onednn_backend(min_elements),
             min_elements,
         }) as Box<dyn FastBackend>
     })
 }
 
-/// bf16 weights as [`gemm_bf16_fma::Bf16Panels`]; everything else to `fallback`.
-struct Bf16FmaBackend {
+/// Our own bf16-weight kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PanelKernel {
+    Fma,
+    Amx,
+}
+
+impl PanelKernel {
+    fn available(self) -> bool {
+        match self {
+            PanelKernel::Fma => gemm_bf16_fma::available(),
+            PanelKernel::Amx => gemm_amx::available(),
+        }
+    }
+
+    fn pack(self, n: usize, k: usize, rows: linear::RowSource) -> Result<Box<dyn FastMatmul>> {
+        let pool = pool::ThreadPool::global();
+        Ok(match self {
+            PanelKernel::Fma => Box::new(FmaMatmul(gemm_bf16_fma::Bf16Panels::from_rows(
+                pool, n, k, rows,
+            )?)),
+            PanelKernel::Amx => {
+                Box::new(AmxMatmul(gemm_amx::AmxPanels::from_rows(pool, n, k, rows)?))
+            }
+        })
+    }
+}
+
+/// bf16 weights to one of our [`PanelKernel`]s; everything else to `fallback`.
+struct Bf16PanelBackend {
+    kernel: PanelKernel,
     fallback: Option<Box<dyn FastBackend>>,
     min_elements: usize,
 }
 
-impl Bf16FmaBackend {
+impl Bf16PanelBackend {
     fn takes(&self, n: usize, k: usize) -> bool {
-        n * k >= self.min_elements && gemm_bf16_fma::available()
+        n * k >= self.min_elements && self.kernel.available()
     }
 }
 
-impl FastBackend for Bf16FmaBackend {
+impl FastBackend for Bf16PanelBackend {
     fn prepare(&self, w: &WeightStore, n: usize, k: usize) -> Result<Option<Box<dyn FastMatmul>>> {
         if matches!(w, WeightStore::Bf16(_)) && self.takes(n, k) {
-            let pool = pool::ThreadPool::global();
             let rows = |r0: usize, r1: usize| match w {
                 WeightStore::Bf16(v) => Ok(WeightStore::Bf16(v[r0 * k..r1 * k].to_vec())),
                 WeightStore::F32(v) => Ok(WeightStore::F32(v[r0 * k..r1 * k].to_vec())),
             };
-            let panels = gemm_bf16_fma::Bf16Panels::from_rows(pool, n, k, &rows)?;
-            return Ok(Some(Box::new(FmaMatmul(panels))));
+            return self.kernel.pack(n, k, &rows).map(Some);
         }
         match &self.fallback {
             Some(be) => be.prepare(w, n, k),
@@ -95,9 +145,7 @@ impl FastBackend for Bf16FmaBackend {
     ) -> Result<Option<Box<dyn FastMatmul>>> {
         // The loader hands rows in the model precision: one row tells which it is.
         if self.takes(n, k) && matches!(rows(0, 1)?, WeightStore::Bf16(_)) {
-            let pool = pool::ThreadPool::global();
-            let panels = gemm_bf16_fma::Bf16Panels::from_rows(pool, n, k, rows)?;
-            return Ok(Some(Box::new(FmaMatmul(panels))));
+            return self.kernel.pack(n, k, rows).map(Some);
         }
         match &self.fallback {
             Some(be) => be.prepare_rows(n, k, rows),
@@ -106,9 +154,13 @@ impl FastBackend for Bf16FmaBackend {
     }
 
     fn name(&self) -> String {
+        let ours = match self.kernel {
+            PanelKernel::Fma => "bf16 FMA panels",
+            PanelKernel::Amx => "bf16 AMX tiles",
+        };
         match &self.fallback {
-            Some(be) => format!("bf16 FMA panels + {}", be.name()),
-            None => "bf16 FMA panels".into(),
+            Some(be) => format!("{ours} + {}", be.name()),
+            None => ours.into(),
         }
     }
 }
@@ -122,6 +174,18 @@ impl FastMatmul for FmaMatmul {
 
     fn name(&self) -> String {
         format!("bf16 panels ({} FMA)", gemm_bf16_fma::tiles_name())
+    }
+}
+
+struct AmxMatmul(gemm_amx::AmxPanels);
+
+impl FastMatmul for AmxMatmul {
+    fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
+        self.0.matmul(pool::ThreadPool::global(), x, m, bias, y)
+    }
+
+    fn name(&self) -> String {
+        "bf16 AMX tiles".into()
     }
 }
 

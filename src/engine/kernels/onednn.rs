@@ -125,26 +125,6 @@ unsafe impl Sync for OneDnn {}
 
 static INSTANCE: OnceLock<Result<OneDnn, String>> = OnceLock::new();
 
-/// Asks Linux for permission to use AMX tile data in this process (no-op elsewhere).
-fn request_amx_permission() -> bool {
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    {
-        extern "C" {
-            fn syscall(num: std::ffi::c_long, ...) -> std::ffi::c_long;
-        }
-        const SYS_ARCH_PRCTL: std::ffi::c_long = 158;
-        const ARCH_REQ_XCOMP_PERM: std::ffi::c_long = 0x1023;
-        const XFEATURE_XTILEDATA: std::ffi::c_long = 18;
-        // SAFETY: arch_prctl(ARCH_REQ_XCOMP_PERM, 18) only changes the process's permitted xsave
-        // features; it takes no pointers and fails with EINVAL/EOPNOTSUPP where AMX is absent.
-        unsafe { syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
-    }
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-    {
-        false
-    }
-}
-
 impl OneDnn {
     /// Process-wide instance, loaded lazily on first call; `None` if the library is missing,
     /// fails to initialise, or `QWEN3VL_NO_ONEDNN=1`.
@@ -179,7 +159,7 @@ impl OneDnn {
         if std::env::var("QWEN3VL_NO_ONEDNN").is_ok_and(|v| !v.is_empty() && v != "0") {
             return Err("disabled by QWEN3VL_NO_ONEDNN".into());
         }
-        let amx = request_amx_permission();
+        let amx = super::amx::request_permission();
         let name = std::env::var("QWEN3VL_ONEDNN_LIB").unwrap_or_else(|_| "libdnnl.so.2".into());
         // SAFETY: loading runs the library's static initialisers (oneDNN, libgomp, libstdc++),
         // which have no preconditions on the caller.

@@ -1,0 +1,460 @@
+//! AMX-BF16 tile matmul on the word layout of [`super::attention_bf16`]: a `tdpbf16ps` multiplies
+//! a 16×32 bf16 tile by a 32×16 one (as 16 rows of 16 words) into 16×16 f32 accumulators, about
+//! 30× the rate of `vdpbf16ps` on the same core. Products of bf16 values are exact in f32 and
+//! the accumulators are f32, so the results are those of the AVX512-BF16 tiles up to the order
+//! of the f32 additions.
+//!
+//! Rust has no AMX intrinsics on stable, so the five instructions are `asm!` with the tile
+//! number as a `const` operand. The eight tile registers are invisible to the compiler, which
+//! never allocates them (no AMX target feature is enabled anywhere), so a value left in a tile
+//! by one `asm!` block is still there for the next. [`Tiles`] configures them and releases them
+//! when dropped; nothing else may touch the tiles while it lives (oneDNN reconfigures them, so
+//! no oneDNN call may run on this thread in between: [`Tiles`] is neither `Send` nor shared).
+
+use std::marker::PhantomData;
+use std::sync::OnceLock;
+
+/// Rows of a tile, and words (bf16 pairs, or f32 columns) per tile row.
+pub const TILE: usize = 16;
+
+/// Whether AMX-BF16 tiles can run here: the CPU has AMX-TILE and AMX-BF16, Linux granted this
+/// process the tile data state, the dispatch level is AVX-512 (`QWEN3VL_ISA` lowers it) and
+/// `QWEN3VL_AMX=0` is not set.
+pub fn available() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    let ok = *OK.get_or_init(|| {
+        let off = std::env::var("QWEN3VL_AMX").is_ok_and(|v| v == "0");
+        !off && cpu_has_amx_bf16() && request_permission()
+    });
+    ok && super::simd::level() == super::simd::Level::Avx512
+}
+
+/// CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
+fn cpu_has_amx_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid_count;
+        // Leaf 7 only where the leaf-0 maximum says it exists.
+        if __cpuid_count(0, 0).eax < 7 {
+            return false;
+        }
+        let edx = __cpuid_count(7, 0).edx;
+        edx & (1 << 22) != 0 && edx & (1 << 24) != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Asks Linux for permission to use AMX tile data in this process (no-op elsewhere); true when
+/// granted. Repeating the request is harmless.
+pub fn request_permission() -> bool {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        extern "C" {
+            fn syscall(num: std::ffi::c_long, ...) -> std::ffi::c_long;
+        }
+        const SYS_ARCH_PRCTL: std::ffi::c_long = 158;
+        const ARCH_REQ_XCOMP_PERM: std::ffi::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: std::ffi::c_long = 18;
+        // SAFETY: arch_prctl(ARCH_REQ_XCOMP_PERM, 18) only changes the process's permitted xsave
+        // features; it takes no pointers and fails with EINVAL/EOPNOTSUPP where AMX is absent.
+        unsafe { syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
+/// The tile registers of this thread, configured as eight 16-row × 64-byte tiles; released on
+/// drop. Not `Send`: the configuration belongs to the thread that made it.
+pub struct Tiles {
+    _thread_bound: PhantomData<*const ()>,
+}
+
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+impl Tiles {
+    /// Configure the tiles, or `None` where [`available`] is false.
+    pub fn new() -> Option<Tiles> {
+        if !available() {
+            return None;
+        }
+        // Palette 1; bytes 16.. hold each tile's row width in bytes (u16), 48.. its row count.
+        let mut cfg = TileConfig([0; 64]);
+        cfg.0[0] = 1;
+        for t in 0..8 {
+            cfg.0[16 + 2 * t] = (TILE * 4) as u8;
+            cfg.0[48 + t] = TILE as u8;
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available()` established AMX-TILE support and the OS permission; the config
+        // is a valid palette-1 layout (8 tiles of 16 rows × 64 bytes), read from a 64-byte
+        // aligned buffer that lives through the instruction.
+        unsafe {
+            std::arch::asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
+        }
+        Some(Tiles {
+            _thread_bound: PhantomData,
+        })
+    }
+
+    /// c[i·c_stride + n] = Σ_{j < steps} a[i·a_stride + j] ⋅ b[j·b_stride + n] for i < rows,
+    /// n < cols, where `⋅` is the two-product bf16 dot of a word pair accumulated in f32. `rows`,
+    /// `steps` and `cols` must be multiples of [`TILE`] (callers zero-pad their operands).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        a: &[u32],
+        a_stride: usize,
+        rows: usize,
+        steps: usize,
+        b: &[u32],
+        b_stride: usize,
+        cols: usize,
+        c: &mut [f32],
+        c_stride: usize,
+    ) {
+        assert!(
+            rows.is_multiple_of(TILE) && steps.is_multiple_of(TILE) && cols.is_multiple_of(TILE)
+        );
+        assert!(a_stride >= steps && b_stride >= cols);
+        let left = Operand {
+            words: a,
+            layout: TileLayout::left_rows(a_stride),
+            tiles: rows / TILE,
+        };
+        let right = Operand {
+            words: b,
+            layout: TileLayout::right_rows(b_stride),
+            tiles: cols / TILE,
+        };
+        self.matmul_tiles(left, right, steps / TILE, c, c_stride, false);
+    }
+
+    /// The same product over operands in any [`TileLayout`]: `a` has `a.tiles` row tiles, `b`
+    /// `b.tiles` column tiles, both `ktiles` reduction tiles; c gets (or, with `accumulate`,
+    /// adds) 16·a.tiles rows of 16·b.tiles values at `c_stride`.
+    pub fn matmul_tiles(
+        &self,
+        a: Operand,
+        b: Operand,
+        ktiles: usize,
+        c: &mut [f32],
+        c_stride: usize,
+        accumulate: bool,
+    ) {
+        let (rows, cols) = (a.tiles * TILE, b.tiles * TILE);
+        assert!(c_stride >= cols && c.len() >= (rows.max(1) - 1) * c_stride + cols);
+        // SAFETY: the assert above keeps every element written inside `c`, borrowed mutably.
+        unsafe { self.matmul_tiles_raw(a, b, ktiles, c.as_mut_ptr(), c_stride, accumulate) }
+    }
+
+    /// [`Self::matmul_tiles`] into memory the caller shares between threads (each owning some
+    /// columns of one output).
+    ///
+    /// # Safety
+    /// `c` must be valid for reads and writes of 16·a.tiles rows × 16·b.tiles values at
+    /// `c_stride`, and nothing else may access those values during the call.
+    pub unsafe fn matmul_tiles_raw(
+        &self,
+        a: Operand,
+        b: Operand,
+        ktiles: usize,
+        c: *mut f32,
+        c_stride: usize,
+        accumulate: bool,
+    ) {
+        assert!(a.tiles > 0 && b.tiles > 0 && ktiles > 0);
+        assert!(a.words.len() >= a.layout.extent(a.tiles, ktiles));
+        assert!(b.words.len() >= b.layout.extent(b.tiles, ktiles));
+        assert!(c_stride >= b.tiles * TILE);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let k = Walk {
+                a: a.layout,
+                b: b.layout,
+                c: c_stride,
+                ktiles,
+                accumulate,
+            };
+            for i in (0..a.tiles).step_by(2) {
+                let two_rows = i + 2 <= a.tiles;
+                for n in (0..b.tiles).step_by(2) {
+                    let two_cols = n + 2 <= b.tiles;
+                    let ap = a.words[i * a.layout.major..].as_ptr();
+                    let bp = b.words[n * b.layout.major..].as_ptr();
+                    let cp = c.wrapping_add(i * TILE * c_stride + n * TILE);
+                    // SAFETY: the tiles are configured (`self` exists on this thread); the block
+                    // of row tiles [i, i+MR) and column tiles [n, n+NR) lies inside the operands,
+                    // so by the extent asserts above every tile load reads inside `a` / `b`, and
+                    // by the caller's contract every access to `c` is inside its block.
+                    unsafe {
+                        match (two_rows, two_cols) {
+                            (true, true) => imp::block::<2, 2>(ap, bp, cp, k),
+                            (true, false) => imp::block::<2, 1>(ap, bp, cp, k),
+                            (false, true) => imp::block::<1, 2>(ap, bp, cp, k),
+                            (false, false) => imp::block::<1, 1>(ap, bp, cp, k),
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (a, b, c, ktiles, accumulate);
+            unreachable!("Tiles cannot exist off x86-64");
+        }
+    }
+}
+
+/// Where an operand's tiles live, in words: row r of the tile with major index t (the row tile
+/// of a left operand, the column tile of a right one) and reduction tile j starts at
+/// t·major + j·ktile + r·row, and holds 16 words.
+#[derive(Debug, Clone, Copy)]
+pub struct TileLayout {
+    pub row: usize,
+    pub ktile: usize,
+    pub major: usize,
+}
+
+impl TileLayout {
+    /// A left operand stored as rows of `stride` words.
+    pub fn left_rows(stride: usize) -> Self {
+        TileLayout {
+            row: stride,
+            ktile: TILE,
+            major: TILE * stride,
+        }
+    }
+
+    /// A right operand stored as reduction steps of `stride` words (one per column).
+    pub fn right_rows(stride: usize) -> Self {
+        TileLayout {
+            row: stride,
+            ktile: TILE * stride,
+            major: TILE,
+        }
+    }
+
+    /// Tile after tile, 1 KB each: [major][reduction tile][16 rows][16 words]. Each tile load
+    /// then reads 1 KB in a row, where a strided one spreads its 16 rows over as many pages (a
+    /// power-of-two stride also puts them all in one L1 set).
+    pub fn packed(ktiles: usize) -> Self {
+        TileLayout {
+            row: TILE,
+            ktile: TILE * TILE,
+            major: ktiles * TILE * TILE,
+        }
+    }
+
+    /// Words an operand of `majors` × `ktiles` tiles spans from its first.
+    pub fn extent(&self, majors: usize, ktiles: usize) -> usize {
+        (majors - 1) * self.major + (ktiles - 1) * self.ktile + (TILE - 1) * self.row + TILE
+    }
+}
+
+/// One matmul operand: its words, their layout and its tile count along the major dimension.
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub words: &'a [u32],
+    pub layout: TileLayout,
+    pub tiles: usize,
+}
+
+impl Drop for Tiles {
+    fn drop(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the tiles were configured by `new` on this thread; releasing them returns the
+        // tile state to its initial (unconfigured) form and touches no memory.
+        unsafe {
+            std::arch::asm!("tilerelease", options(nostack, nomem));
+        }
+    }
+}
+
+/// The operand layouts of one matmul, c's row stride in values, and the reduction in tiles.
+#[derive(Clone, Copy)]
+struct Walk {
+    a: TileLayout,
+    b: TileLayout,
+    c: usize,
+    ktiles: usize,
+    /// Start from c's values rather than zero.
+    accumulate: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use super::{Walk, TILE};
+    use std::arch::asm;
+
+    /// One MR×NR block of 16×16 accumulators: tiles 0..4 accumulate (row-tile r, col-tile n at
+    /// 2r + n), tiles 4, 5 hold the A row tiles and 6, 7 the B column tiles of a 32-value step.
+    ///
+    /// # Safety
+    /// The tiles must be configured as 16 rows × 64 bytes; `a` readable for MR row tiles and `b`
+    /// for NR column tiles of `k.ktiles` reduction tiles in their layouts; `c` readable and
+    /// writable for 16·MR rows of 16·NR values at `k.c`.
+    #[inline(always)]
+    pub unsafe fn block<const MR: usize, const NR: usize>(
+        a: *const u32,
+        b: *const u32,
+        c: *mut f32,
+        k: Walk,
+    ) {
+        let (sa, sb, sc) = (4 * k.a.row, 4 * k.b.row, 4 * k.c);
+        // SAFETY (all blocks below): the caller's contract; offsets stay inside the tiles it
+        // vouches for (row tile r at r·major of a, column tile n at n·major of b, reduction tile
+        // j at j·ktile of both).
+        unsafe {
+            if k.accumulate {
+                let c1 = c.add(TILE * k.c);
+                load::<0>(c.cast(), sc);
+                if NR == 2 {
+                    load::<1>(c.add(TILE).cast(), sc);
+                }
+                if MR == 2 {
+                    load::<2>(c1.cast(), sc);
+                    if NR == 2 {
+                        load::<3>(c1.add(TILE).cast(), sc);
+                    }
+                }
+            } else {
+                zero::<0>();
+                if NR == 2 {
+                    zero::<1>();
+                }
+                if MR == 2 {
+                    zero::<2>();
+                    if NR == 2 {
+                        zero::<3>();
+                    }
+                }
+            }
+            for j in 0..k.ktiles {
+                let (aj, bj) = (a.add(j * k.a.ktile), b.add(j * k.b.ktile));
+                load::<4>(aj.cast(), sa);
+                load::<6>(bj.cast(), sb);
+                dot::<0, 4, 6>();
+                if NR == 2 {
+                    load::<7>(bj.add(k.b.major).cast(), sb);
+                    dot::<1, 4, 7>();
+                }
+                if MR == 2 {
+                    load::<5>(aj.add(k.a.major).cast(), sa);
+                    dot::<2, 5, 6>();
+                    if NR == 2 {
+                        dot::<3, 5, 7>();
+                    }
+                }
+            }
+            store::<0>(c.cast(), sc);
+            if NR == 2 {
+                store::<1>(c.add(TILE).cast(), sc);
+            }
+            if MR == 2 {
+                let c1 = c.add(TILE * k.c);
+                store::<2>(c1.cast(), sc);
+                if NR == 2 {
+                    store::<3>(c1.add(TILE).cast(), sc);
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// Tiles configured.
+    #[inline(always)]
+    unsafe fn zero<const T: u8>() {
+        // SAFETY: the caller configured tile T; zeroing touches no memory.
+        unsafe { asm!("tilezero tmm{t}", t = const T, options(nostack, nomem, preserves_flags)) }
+    }
+
+    /// # Safety
+    /// Tiles configured; 16 rows of 64 bytes at `p` + r·`stride` readable.
+    #[inline(always)]
+    unsafe fn load<const T: u8>(p: *const u8, stride: usize) {
+        // SAFETY: the caller vouches for the 16 rows read.
+        unsafe {
+            asm!("tileloadd tmm{t}, [{p} + {s}*1]", t = const T, p = in(reg) p, s = in(reg) stride,
+                options(nostack, readonly, preserves_flags))
+        }
+    }
+
+    /// # Safety
+    /// Tiles configured; 16 rows of 64 bytes at `p` + r·`stride` writable.
+    #[inline(always)]
+    unsafe fn store<const T: u8>(p: *mut u8, stride: usize) {
+        // SAFETY: the caller vouches for the 16 rows written.
+        unsafe {
+            asm!("tilestored [{p} + {s}*1], tmm{t}", t = const T, p = in(reg) p, s = in(reg) stride,
+                options(nostack, preserves_flags))
+        }
+    }
+
+    /// tile C += tile A · tile B (bf16 pairs, f32 accumulators).
+    ///
+    /// # Safety
+    /// Tiles configured and AMX-BF16 present.
+    #[inline(always)]
+    unsafe fn dot<const C: u8, const A: u8, const B: u8>() {
+        // SAFETY: register-only; the caller established AMX-BF16 and the configuration.
+        unsafe {
+            asm!("tdpbf16ps tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B,
+                options(nostack, nomem, preserves_flags))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bf(x: f32) -> u32 {
+        super::super::bf16::round_bf16(x).to_bits() >> 16
+    }
+
+    /// Every block shape (2×2, 2×1, 1×2, 1×1) against a scalar loop over the same words.
+    #[test]
+    fn matmul_equals_a_scalar_loop() {
+        let Some(tiles) = Tiles::new() else {
+            println!("AMX-BF16 not available here; nothing to check");
+            return;
+        };
+        for &(rows, steps, cols) in &[(16, 16, 16), (48, 32, 48), (32, 64, 80), (16, 48, 32)] {
+            let (a_stride, b_stride, c_stride) = (steps + 3, cols + 16, cols + 5);
+            let val = |i: usize| ((i * 37 % 101) as f32 - 50.0) / 16.0;
+            let a: Vec<u32> = (0..rows * a_stride)
+                .map(|i| bf(val(i)) | (bf(val(i + 7)) << 16))
+                .collect();
+            let b: Vec<u32> = (0..steps * b_stride)
+                .map(|i| bf(val(i + 3)) | (bf(val(i * 5 + 1)) << 16))
+                .collect();
+            let mut c = vec![f32::NAN; rows * c_stride];
+            tiles.matmul(
+                &a, a_stride, rows, steps, &b, b_stride, cols, &mut c, c_stride,
+            );
+            let half =
+                |w: u32, hi: bool| f32::from_bits(if hi { w & 0xffff_0000 } else { w << 16 });
+            for i in 0..rows {
+                for n in 0..cols {
+                    let mut want = 0f64;
+                    for j in 0..steps {
+                        let (x, y) = (a[i * a_stride + j], b[j * b_stride + n]);
+                        want += half(x, false) as f64 * half(y, false) as f64;
+                        want += half(x, true) as f64 * half(y, true) as f64;
+                    }
+                    let got = c[i * c_stride + n] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{rows}x{steps}x{cols} at ({i},{n}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
