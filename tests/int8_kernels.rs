@@ -3,8 +3,10 @@
 //! stays small — for odd shapes (M = 1, 3, 7, 11, 16, 17; K not a multiple of 4, N not a multiple
 //! of 16).
 
+use qwen3vl::engine::kernels::amx;
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::int8::{quantize_row, Int8Linear, Int8Weight};
+use qwen3vl::engine::kernels::int8_amx;
 use qwen3vl::engine::kernels::int8_onednn::{self, Int8Engine};
 use qwen3vl::engine::kernels::int8_vnni;
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
@@ -25,7 +27,7 @@ fn noise(n: usize, seed: u32) -> Vec<f32> {
 
 // M = 7..=16 take the one-pass tall tiles on VNNI (7 with a single k group, 16 with the most
 // rows, 11 with N across several strips and a partial panel).
-const SHAPES: [(usize, usize, usize); 10] = [
+const SHAPES: [(usize, usize, usize); 12] = [
     (1, 64, 16),
     (1, 70, 33),
     (3, 131, 100),
@@ -36,6 +38,10 @@ const SHAPES: [(usize, usize, usize); 10] = [
     (16, 2050, 70),
     (16, 8, 16),
     (40, 96, 129),
+    // AMX: three row tiles (a 2×2 block and a 1×2 one), K = 64·3 + 4 (a partial reduction tile
+    // read into the slack), five panels (a partial strip).
+    (35, 196, 80),
+    (2, 4096, 64),
 ];
 
 fn quantized_weight(n: usize, k: usize, seed: u32) -> (Vec<f32>, Vec<i8>, Vec<f32>) {
@@ -104,11 +110,18 @@ fn reference_static(
     y
 }
 
-/// The best tiles this CPU has and the portable path; on the way, the AVX2 tiles (where the CPU
-/// has AVX2) must give the best tiles' bits too.
+/// The best tiles this CPU has and the portable path; on the way, the AVX-512 VNNI tiles (where
+/// the best are AMX-INT8) and the AVX2 tiles (where the CPU has AVX2) must give the best tiles'
+/// bits too.
 fn both_paths(f: impl Fn() -> Vec<f32>) -> (Vec<f32>, Vec<f32>) {
     force_level(None);
     let fast = f();
+    if int8_amx::available() {
+        amx::set_disabled(true);
+        let vnni = f();
+        amx::set_disabled(false);
+        assert_eq!(vnni, fast, "VNNI tiles differ from the AMX tiles");
+    }
     force_level(Some(Level::Avx2));
     let avx2 = f();
     force_level(Some(Level::Base));

@@ -20,6 +20,12 @@ pub unsafe trait Plain: Copy + 'static {}
 unsafe impl Plain for u32 {}
 // SAFETY: as above.
 unsafe impl Plain for f32 {}
+// SAFETY: as above.
+unsafe impl Plain for i32 {}
+// SAFETY: single bytes: every bit pattern is valid, zero is 0.
+unsafe impl Plain for u8 {}
+// SAFETY: as above.
+unsafe impl Plain for i8 {}
 
 /// A `Vec<T>`-like buffer aligned to 64 bytes.
 pub struct AlignedBuf<T: Plain> {
@@ -41,6 +47,29 @@ impl<T: Plain> AlignedBuf<T> {
             len: 0,
             _t: std::marker::PhantomData,
         }
+    }
+
+    /// `len` zeros, asking the kernel for huge pages first (large weights: fewer TLB misses).
+    pub fn zeroed_huge(len: usize) -> Self {
+        let lines = (len * size_of::<T>()).div_ceil(64);
+        let mut v: Vec<Line> = Vec::with_capacity(lines);
+        super::mmap::advise_huge_pages(v.as_mut_ptr().cast(), lines * 64);
+        v.resize(lines, Line([0; 64]));
+        AlignedBuf {
+            lines: v,
+            len,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    /// The contents as 4-byte words (for AMX tile operands); the byte length must be a multiple
+    /// of 4.
+    pub fn as_words(&self) -> &[u32] {
+        let bytes = self.len * size_of::<T>();
+        assert!(bytes.is_multiple_of(4), "{bytes} bytes are not whole words");
+        // SAFETY: the buffer is 64-byte aligned and holds `bytes` initialised bytes; u32 accepts
+        // any bit pattern; the view borrows `self`.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<u32>(), bytes / 4) }
     }
 
     /// `len` zeros.

@@ -12,38 +12,88 @@
 //! no oneDNN call may run on this thread in between: [`Tiles`] is neither `Send` nor shared).
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// Rows of a tile, and words (bf16 pairs, or f32 columns) per tile row.
 pub const TILE: usize = 16;
 
-/// Whether AMX-BF16 tiles can run here: the CPU has AMX-TILE and AMX-BF16, Linux granted this
-/// process the tile data state, the dispatch level is AVX-512 (`QWEN3VL_ISA` lowers it) and
-/// `QWEN3VL_AMX=0` is not set.
+/// Whether the AMX-BF16 paths should run here: the tiles [`present`], the CPU has AMX-BF16, and
+/// the paths are selected (the dispatch level is AVX-512 — `QWEN3VL_ISA` lowers it —,
+/// `QWEN3VL_AMX=0` is not set and [`set_disabled`] did not turn them off).
 pub fn available() -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
-    let ok = *OK.get_or_init(|| {
-        let off = std::env::var("QWEN3VL_AMX").is_ok_and(|v| v == "0");
-        !off && cpu_has_amx_bf16() && request_permission()
-    });
-    ok && super::simd::level() == super::simd::Level::Avx512
+    present() && cpu_amx().bf16 && selected()
 }
 
-/// CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
-fn cpu_has_amx_bf16() -> bool {
+/// [`available`] for AMX-INT8 (`tdpbusd`, u8 × s8 → i32).
+pub fn available_int8() -> bool {
+    present() && cpu_amx().int8 && selected()
+}
+
+/// The CPU has AMX-TILE and Linux granted this process the tile data state: what executing tile
+/// instructions rests on, whatever the selection (a kernel that chose AMX finishes on it even if
+/// another thread turns the paths off meanwhile).
+fn present() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| cpu_amx().tile && request_permission())
+}
+
+fn selected() -> bool {
+    static ENV_OFF: OnceLock<bool> = OnceLock::new();
+    let env_off = *ENV_OFF.get_or_init(|| std::env::var("QWEN3VL_AMX").is_ok_and(|v| v == "0"));
+    !env_off
+        && !DISABLED.load(Ordering::Relaxed)
+        && super::simd::level() == super::simd::Level::Avx512
+}
+
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turn the AMX paths off (or back on) for the whole process, so tests can compare them with
+/// the AVX-512 paths on one machine. Kernels choose per call; a call already running finishes
+/// on the tiles.
+pub fn set_disabled(off: bool) {
+    DISABLED.store(off, Ordering::Relaxed);
+}
+
+#[derive(Clone, Copy)]
+struct AmxFeatures {
+    tile: bool,
+    bf16: bool,
+    int8: bool,
+}
+
+/// CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE, bit 25 AMX-INT8. Read once: CPUID
+/// serialises the core and, in a VM, exits to the hypervisor (a per-block CPUID cut the AMX
+/// GEMM to a quarter of its speed).
+fn cpu_amx() -> AmxFeatures {
+    static F: OnceLock<AmxFeatures> = OnceLock::new();
+    *F.get_or_init(read_cpuid)
+}
+
+fn read_cpuid() -> AmxFeatures {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::__cpuid_count;
         // Leaf 7 only where the leaf-0 maximum says it exists.
-        if __cpuid_count(0, 0).eax < 7 {
-            return false;
+        let edx = if __cpuid_count(0, 0).eax >= 7 {
+            __cpuid_count(7, 0).edx
+        } else {
+            0
+        };
+        let tile = edx & (1 << 24) != 0;
+        AmxFeatures {
+            tile,
+            bf16: tile && edx & (1 << 22) != 0,
+            int8: tile && edx & (1 << 25) != 0,
         }
-        let edx = __cpuid_count(7, 0).edx;
-        edx & (1 << 22) != 0 && edx & (1 << 24) != 0
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        AmxFeatures {
+            tile: false,
+            bf16: false,
+            int8: false,
+        }
     }
 }
 
@@ -78,9 +128,10 @@ pub struct Tiles {
 struct TileConfig([u8; 64]);
 
 impl Tiles {
-    /// Configure the tiles, or `None` where [`available`] is false.
+    /// Configure the tiles, or `None` where the CPU or the OS has none (this ignores the
+    /// selection of [`available`]: callers decide that).
     pub fn new() -> Option<Tiles> {
-        if !available() {
+        if !present() {
             return None;
         }
         // Palette 1; bytes 16.. hold each tile's row width in bytes (u16), 48.. its row count.
@@ -91,7 +142,7 @@ impl Tiles {
             cfg.0[48 + t] = TILE as u8;
         }
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `available()` established AMX-TILE support and the OS permission; the config
+        // SAFETY: `present()` established AMX-TILE support and the OS permission; the config
         // is a valid palette-1 layout (8 tiles of 16 rows × 64 bytes), read from a 64-byte
         // aligned buffer that lives through the instruction.
         unsafe {
@@ -138,12 +189,12 @@ impl Tiles {
     /// The same product over operands in any [`TileLayout`]: `a` has `a.tiles` row tiles, `b`
     /// `b.tiles` column tiles, both `ktiles` reduction tiles; c gets (or, with `accumulate`,
     /// adds) 16·a.tiles rows of 16·b.tiles values at `c_stride`.
-    pub fn matmul_tiles(
+    pub fn matmul_tiles<C: Accumulator>(
         &self,
         a: Operand,
         b: Operand,
         ktiles: usize,
-        c: &mut [f32],
+        c: &mut [C],
         c_stride: usize,
         accumulate: bool,
     ) {
@@ -159,15 +210,19 @@ impl Tiles {
     /// # Safety
     /// `c` must be valid for reads and writes of 16·a.tiles rows × 16·b.tiles values at
     /// `c_stride`, and nothing else may access those values during the call.
-    pub unsafe fn matmul_tiles_raw(
+    pub unsafe fn matmul_tiles_raw<C: Accumulator>(
         &self,
         a: Operand,
         b: Operand,
         ktiles: usize,
-        c: *mut f32,
+        c: *mut C,
         c_stride: usize,
         accumulate: bool,
     ) {
+        // The instruction the accumulator type selects must exist here (`self` only proves
+        // that the tiles do).
+        let cpu = cpu_amx();
+        assert!(if C::INT8 { cpu.int8 } else { cpu.bf16 });
         assert!(a.tiles > 0 && b.tiles > 0 && ktiles > 0);
         assert!(a.words.len() >= a.layout.extent(a.tiles, ktiles));
         assert!(b.words.len() >= b.layout.extent(b.tiles, ktiles));
@@ -187,17 +242,21 @@ impl Tiles {
                     let two_cols = n + 2 <= b.tiles;
                     let ap = a.words[i * a.layout.major..].as_ptr();
                     let bp = b.words[n * b.layout.major..].as_ptr();
-                    let cp = c.wrapping_add(i * TILE * c_stride + n * TILE);
+                    let cp = c.wrapping_add(i * TILE * c_stride + n * TILE).cast::<u32>();
                     // SAFETY: the tiles are configured (`self` exists on this thread); the block
                     // of row tiles [i, i+MR) and column tiles [n, n+NR) lies inside the operands,
                     // so by the extent asserts above every tile load reads inside `a` / `b`, and
                     // by the caller's contract every access to `c` is inside its block.
                     unsafe {
-                        match (two_rows, two_cols) {
-                            (true, true) => imp::block::<2, 2>(ap, bp, cp, k),
-                            (true, false) => imp::block::<2, 1>(ap, bp, cp, k),
-                            (false, true) => imp::block::<1, 2>(ap, bp, cp, k),
-                            (false, false) => imp::block::<1, 1>(ap, bp, cp, k),
+                        match (two_rows, two_cols, C::INT8) {
+                            (true, true, false) => imp::block::<2, 2, false>(ap, bp, cp, k),
+                            (true, false, false) => imp::block::<2, 1, false>(ap, bp, cp, k),
+                            (false, true, false) => imp::block::<1, 2, false>(ap, bp, cp, k),
+                            (false, false, false) => imp::block::<1, 1, false>(ap, bp, cp, k),
+                            (true, true, true) => imp::block::<2, 2, true>(ap, bp, cp, k),
+                            (true, false, true) => imp::block::<2, 1, true>(ap, bp, cp, k),
+                            (false, true, true) => imp::block::<1, 2, true>(ap, bp, cp, k),
+                            (false, false, true) => imp::block::<1, 1, true>(ap, bp, cp, k),
                         }
                     }
                 }
@@ -209,6 +268,27 @@ impl Tiles {
             unreachable!("Tiles cannot exist off x86-64");
         }
     }
+}
+
+/// What a tile product accumulates into, which also picks the instruction: f32 for bf16 pairs
+/// (`tdpbf16ps`), i32 for u8 × s8 quads (`tdpbusd`: u8 rows of the left operand times s8 rows
+/// of the right, exact in i32 without saturation, like `vpdpbusd`).
+pub trait Accumulator: Copy + sealed::Sealed {
+    const INT8: bool;
+}
+
+impl Accumulator for f32 {
+    const INT8: bool = false;
+}
+
+impl Accumulator for i32 {
+    const INT8: bool = true;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for i32 {}
 }
 
 /// Where an operand's tiles live, in words: row r of the tile with major index t (the row tile
@@ -298,12 +378,12 @@ mod imp {
     /// # Safety
     /// The tiles must be configured as 16 rows × 64 bytes; `a` readable for MR row tiles and `b`
     /// for NR column tiles of `k.ktiles` reduction tiles in their layouts; `c` readable and
-    /// writable for 16·MR rows of 16·NR values at `k.c`.
+    /// writable for 16·MR rows of 16·NR 4-byte values at `k.c`; AMX-INT8 present with `INT8`.
     #[inline(always)]
-    pub unsafe fn block<const MR: usize, const NR: usize>(
+    pub unsafe fn block<const MR: usize, const NR: usize, const INT8: bool>(
         a: *const u32,
         b: *const u32,
-        c: *mut f32,
+        c: *mut u32,
         k: Walk,
     ) {
         let (sa, sb, sc) = (4 * k.a.row, 4 * k.b.row, 4 * k.c);
@@ -339,16 +419,16 @@ mod imp {
                 let (aj, bj) = (a.add(j * k.a.ktile), b.add(j * k.b.ktile));
                 load::<4>(aj.cast(), sa);
                 load::<6>(bj.cast(), sb);
-                dot::<0, 4, 6>();
+                dot::<0, 4, 6, INT8>();
                 if NR == 2 {
                     load::<7>(bj.add(k.b.major).cast(), sb);
-                    dot::<1, 4, 7>();
+                    dot::<1, 4, 7, INT8>();
                 }
                 if MR == 2 {
                     load::<5>(aj.add(k.a.major).cast(), sa);
-                    dot::<2, 5, 6>();
+                    dot::<2, 5, 6, INT8>();
                     if NR == 2 {
-                        dot::<3, 5, 7>();
+                        dot::<3, 5, 7, INT8>();
                     }
                 }
             }
@@ -396,16 +476,22 @@ mod imp {
         }
     }
 
-    /// tile C += tile A · tile B (bf16 pairs, f32 accumulators).
+    /// tile C += tile A · tile B: bf16 pairs into f32 (`tdpbf16ps`) or, with `INT8`, u8 × s8
+    /// quads into i32 (`tdpbusd`).
     ///
     /// # Safety
-    /// Tiles configured and AMX-BF16 present.
+    /// Tiles configured and AMX-BF16 (AMX-INT8 with `INT8`) present.
     #[inline(always)]
-    unsafe fn dot<const C: u8, const A: u8, const B: u8>() {
-        // SAFETY: register-only; the caller established AMX-BF16 and the configuration.
+    unsafe fn dot<const C: u8, const A: u8, const B: u8, const INT8: bool>() {
+        // SAFETY: register-only; the caller established the instruction set and configuration.
         unsafe {
-            asm!("tdpbf16ps tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B,
-                options(nostack, nomem, preserves_flags))
+            if INT8 {
+                asm!("tdpbusd tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B,
+                    options(nostack, nomem, preserves_flags))
+            } else {
+                asm!("tdpbf16ps tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B,
+                    options(nostack, nomem, preserves_flags))
+            }
         }
     }
 }

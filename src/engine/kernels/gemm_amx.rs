@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::aligned::AlignedBuf;
 use super::amx::{self, Operand, TileLayout, Tiles, TILE};
 use super::attention_bf16::{halves, narrow_scaled};
-use super::int8::RawRows;
 use super::linear::{RowSource, WeightStore};
+use super::ops::RawRows;
 use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
 

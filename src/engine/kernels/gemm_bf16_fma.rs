@@ -134,7 +134,7 @@ impl Bf16Panels {
         data.resize(len, 0);
         // Row blocks of whole chunks, about 8 MiB of source at a time.
         let block = ((8 << 20) / (k * 2 * CHUNK)).max(1) * CHUNK;
-        let out = super::int8::RawRows(data.as_mut_ptr());
+        let out = super::ops::RawRows(data.as_mut_ptr());
         let mut r0 = 0;
         while r0 < n {
             let r1 = (r0 + block).min(n);
@@ -216,7 +216,7 @@ impl Bf16Panels {
             let mut a = cell.borrow_mut();
             pack_input(&x[..m * k], m, k, mr, &mut a);
             let tasks = self.chunks.min(pool.threads() * TASKS_PER_THREAD).max(1);
-            let out = super::int8::RawRows(y.as_mut_ptr());
+            let out = super::ops::RawRows(y.as_mut_ptr());
             let a = &a[..];
             pool.run(tasks, &|t| {
                 let c0 = t * self.chunks / tasks;
@@ -237,7 +237,7 @@ impl Bf16Panels {
         a: &[f32],
         m: usize,
         bias: Option<&[f32]>,
-        out: &super::int8::RawRows<f32>,
+        out: &super::ops::RawRows<f32>,
     ) {
         let (n, k) = (self.n, self.k);
         let (mr, ns) = plan(isa, m);

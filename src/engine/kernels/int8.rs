@@ -14,11 +14,14 @@
 
 use std::cell::RefCell;
 
+use super::aligned::AlignedBuf;
+use super::amx::Tiles;
+use super::int8_amx;
 use super::int8_avx2;
 use super::int8_onednn::{default_engine, Int8Engine, OneDnnInt8};
 pub use super::int8_quant::{quantize_activations, quantize_row};
 use super::int8_vnni;
-use super::ops::SyncSlice;
+use super::ops::{RawRows, SyncSlice};
 use super::pool::ThreadPool;
 use super::simd::multiversion;
 use crate::engine::error::{EngineError, Result};
@@ -48,8 +51,9 @@ pub struct Int8Weight {
     pub k: usize,
     /// K rounded up to a multiple of 4.
     kp: usize,
-    /// Our panels; empty when oneDNN holds the weight.
-    packed: Vec<i8>,
+    /// Our panels, 64-byte aligned and followed by [`int8_amx::SLACK_BYTES`] zeros (AMX tile
+    /// reads); empty when oneDNN holds the weight.
+    packed: AlignedBuf<i8>,
     onednn: Option<OneDnnInt8>,
     /// Σ_k Wq[n, k] per output channel.
     col_sum: Vec<i32>,
@@ -81,7 +85,7 @@ impl Int8Weight {
                     n,
                     k,
                     kp,
-                    packed: Vec::new(),
+                    packed: AlignedBuf::new(),
                     onednn: Some(d),
                     col_sum,
                 });
@@ -90,9 +94,7 @@ impl Int8Weight {
         let groups = kp / 4;
         let panels = n.div_ceil(PANEL);
         let len = panels * groups * PANEL * 4;
-        let mut packed: Vec<i8> = Vec::with_capacity(len);
-        super::mmap::advise_huge_pages(packed.as_mut_ptr().cast(), len);
-        packed.resize(len, 0);
+        let mut packed = AlignedBuf::<i8>::zeroed_huge(len + int8_amx::SLACK_BYTES);
         for (row, wr) in q.chunks_exact(k).enumerate() {
             let (p, j) = (row / PANEL, row % PANEL);
             for (kk, &w) in wr.iter().enumerate() {
@@ -248,6 +250,9 @@ impl Int8Linear {
     pub fn describe(&self) -> String {
         let isa = match &self.w.onednn {
             Some(d) => format!("oneDNN {}", d.impl_name(128)),
+            None if int8_amx::available() && int8_vnni::available() => {
+                "amx-int8 / avx512-vnni".into()
+            }
             None if int8_vnni::available() => "avx512-vnni".into(),
             None if int8_avx2::available() => "avx2".into(),
             None => "portable".into(),
@@ -307,6 +312,7 @@ impl Int8Linear {
                 xt,
                 xw,
                 xk,
+                xa,
                 row_scale,
             } = &mut *s;
             xu.resize(m * kp, 128);
@@ -348,8 +354,16 @@ impl Int8Linear {
                 .zip(ys.iter_mut())
                 .map(|(l, y)| SyncSlice(y.as_mut_ptr(), m * l.w.n))
                 .collect();
+            let panel_layers = layers.iter().any(|l| l.w.onednn.is_none());
+            // AMX-INT8 tiles where they run (same sums as VNNI, see `int8_amx`).
+            let use_amx = panel_layers && m >= int8_amx::MIN_ROWS && int8_amx::available();
+            let amx = use_amx.then(|| {
+                let kt = int8_amx::pack_rows(xu, m, kp, xa);
+                (xa.as_words(), m.div_ceil(super::amx::TILE), kt)
+            });
             // The group-major copy only serves panel layers (oneDNN reads `xu` itself).
-            let use_tall = TALL_M.contains(&m)
+            let use_tall = !use_amx
+                && TALL_M.contains(&m)
                 && int8_vnni::available()
                 && layers.iter().any(|l| l.w.onednn.is_none());
             if use_tall {
@@ -386,7 +400,15 @@ impl Int8Linear {
                 let i = first_task.partition_point(|&f| f <= t) - 1;
                 let (l, out) = (layers[i], &outs[i]);
                 match &l.w.onednn {
-                    None => l.strip(t - first_task[i], xu, tall, wide, row_scale, m, out),
+                    None => {
+                        let inputs = StripInputs {
+                            xu,
+                            tall,
+                            wide,
+                            amx,
+                        };
+                        l.strip(t - first_task[i], inputs, row_scale, m, out)
+                    }
                     Some(d) => {
                         let r = d.run_task(t - first_task[i], dense, m, &|r, c0, c1, sums| {
                             // SAFETY: this task owns columns [c0, c1) of every row.
@@ -418,20 +440,16 @@ impl Int8Linear {
         );
     }
 
-    /// All rows for output channels [64·s, 64·s + 64). `tall`: the activations group-major
-    /// (see [`int8_vnni::tile_tall`]) when `m` is in [`TALL_M`]; `wide`: the activations as i16
-    /// for the AVX2 tiles.
-    #[allow(clippy::too_many_arguments)]
-    fn strip(
-        &self,
-        s: usize,
-        xu: &[u8],
-        tall: Option<&[u8]>,
-        wide: Option<&[i16]>,
-        row_scale: &[f32],
-        m: usize,
-        out: &SyncSlice,
-    ) {
+    /// All rows for output channels [64·s, 64·s + 64), from whichever form of the activations
+    /// [`StripInputs`] offers first: AMX row tiles, the group-major copy (`tall`, VNNI tall tiles
+    /// for m in [`TALL_M`]), i16 (AVX2), else the plain rows.
+    fn strip(&self, s: usize, inputs: StripInputs, row_scale: &[f32], m: usize, out: &SyncSlice) {
+        let StripInputs {
+            xu,
+            tall,
+            wide,
+            amx,
+        } = inputs;
         let (n, kp) = (self.w.n, self.w.kp);
         let groups = kp / 4;
         let panel_bytes = groups * PANEL * 4;
@@ -440,6 +458,22 @@ impl Int8Linear {
         let np = STRIP_PANELS.min(panels - p0);
         let c0 = p0 * PANEL;
         let c1 = (c0 + np * PANEL).min(n);
+        if let Some(a) = amx {
+            AMX_ACC.with(|cell| {
+                let mut acc = cell.borrow_mut();
+                acc.resize_zeroed(a.1 * super::amx::TILE * PANEL * STRIP_PANELS);
+                let tiles = Tiles::new().expect("AMX-INT8 chosen only where tiles run");
+                let words = &self.w.packed.as_words()[p0 * panel_bytes / 4..];
+                int8_amx::strip(&tiles, a, words, np, groups, &mut acc);
+                for r in 0..m {
+                    // SAFETY: this task owns columns [c0, c1) of every row; rows are disjoint.
+                    let dst = unsafe { out.range(r * n + c0, r * n + c1) };
+                    let sums = &acc[r * PANEL * STRIP_PANELS..];
+                    self.epilogue_row(sums, c0, c1, row_scale[r], dst);
+                }
+            });
+            return;
+        }
         let b = &self.w.packed[p0 * panel_bytes..(p0 + np) * panel_bytes];
         let mut acc = [0i32; int8_vnni::TALL_ROWS * PANEL * STRIP_PANELS];
         let vnni = int8_vnni::available();
@@ -483,15 +517,14 @@ impl Int8Linear {
     }
 }
 
-/// A buffer's base pointer shared with pool tasks that write disjoint rows of it.
-pub(crate) struct RawRows<T>(pub(crate) *mut T);
-// SAFETY: only used for disjoint row ranges, see the call sites.
-unsafe impl<T> Sync for RawRows<T> {}
-
-impl<T> RawRows<T> {
-    pub(crate) fn get(&self) -> *mut T {
-        self.0
-    }
+/// The forms of one call's quantized activations a strip can read (see [`Int8Linear::strip`]).
+#[derive(Clone, Copy)]
+struct StripInputs<'a> {
+    xu: &'a [u8],
+    tall: Option<&'a [u8]>,
+    wide: Option<&'a [i16]>,
+    /// AMX row tiles as words, with their row-tile and reduction-tile counts.
+    amx: Option<(&'a [u32], usize, usize)>,
 }
 
 struct Scratch {
@@ -502,10 +535,14 @@ struct Scratch {
     xw: Vec<i16>,
     /// `xu` without the k padding, for oneDNN.
     xk: Vec<u8>,
+    /// `xu` as AMX row tiles.
+    xa: AlignedBuf<u8>,
     row_scale: Vec<f32>,
 }
 
 thread_local! {
+    // One strip's AMX sums for all rows (per compute thread).
+    static AMX_ACC: RefCell<AlignedBuf<i32>> = const { RefCell::new(AlignedBuf::new()) };
     // Reused across calls: decode runs hundreds of linears per token and should not allocate.
     static SCRATCH: RefCell<Scratch> = const {
         RefCell::new(Scratch {
@@ -513,6 +550,7 @@ thread_local! {
             xt: Vec::new(),
             xw: Vec::new(),
             xk: Vec::new(),
+            xa: AlignedBuf::new(),
             row_scale: Vec::new(),
         })
     };

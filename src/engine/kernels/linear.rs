@@ -7,7 +7,8 @@ use half::bf16;
 
 use super::bf16::Precision;
 use super::gemm_portable;
-use super::int8::{quantize_row, Int8Linear, Int8Weight, RawRows};
+use super::int8::{quantize_row, Int8Linear, Int8Weight};
+use super::ops::RawRows;
 use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
 

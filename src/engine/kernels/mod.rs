@@ -11,6 +11,7 @@ pub mod gemm_amx;
 pub mod gemm_bf16_fma;
 pub mod gemm_portable;
 pub mod int8;
+pub mod int8_amx;
 pub mod int8_avx2;
 pub mod int8_onednn;
 pub mod int8_quant;

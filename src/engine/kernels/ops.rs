@@ -203,3 +203,14 @@ impl SyncSlice {
         unsafe { std::slice::from_raw_parts_mut(self.0.add(a), b - a) }
     }
 }
+
+/// A buffer's base pointer shared with pool tasks that write disjoint rows of it.
+pub(crate) struct RawRows<T>(pub(crate) *mut T);
+// SAFETY: only used for disjoint row ranges, see the call sites.
+unsafe impl<T> Sync for RawRows<T> {}
+
+impl<T> RawRows<T> {
+    pub(crate) fn get(&self) -> *mut T {
+        self.0
+    }
+}
