@@ -183,12 +183,12 @@ impl Tiles {
             layout: TileLayout::right_rows(b_stride),
             tiles: cols / TILE,
         };
-        self.matmul_tiles(left, right, steps / TILE, c, c_stride, false);
+        self.matmul_tiles(left, right, steps / TILE, c, c_stride, Start::Zero);
     }
 
     /// The same product over operands in any [`TileLayout`]: `a` has `a.tiles` row tiles, `b`
-    /// `b.tiles` column tiles, both `ktiles` reduction tiles; c gets (or, with `accumulate`,
-    /// adds) 16·a.tiles rows of 16·b.tiles values at `c_stride`.
+    /// `b.tiles` column tiles, both `ktiles` reduction tiles; c gets 16·a.tiles rows of
+    /// 16·b.tiles values at `c_stride`, the sums starting from what `start` says.
     pub fn matmul_tiles<C: Accumulator>(
         &self,
         a: Operand,
@@ -196,12 +196,12 @@ impl Tiles {
         ktiles: usize,
         c: &mut [C],
         c_stride: usize,
-        accumulate: bool,
+        start: Start<C>,
     ) {
         let (rows, cols) = (a.tiles * TILE, b.tiles * TILE);
         assert!(c_stride >= cols && c.len() >= (rows.max(1) - 1) * c_stride + cols);
         // SAFETY: the assert above keeps every element written inside `c`, borrowed mutably.
-        unsafe { self.matmul_tiles_raw(a, b, ktiles, c.as_mut_ptr(), c_stride, accumulate) }
+        unsafe { self.matmul_tiles_raw(a, b, ktiles, c.as_mut_ptr(), c_stride, start) }
     }
 
     /// [`Self::matmul_tiles`] into memory the caller shares between threads (each owning some
@@ -217,7 +217,7 @@ impl Tiles {
         ktiles: usize,
         c: *mut C,
         c_stride: usize,
-        accumulate: bool,
+        start: Start<C>,
     ) {
         // The instruction the accumulator type selects must exist here (`self` only proves
         // that the tiles do).
@@ -227,14 +227,25 @@ impl Tiles {
         assert!(a.words.len() >= a.layout.extent(a.tiles, ktiles));
         assert!(b.words.len() >= b.layout.extent(b.tiles, ktiles));
         assert!(c_stride >= b.tiles * TILE);
+        let first_row = match start {
+            Start::Zero => Init::Zero,
+            Start::Output => Init::Output,
+            Start::Row(r) => {
+                assert!(
+                    r.len() >= b.tiles * TILE,
+                    "the start row covers every column"
+                );
+                Init::Row(r.as_ptr().cast::<u32>())
+            }
+        };
         #[cfg(target_arch = "x86_64")]
         {
-            let k = Walk {
+            let mut k = Walk {
                 a: a.layout,
                 b: b.layout,
                 c: c_stride,
                 ktiles,
-                accumulate,
+                init: first_row,
             };
             for i in (0..a.tiles).step_by(2) {
                 let two_rows = i + 2 <= a.tiles;
@@ -243,6 +254,9 @@ impl Tiles {
                     let ap = a.words[i * a.layout.major..].as_ptr();
                     let bp = b.words[n * b.layout.major..].as_ptr();
                     let cp = c.wrapping_add(i * TILE * c_stride + n * TILE).cast::<u32>();
+                    if let Init::Row(r) = first_row {
+                        k.init = Init::Row(r.wrapping_add(n * TILE));
+                    }
                     // SAFETY: the tiles are configured (`self` exists on this thread); the block
                     // of row tiles [i, i+MR) and column tiles [n, n+NR) lies inside the operands,
                     // so by the extent asserts above every tile load reads inside `a` / `b`, and
@@ -264,10 +278,31 @@ impl Tiles {
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (a, b, c, ktiles, accumulate);
+            let _ = (a, b, c, ktiles, first_row);
             unreachable!("Tiles cannot exist off x86-64");
         }
     }
+}
+
+/// Where a matmul's sums start.
+#[derive(Clone, Copy)]
+pub enum Start<'a, C> {
+    /// Zero.
+    Zero,
+    /// The output's current values (accumulate across calls).
+    Output,
+    /// One row of values (16 per column tile), the same for every output row: a bias, folded
+    /// into the accumulators instead of a second pass over the output.
+    Row(&'a [C]),
+}
+
+/// [`Start`] as the kernel sees it.
+#[derive(Clone, Copy)]
+enum Init {
+    Zero,
+    Output,
+    /// The start row of this block's first column tile (4-byte values).
+    Row(*const u32),
 }
 
 /// What a tile product accumulates into, which also picks the instruction: f32 for bf16 pairs
@@ -363,13 +398,12 @@ struct Walk {
     b: TileLayout,
     c: usize,
     ktiles: usize,
-    /// Start from c's values rather than zero.
-    accumulate: bool,
+    init: Init,
 }
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
-    use super::{Walk, TILE};
+    use super::{Init, Walk, TILE};
     use std::arch::asm;
 
     /// One MR×NR block of 16×16 accumulators: tiles 0..4 accumulate (row-tile r, col-tile n at
@@ -378,7 +412,8 @@ mod imp {
     /// # Safety
     /// The tiles must be configured as 16 rows × 64 bytes; `a` readable for MR row tiles and `b`
     /// for NR column tiles of `k.ktiles` reduction tiles in their layouts; `c` readable and
-    /// writable for 16·MR rows of 16·NR 4-byte values at `k.c`; AMX-INT8 present with `INT8`.
+    /// writable for 16·MR rows of 16·NR 4-byte values at `k.c`; an `Init::Row` readable for
+    /// 16·NR values; AMX-INT8 present with `INT8`.
     #[inline(always)]
     pub unsafe fn block<const MR: usize, const NR: usize, const INT8: bool>(
         a: *const u32,
@@ -391,27 +426,43 @@ mod imp {
         // vouches for (row tile r at r·major of a, column tile n at n·major of b, reduction tile
         // j at j·ktile of both).
         unsafe {
-            if k.accumulate {
-                let c1 = c.add(TILE * k.c);
-                load::<0>(c.cast(), sc);
-                if NR == 2 {
-                    load::<1>(c.add(TILE).cast(), sc);
-                }
-                if MR == 2 {
-                    load::<2>(c1.cast(), sc);
+            match k.init {
+                Init::Output => {
+                    let c1 = c.add(TILE * k.c);
+                    load::<0>(c.cast(), sc);
                     if NR == 2 {
-                        load::<3>(c1.add(TILE).cast(), sc);
+                        load::<1>(c.add(TILE).cast(), sc);
+                    }
+                    if MR == 2 {
+                        load::<2>(c1.cast(), sc);
+                        if NR == 2 {
+                            load::<3>(c1.add(TILE).cast(), sc);
+                        }
                     }
                 }
-            } else {
-                zero::<0>();
-                if NR == 2 {
-                    zero::<1>();
-                }
-                if MR == 2 {
-                    zero::<2>();
+                Init::Row(r) => {
+                    // Stride 0: the row's 64 bytes become all 16 rows of the tile.
+                    load::<0>(r.cast(), 0);
                     if NR == 2 {
-                        zero::<3>();
+                        load::<1>(r.add(TILE).cast(), 0);
+                    }
+                    if MR == 2 {
+                        load::<2>(r.cast(), 0);
+                        if NR == 2 {
+                            load::<3>(r.add(TILE).cast(), 0);
+                        }
+                    }
+                }
+                Init::Zero => {
+                    zero::<0>();
+                    if NR == 2 {
+                        zero::<1>();
+                    }
+                    if MR == 2 {
+                        zero::<2>();
+                        if NR == 2 {
+                            zero::<3>();
+                        }
                     }
                 }
             }

@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::aligned::AlignedBuf;
-use super::amx::{self, Operand, TileLayout, Tiles, TILE};
+use super::amx::{self, Operand, Start, TileLayout, Tiles, TILE};
 use super::attention_bf16::{halves, narrow_scaled};
 use super::linear::{RowSource, WeightStore};
 use super::ops::RawRows;
@@ -233,24 +233,16 @@ impl AmxPanels {
                 };
                 let (r0, c0) = (i * TILE, t * TILE);
                 if rows == mr * TILE && cols == nr * TILE {
+                    let start = match bias {
+                        Some(b) => Start::Row(&b[c0..c0 + cols]),
+                        None => Start::Zero,
+                    };
                     // SAFETY: rows [r0, r0+rows) < m and columns [c0, c0+cols) ≤ n of y belong
                     // to this task only (tasks own disjoint channel tiles); `matmul` checked
                     // y.len() ≥ m·n.
                     unsafe {
                         let c = out.get().add(r0 * n + c0);
-                        tiles.matmul_tiles_raw(left, right, kt, c, n, false);
-                    }
-                    if let Some(b) = bias {
-                        for r in 0..rows {
-                            // SAFETY: as above, the same block of y.
-                            let yr = unsafe {
-                                std::slice::from_raw_parts_mut(
-                                    out.get().add((r0 + r) * n + c0),
-                                    cols,
-                                )
-                            };
-                            yr.iter_mut().zip(&b[c0..]).for_each(|(y, b)| *y += b);
-                        }
+                        tiles.matmul_tiles_raw(left, right, kt, c, n, start);
                     }
                     continue;
                 }
@@ -258,7 +250,7 @@ impl AmxPanels {
                 EDGE.with(|cell| {
                     let mut scratch = cell.borrow_mut();
                     scratch.resize_zeroed(4 * TILE_WORDS);
-                    tiles.matmul_tiles(left, right, kt, &mut scratch, 2 * TILE, false);
+                    tiles.matmul_tiles(left, right, kt, &mut scratch, 2 * TILE, Start::Zero);
                     for r in 0..rows {
                         let src = &scratch[r * 2 * TILE..][..cols];
                         // SAFETY: as for the interior blocks: this task's columns, rows < m.

@@ -11,7 +11,7 @@
 //! padding inside K), so whatever those bytes are contributes nothing.
 
 use super::aligned::AlignedBuf;
-use super::amx::{self, Operand, TileLayout, Tiles, TILE};
+use super::amx::{self, Operand, Start, TileLayout, Tiles, TILE};
 use super::int8::{PANEL, STRIP_PANELS};
 
 /// Reductions per tile row (16 groups of 4).
@@ -68,5 +68,5 @@ pub fn strip(
         },
         tiles: np,
     };
-    tiles.matmul_tiles(left, right, kt, acc, PANEL * STRIP_PANELS, false);
+    tiles.matmul_tiles(left, right, kt, acc, PANEL * STRIP_PANELS, Start::Zero);
 }
