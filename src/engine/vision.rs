@@ -6,7 +6,7 @@ use super::error::{EngineError, Result};
 use super::kernels::attention::{attention, AttnShape, Mask, Segment};
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
-use super::kernels::ops::{activate, add_inplace, layer_norm, Activation};
+use super::kernels::ops::{activate, add_inplace, layer_norm, par_row_blocks, Activation};
 use super::kernels::pool::ThreadPool;
 use super::loader::Loader;
 use super::rope::{apply_rope, vision_tables, RopeRounding};
@@ -345,22 +345,33 @@ impl VisionTower {
             h.copy_from_slice(&x);
             b.norm1.apply(pool, &mut h, p);
             b.qkv.forward(pool, &h, np, &mut qkv)?;
-            for (i, row) in qkv.chunks_exact(3 * hv).enumerate() {
-                q[i * hv..(i + 1) * hv].copy_from_slice(&row[..hv]);
-                k[i * hv..(i + 1) * hv].copy_from_slice(&row[hv..2 * hv]);
-                v[i * hv..(i + 1) * hv].copy_from_slice(&row[2 * hv..]);
-            }
-            apply_rope(&mut q, np, heads, hd, &cos, &sin, p, RopeRounding::Once);
-            apply_rope(&mut k, np, heads, hd, &cos, &sin, p, RopeRounding::Once);
+            let bufs = [&mut q[..], &mut k[..], &mut v[..]];
+            par_row_blocks(
+                pool,
+                np,
+                bufs,
+                [hv; 3],
+                &|r0, r1, [q, k, v]: [&mut [f32]; 3]| {
+                    let rows = qkv[r0 * 3 * hv..r1 * 3 * hv].chunks_exact(3 * hv);
+                    for (i, row) in rows.enumerate() {
+                        q[i * hv..(i + 1) * hv].copy_from_slice(&row[..hv]);
+                        k[i * hv..(i + 1) * hv].copy_from_slice(&row[hv..2 * hv]);
+                        v[i * hv..(i + 1) * hv].copy_from_slice(&row[2 * hv..]);
+                    }
+                    let (c, s) = (&cos[r0 * hd..], &sin[r0 * hd..]);
+                    apply_rope(q, r1 - r0, heads, hd, c, s, p, RopeRounding::Once);
+                    apply_rope(k, r1 - r0, heads, hd, c, s, p, RopeRounding::Once);
+                },
+            );
             attention(pool, shape, &q, &k, &v, &segments, scale, p, &mut attn);
             b.proj.forward(pool, &attn, np, &mut h)?;
-            add_inplace(&mut x, &h, p);
+            residual_add(pool, &mut x, &h, hv, p);
             h.copy_from_slice(&x);
             b.norm2.apply(pool, &mut h, p);
             b.fc1.forward(pool, &h, np, &mut a)?;
             activate(pool, &mut a, Activation::GeluTanh, p);
             b.fc2.forward(pool, &a, np, &mut h)?;
-            add_inplace(&mut x, &h, p);
+            residual_add(pool, &mut x, &h, hv, p);
             if let Some(level) = self
                 .cfg
                 .deepstack_visual_indexes
@@ -379,6 +390,14 @@ impl VisionTower {
             n_tokens: np / unit,
         })
     }
+}
+
+/// x += y (rounded to `p`) on all cores; rows of `width` values.
+fn residual_add(pool: &ThreadPool, x: &mut [f32], y: &[f32], width: usize, p: Precision) {
+    let rows = x.len() / width;
+    par_row_blocks(pool, rows, [x], [width], &|r0, r1, [x]: [&mut [f32]; 1]| {
+        add_inplace(x, &y[r0 * width..r1 * width], p)
+    });
 }
 
 /// `torch.linspace` in f32: the first half counts up from `start`, the second half down from `end`.

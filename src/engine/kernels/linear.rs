@@ -287,7 +287,7 @@ impl Linear {
                 }
             }
         }
-        self.precision.round_slice(y);
+        super::ops::round_par(pool, y, self.precision);
         Ok(())
     }
 

@@ -214,3 +214,92 @@ impl<T> RawRows<T> {
         self.0
     }
 }
+
+/// Rows below which [`par_row_blocks`] stays on the calling thread (a pool round trip costs more).
+const PAR_MIN_VALUES: usize = 1 << 15;
+
+/// The work of [`par_row_blocks`]: first row, end row, the buffers' rows.
+pub type RowBlockFn<'a, const N: usize> = dyn Fn(usize, usize, [&mut [f32]; N]) + Sync + 'a;
+
+/// `f(r0, r1, parts)` over disjoint row ranges [r0, r1) of `rows` rows, in parallel on `pool`:
+/// `parts[i]` is rows [r0, r1) of `bufs[i]`, which has `widths[i]` values per row. For the
+/// element-wise steps between GEMMs (residual adds, RoPE, rounding), which otherwise leave all
+/// but one core idle.
+pub fn par_row_blocks<const N: usize>(
+    pool: &ThreadPool,
+    rows: usize,
+    bufs: [&mut [f32]; N],
+    widths: [usize; N],
+    f: &RowBlockFn<'_, N>,
+) {
+    for (b, &w) in bufs.iter().zip(&widths) {
+        assert!(
+            b.len() >= rows * w,
+            "buffer shorter than {rows} rows of {w}"
+        );
+    }
+    let total: usize = widths.iter().sum::<usize>() * rows;
+    if total < PAR_MIN_VALUES || pool.threads() == 1 {
+        let mut i = 0;
+        let parts = bufs.map(|b| {
+            i += 1;
+            &mut b[..rows * widths[i - 1]]
+        });
+        return f(0, rows, parts);
+    }
+    let cells = bufs.map(|b| SyncSlice(b.as_mut_ptr(), b.len()));
+    pool.run_chunks(rows, 1, &|a, b| {
+        // SAFETY: run_chunks hands out disjoint row ranges [a, b) ⊆ [0, rows), so the value
+        // ranges of each buffer are disjoint between tasks and inside it (asserted above).
+        let parts =
+            std::array::from_fn(|i| unsafe { cells[i].range(a * widths[i], b * widths[i]) });
+        f(a, b, parts)
+    });
+}
+
+/// `p.round_slice(xs)` on all cores.
+pub fn round_par(pool: &ThreadPool, xs: &mut [f32], p: Precision) {
+    if p == Precision::Bf16 {
+        let n = xs.len();
+        par_row_blocks(pool, n, [xs], [1], &|_, _, [x]: [&mut [f32]; 1]| {
+            p.round_slice(x)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small calls stay on the caller, large ones split; both hand each row to `f` exactly once,
+    /// with the matching rows of every buffer.
+    #[test]
+    fn par_row_blocks_covers_every_row_once() {
+        let pool = ThreadPool::global();
+        for rows in [1usize, 7, 40_000] {
+            let (wa, wb) = (3usize, 2usize);
+            let mut a = vec![0f32; rows * wa];
+            let mut b = vec![0f32; rows * wb + 5];
+            par_row_blocks(
+                pool,
+                rows,
+                [&mut a[..], &mut b[..]],
+                [wa, wb],
+                &|r0, r1, [a, b]: [&mut [f32]; 2]| {
+                    assert_eq!((a.len(), b.len()), ((r1 - r0) * wa, (r1 - r0) * wb));
+                    for (i, r) in (r0..r1).enumerate() {
+                        a[i * wa..(i + 1) * wa]
+                            .iter_mut()
+                            .for_each(|x| *x += r as f32);
+                        b[i * wb..(i + 1) * wb].iter_mut().for_each(|x| *x += 1.0);
+                    }
+                },
+            );
+            for r in 0..rows {
+                assert!(a[r * wa..(r + 1) * wa].iter().all(|&x| x == r as f32));
+            }
+            assert!(b[..rows * wb].iter().all(|&x| x == 1.0));
+            assert!(b[rows * wb..].iter().all(|&x| x == 0.0));
+        }
+    }
+}
