@@ -3,9 +3,7 @@
 //! rounding points — for odd head dims (5, 72), GQA, one-key segments, causal masks with cached
 //! keys, and several segments in one call.
 
-use qwen3vl::engine::kernels::attention::{
-    attention, attention_with, AttnShape, Kernel, Mask, Segment,
-};
+use qwen3vl::engine::kernels::attention::{attention_with, AttnShape, Kernel, Mask, Segment};
 use qwen3vl::engine::kernels::attention_bf16;
 use qwen3vl::engine::kernels::bf16::{round_bf16, Precision};
 use qwen3vl::engine::kernels::pool::ThreadPool;
@@ -153,22 +151,10 @@ fn bf16_and_portable_attention_match_eager_reference() {
         let v = noise(krow * nkv * c.hd, 37 + ci as u32, 1.0);
         let scale = (c.hd as f32).powf(-0.5);
         let want = reference(shape, &q, &k, &v, &segments, scale, qrow);
+        // `None`: what `attention` picks at the current level (`Kernel::best`).
         let run = |kernel: Option<Kernel>| {
             let mut out = vec![f32::NAN; qrow * nh * c.hd];
-            let Some(kernel) = kernel else {
-                attention(
-                    pool,
-                    shape,
-                    &q,
-                    &k,
-                    &v,
-                    &segments,
-                    scale,
-                    Precision::Bf16,
-                    &mut out,
-                );
-                return out;
-            };
+            let kernel = kernel.unwrap_or_else(|| Kernel::best(Precision::Bf16));
             attention_with(
                 kernel,
                 pool,

@@ -1,6 +1,8 @@
 //! Shared helpers for tests that replay the committed Hugging Face fixtures.
 #![allow(dead_code)]
 
+pub mod bf16_gemm;
+
 use std::path::PathBuf;
 
 use qwen3vl::engine::tensor_file::TensorFile;

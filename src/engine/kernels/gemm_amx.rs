@@ -75,20 +75,8 @@ impl AmxPanels {
         }
         let (nt, kt) = (n.div_ceil(TILE), k.div_ceil(KTILE));
         let mut words = AlignedBuf::<u32>::zeroed(nt * kt * TILE_WORDS);
-        // Row blocks of whole channel tiles, about 8 MiB of source at a time.
-        let block = ((8 << 20) / (k * 2 * TILE)).max(1) * TILE;
         let out = RawRows(words.as_mut_ptr());
-        let mut r0 = 0;
-        while r0 < n {
-            let r1 = (r0 + block).min(n);
-            let part = rows(r0, r1)?;
-            if part.len() != (r1 - r0) * k {
-                return Err(EngineError::Kernel(format!(
-                    "AMX panels: rows {r0}..{r1} hold {} values, expected {}",
-                    part.len(),
-                    (r1 - r0) * k
-                )));
-            }
+        super::linear::for_row_blocks(n, k, TILE, rows, "AMX panels", &mut |r0, r1, part| {
             let t0 = r0 / TILE;
             pool.run((r1 - r0).div_ceil(TILE), &|i| {
                 let t = t0 + i;
@@ -108,7 +96,7 @@ impl AmxPanels {
                 for (c, row) in src.chunks_exact_mut(row_words).take(channels).enumerate() {
                     let first = (t * TILE + c - r0) * k;
                     let h = halves(row);
-                    match &part {
+                    match part {
                         WeightStore::Bf16(w) => {
                             for (b, v) in h.iter_mut().zip(&w[first..first + k]) {
                                 *b = v.to_bits();
@@ -126,8 +114,7 @@ impl AmxPanels {
                     }
                 }
             });
-            r0 = r1;
-        }
+        })?;
         Ok(AmxPanels {
             n,
             k,
@@ -172,14 +159,7 @@ impl AmxPanels {
                 "AMX GEMM called where AMX tiles cannot run".into(),
             ));
         }
-        if m == 0 || x.len() < m * k || y.len() < m * n || bias.is_some_and(|b| b.len() != n) {
-            return Err(EngineError::Kernel(format!(
-                "AMX matmul {n}×{k}: input {} / output {} / bias {:?} do not fit m = {m}",
-                x.len(),
-                y.len(),
-                bias.map(|b| b.len())
-            )));
-        }
+        super::linear::check_matmul_operands("AMX", (n, k), x, m, bias, y)?;
         let failed = AtomicBool::new(false);
         INPUT.with(|cell| {
             let mut a = cell.borrow_mut();

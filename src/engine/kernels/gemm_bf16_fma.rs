@@ -132,20 +132,8 @@ impl Bf16Panels {
         let mut data: Vec<u16> = Vec::with_capacity(len);
         super::mmap::advise_huge_pages(data.as_mut_ptr().cast(), len * 2);
         data.resize(len, 0);
-        // Row blocks of whole chunks, about 8 MiB of source at a time.
-        let block = ((8 << 20) / (k * 2 * CHUNK)).max(1) * CHUNK;
         let out = super::ops::RawRows(data.as_mut_ptr());
-        let mut r0 = 0;
-        while r0 < n {
-            let r1 = (r0 + block).min(n);
-            let part = rows(r0, r1)?;
-            if part.len() != (r1 - r0) * k {
-                return Err(EngineError::Kernel(format!(
-                    "bf16 panels: rows {r0}..{r1} hold {} values, expected {}",
-                    part.len(),
-                    (r1 - r0) * k
-                )));
-            }
+        super::linear::for_row_blocks(n, k, CHUNK, rows, "bf16 panels", &mut |r0, r1, part| {
             let c0 = r0 / CHUNK;
             pool.run((r1 - r0).div_ceil(CHUNK), &|i| {
                 let c = c0 + i;
@@ -157,7 +145,7 @@ impl Bf16Panels {
                 let rows_here = ((c + 1) * CHUNK).min(r1) - c * CHUNK;
                 let first = (c * CHUNK - r0) * k;
                 // Bit patterns of this chunk's rows, then one transposing pass over them.
-                let bits: Vec<u16> = match &part {
+                let bits: Vec<u16> = match part {
                     WeightStore::Bf16(w) => w[first..first + rows_here * k]
                         .iter()
                         .map(|v| v.to_bits())
@@ -169,8 +157,7 @@ impl Bf16Panels {
                 };
                 transpose_chunk(&bits, rows_here, k, dst);
             });
-            r0 = r1;
-        }
+        })?;
         Ok(Bf16Panels { n, k, chunks, data })
     }
 
@@ -203,14 +190,7 @@ impl Bf16Panels {
                 "bf16 FMA kernel called on a CPU without AVX-512 or AVX2 + FMA".into(),
             ));
         };
-        if m == 0 || x.len() < m * k || y.len() < m * n || bias.is_some_and(|b| b.len() != n) {
-            return Err(EngineError::Kernel(format!(
-                "bf16 FMA matmul {n}×{k}: input {} / output {} / bias {:?} do not fit m = {m}",
-                x.len(),
-                y.len(),
-                bias.map(|b| b.len())
-            )));
-        }
+        super::linear::check_matmul_operands("bf16 FMA", (n, k), x, m, bias, y)?;
         let (mr, _) = plan(isa, m);
         INPUT.with(|cell| {
             let mut a = cell.borrow_mut();

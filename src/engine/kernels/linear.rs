@@ -48,6 +48,57 @@ pub trait FastBackend: Send + Sync {
 /// Rows [r0, r1) of a weight, produced on demand (see [`FastBackend::prepare_rows`]).
 pub type RowSource<'a> = &'a dyn Fn(usize, usize) -> Result<WeightStore>;
 
+/// Checks the operands of `y[m, n] = x[m, k] · Wᵀ (+ bias)`: m ≥ 1, x and y large enough, a bias
+/// of n values; `what` names the kernel in the error.
+pub fn check_matmul_operands(
+    what: &str,
+    (n, k): (usize, usize),
+    x: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    y: &[f32],
+) -> Result<()> {
+    if m == 0 || x.len() < m * k || y.len() < m * n || bias.is_some_and(|b| b.len() != n) {
+        return Err(EngineError::Kernel(format!(
+            "{what} matmul {n}×{k}: input {} / output {} / bias {:?} do not fit m = {m}",
+            x.len(),
+            y.len(),
+            bias.map(|b| b.len())
+        )));
+    }
+    Ok(())
+}
+
+/// Hands the `n` rows of a [n, k] weight from `rows` to `f(r0, r1, part)` in blocks of whole
+/// `unit`-row groups, about 8 MiB of bf16 source each (so a packer never holds the whole source
+/// next to its packed copy), checking that every block holds (r1 − r0)·k values; `what` names
+/// the packer in errors.
+pub fn for_row_blocks(
+    n: usize,
+    k: usize,
+    unit: usize,
+    rows: RowSource,
+    what: &str,
+    f: &mut dyn FnMut(usize, usize, &WeightStore),
+) -> Result<()> {
+    let block = ((8 << 20) / (k * 2 * unit)).max(1) * unit;
+    let mut r0 = 0;
+    while r0 < n {
+        let r1 = (r0 + block).min(n);
+        let part = rows(r0, r1)?;
+        if part.len() != (r1 - r0) * k {
+            return Err(EngineError::Kernel(format!(
+                "{what}: rows {r0}..{r1} hold {} values, expected {}",
+                part.len(),
+                (r1 - r0) * k
+            )));
+        }
+        f(r0, r1, &part);
+        r0 = r1;
+    }
+    Ok(())
+}
+
 pub struct Linear {
     pub n: usize,
     pub k: usize,
