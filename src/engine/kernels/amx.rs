@@ -130,10 +130,18 @@ struct TileConfig([u8; 64]);
 impl Tiles {
     /// Configure the tiles, or `None` where the CPU or the OS has none (this ignores the
     /// selection of [`available`]: callers decide that).
+    ///
+    /// Panics if this thread already holds a `Tiles`: the inner configuration and release would
+    /// silently clobber the outer one's accumulators (a pool call run inline inside a tile
+    /// kernel would do that).
     pub fn new() -> Option<Tiles> {
         if !present() {
             return None;
         }
+        assert!(
+            !HELD.with(|h| h.replace(true)),
+            "AMX tiles configured twice on one thread"
+        );
         // Palette 1; bytes 16.. hold each tile's row width in bytes (u16), 48.. its row count.
         let mut cfg = TileConfig([0; 64]);
         cfg.0[0] = 1;
@@ -380,8 +388,14 @@ pub struct Operand<'a> {
     pub tiles: usize,
 }
 
+thread_local! {
+    // Whether this thread holds a `Tiles` (see `Tiles::new`).
+    static HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Drop for Tiles {
     fn drop(&mut self) {
+        HELD.with(|h| h.set(false));
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the tiles were configured by `new` on this thread; releasing them returns the
         // tile state to its initial (unconfigured) form and touches no memory.
@@ -556,6 +570,15 @@ mod tests {
     }
 
     /// Every block shape (2×2, 2×1, 1×2, 1×1) against a scalar loop over the same words.
+    #[test]
+    fn a_second_configuration_on_one_thread_is_refused() {
+        let Some(_outer) = Tiles::new() else {
+            return;
+        };
+        let nested = std::panic::catch_unwind(|| Tiles::new().map(drop));
+        assert!(nested.is_err(), "nested Tiles must panic");
+    }
+
     #[test]
     fn matmul_equals_a_scalar_loop() {
         let Some(tiles) = Tiles::new() else {
