@@ -57,23 +57,39 @@ pub fn matches_the_f64_reference(pack: &Pack, shapes: &[(usize, usize, usize)]) 
     }
 }
 
-/// Every batch size 1..=big over a sliding window of rows gives each row the same bits.
+/// Every batch size 1..=big over a sliding window of rows gives each row the same bits, with
+/// and without bias.
 pub fn a_rows_result_does_not_depend_on_the_batch(pack: &Pack, k: usize, n: usize, big: usize) {
     let w = bf16_values(&noise(n * k, 11));
     let p = pack(&w, n, k);
     let x = bf16_values(&noise(big * k, 5));
+    let b = noise(n, 6);
+    for bias in [None, Some(&b[..])] {
+        a_rows_bits_in_every_batch(&p, &x, bias, k, n, big);
+    }
+}
+
+fn a_rows_bits_in_every_batch(
+    p: &Matmul,
+    x: &[f32],
+    bias: Option<&[f32]>,
+    k: usize,
+    n: usize,
+    big: usize,
+) {
     let mut all = vec![0f32; big * n];
-    p(&x, big, None, &mut all).unwrap();
+    p(x, big, bias, &mut all).unwrap();
     for m in 1..=big {
         for start in [0, big - m] {
             let mut y = vec![0f32; m * n];
-            p(&x[start * k..(start + m) * k], m, None, &mut y).unwrap();
+            p(&x[start * k..(start + m) * k], m, bias, &mut y).unwrap();
             for r in 0..m {
                 assert_eq!(
                     &y[r * n..(r + 1) * n],
                     &all[(start + r) * n..(start + r + 1) * n],
-                    "row {} computed in a batch of {m}",
-                    start + r
+                    "row {} computed in a batch of {m} (bias {})",
+                    start + r,
+                    bias.is_some()
                 );
             }
         }

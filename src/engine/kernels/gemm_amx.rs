@@ -226,25 +226,27 @@ impl AmxPanels {
                     }
                     continue;
                 }
-                // A block over the edge of y: through scratch, then the valid part.
+                // A block over the edge of y: through scratch, then the valid part. It starts
+                // from the bias too (zero-padded past n), so a row gets the same bits whether
+                // its tile is whole or not (batch invariance).
                 EDGE.with(|cell| {
-                    let mut scratch = cell.borrow_mut();
+                    let (scratch, bias_row) = &mut *cell.borrow_mut();
                     scratch.resize_zeroed(4 * TILE_WORDS);
-                    tiles.matmul_tiles(left, right, kt, &mut scratch, 2 * TILE, Start::Zero);
+                    let start = match bias {
+                        Some(b) => {
+                            bias_row.reset_zeroed(2 * TILE);
+                            bias_row[..cols].copy_from_slice(&b[c0..c0 + cols]);
+                            Start::Row(&bias_row[..])
+                        }
+                        None => Start::Zero,
+                    };
+                    tiles.matmul_tiles(left, right, kt, scratch, 2 * TILE, start);
                     for r in 0..rows {
-                        let src = &scratch[r * 2 * TILE..][..cols];
                         // SAFETY: as for the interior blocks: this task's columns, rows < m.
                         let yr = unsafe {
                             std::slice::from_raw_parts_mut(out.get().add((r0 + r) * n + c0), cols)
                         };
-                        match bias {
-                            Some(b) => {
-                                for ((y, &s), &b) in yr.iter_mut().zip(src).zip(&b[c0..]) {
-                                    *y = s + b;
-                                }
-                            }
-                            None => yr.copy_from_slice(src),
-                        }
+                        yr.copy_from_slice(&scratch[r * 2 * TILE..][..cols]);
                     }
                 });
             }
@@ -255,8 +257,9 @@ impl AmxPanels {
 thread_local! {
     // The packed input, reused across calls (decode runs hundreds of linears per token).
     static INPUT: RefCell<AlignedBuf<u32>> = const { RefCell::new(AlignedBuf::new()) };
-    // One 2×2 block of accumulators for blocks over the edge of the output.
-    static EDGE: RefCell<AlignedBuf<f32>> = const { RefCell::new(AlignedBuf::new()) };
+    // One 2×2 block of accumulators for blocks over the edge of the output, and its bias row.
+    static EDGE: RefCell<(AlignedBuf<f32>, AlignedBuf<f32>)> =
+        const { RefCell::new((AlignedBuf::new(), AlignedBuf::new())) };
 }
 
 /// x [m, k] rounded to bf16 as AMX row tiles: tile (i, j) holds rows 16i.. and reductions
