@@ -1,10 +1,10 @@
-//! AMX-BF16 tile matmul on the word layout of [`super::attention_bf16`]: a `tdpbf16ps` multiplies
-//! a 16×32 bf16 tile by a 32×16 one (as 16 rows of 16 words) into 16×16 f32 accumulators, about
-//! 30× the rate of `vdpbf16ps` on the same core. Products of bf16 values are exact in f32 and
-//! the accumulators are f32, so the results are those of the AVX512-BF16 tiles up to the order
-//! of the f32 additions.
+//! AMX tiles: `tdpbf16ps` multiplies a 16×32 bf16 tile by a 32×16 one (as 16 rows of 16 bf16
+//! pairs) into 16×16 f32 accumulators, about 30× the rate of `vdpbf16ps` on the same core;
+//! `tdpbusd` does the same for u8 × s8 quads into i32. Used by the attention GEMMs (on the word
+//! layout of [`super::attention_bf16`]), the bf16 GEMM ([`super::gemm_amx`]) and the W8A8
+//! panels ([`super::int8_amx`]).
 //!
-//! Rust has no AMX intrinsics on stable, so the five instructions are `asm!` with the tile
+//! Rust has no AMX intrinsics on stable, so the tile instructions are `asm!` with the tile
 //! number as a `const` operand. The eight tile registers are invisible to the compiler, which
 //! never allocates them (no AMX target feature is enabled anywhere), so a value left in a tile
 //! by one `asm!` block is still there for the next. [`Tiles`] configures them and releases them
@@ -191,12 +191,14 @@ impl Tiles {
             layout: TileLayout::right_rows(b_stride),
             tiles: cols / TILE,
         };
-        self.matmul_tiles(left, right, steps / TILE, c, c_stride, Start::Zero);
+        self.matmul_tiles(left, right, steps / TILE, c, c_stride, None);
     }
 
     /// The same product over operands in any [`TileLayout`]: `a` has `a.tiles` row tiles, `b`
     /// `b.tiles` column tiles, both `ktiles` reduction tiles; c gets 16·a.tiles rows of
-    /// 16·b.tiles values at `c_stride`, the sums starting from what `start` says.
+    /// 16·b.tiles values at `c_stride`. The sums start from zero, or from `start_row` (16 values
+    /// per column tile, the same for every output row: a bias, folded into the accumulators
+    /// instead of a second pass over the output).
     pub fn matmul_tiles<C: Accumulator>(
         &self,
         a: Operand,
@@ -204,12 +206,12 @@ impl Tiles {
         ktiles: usize,
         c: &mut [C],
         c_stride: usize,
-        start: Start<C>,
+        start_row: Option<&[C]>,
     ) {
         let (rows, cols) = (a.tiles * TILE, b.tiles * TILE);
         assert!(c_stride >= cols && c.len() >= (rows.max(1) - 1) * c_stride + cols);
         // SAFETY: the assert above keeps every element written inside `c`, borrowed mutably.
-        unsafe { self.matmul_tiles_raw(a, b, ktiles, c.as_mut_ptr(), c_stride, start) }
+        unsafe { self.matmul_tiles_raw(a, b, ktiles, c.as_mut_ptr(), c_stride, start_row) }
     }
 
     /// [`Self::matmul_tiles`] into memory the caller shares between threads (each owning some
@@ -225,7 +227,7 @@ impl Tiles {
         ktiles: usize,
         c: *mut C,
         c_stride: usize,
-        start: Start<C>,
+        start_row: Option<&[C]>,
     ) {
         // The instruction the accumulator type selects must exist here (`self` only proves
         // that the tiles do).
@@ -235,17 +237,13 @@ impl Tiles {
         assert!(a.words.len() >= a.layout.extent(a.tiles, ktiles));
         assert!(b.words.len() >= b.layout.extent(b.tiles, ktiles));
         assert!(c_stride >= b.tiles * TILE);
-        let first_row = match start {
-            Start::Zero => Init::Zero,
-            Start::Output => Init::Output,
-            Start::Row(r) => {
-                assert!(
-                    r.len() >= b.tiles * TILE,
-                    "the start row covers every column"
-                );
-                Init::Row(r.as_ptr().cast::<u32>())
-            }
-        };
+        if let Some(r) = start_row {
+            assert!(
+                r.len() >= b.tiles * TILE,
+                "the start row covers every column"
+            );
+        }
+        let first_row = start_row.map(|r| r.as_ptr().cast::<u32>());
         #[cfg(target_arch = "x86_64")]
         {
             let mut k = Walk {
@@ -253,7 +251,7 @@ impl Tiles {
                 b: b.layout,
                 c: c_stride,
                 ktiles,
-                init: first_row,
+                start_row: first_row,
             };
             for i in (0..a.tiles).step_by(2) {
                 let two_rows = i + 2 <= a.tiles;
@@ -262,9 +260,7 @@ impl Tiles {
                     let ap = a.words[i * a.layout.major..].as_ptr();
                     let bp = b.words[n * b.layout.major..].as_ptr();
                     let cp = c.wrapping_add(i * TILE * c_stride + n * TILE).cast::<u32>();
-                    if let Init::Row(r) = first_row {
-                        k.init = Init::Row(r.wrapping_add(n * TILE));
-                    }
+                    k.start_row = first_row.map(|r| r.wrapping_add(n * TILE));
                     // SAFETY: the tiles are configured (`self` exists on this thread); the block
                     // of row tiles [i, i+MR) and column tiles [n, n+NR) lies inside the operands,
                     // so by the extent asserts above every tile load reads inside `a` / `b`, and
@@ -290,27 +286,6 @@ impl Tiles {
             unreachable!("Tiles cannot exist off x86-64");
         }
     }
-}
-
-/// Where a matmul's sums start.
-#[derive(Clone, Copy)]
-pub enum Start<'a, C> {
-    /// Zero.
-    Zero,
-    /// The output's current values (accumulate across calls).
-    Output,
-    /// One row of values (16 per column tile), the same for every output row: a bias, folded
-    /// into the accumulators instead of a second pass over the output.
-    Row(&'a [C]),
-}
-
-/// [`Start`] as the kernel sees it.
-#[derive(Clone, Copy)]
-enum Init {
-    Zero,
-    Output,
-    /// The start row of this block's first column tile (4-byte values).
-    Row(*const u32),
 }
 
 /// What a tile product accumulates into, which also picks the instruction: f32 for bf16 pairs
@@ -412,12 +387,13 @@ struct Walk {
     b: TileLayout,
     c: usize,
     ktiles: usize,
-    init: Init,
+    /// The start row of this block's first column tile (4-byte values), else zero.
+    start_row: Option<*const u32>,
 }
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
-    use super::{Init, Walk, TILE};
+    use super::{Walk, TILE};
     use std::arch::asm;
 
     /// One MR×NR block of 16×16 accumulators: tiles 0..4 accumulate (row-tile r, col-tile n at
@@ -425,9 +401,9 @@ mod imp {
     ///
     /// # Safety
     /// The tiles must be configured as 16 rows × 64 bytes; `a` readable for MR row tiles and `b`
-    /// for NR column tiles of `k.ktiles` reduction tiles in their layouts; `c` readable and
-    /// writable for 16·MR rows of 16·NR 4-byte values at `k.c`; an `Init::Row` readable for
-    /// 16·NR values; AMX-INT8 present with `INT8`.
+    /// for NR column tiles of `k.ktiles` reduction tiles in their layouts; `c` writable for
+    /// 16·MR rows of 16·NR 4-byte values at `k.c`; a start row readable for 16·NR values;
+    /// AMX-INT8 present with `INT8`.
     #[inline(always)]
     pub unsafe fn block<const MR: usize, const NR: usize, const INT8: bool>(
         a: *const u32,
@@ -440,43 +416,27 @@ mod imp {
         // vouches for (row tile r at r·major of a, column tile n at n·major of b, reduction tile
         // j at j·ktile of both).
         unsafe {
-            match k.init {
-                Init::Output => {
-                    let c1 = c.add(TILE * k.c);
-                    load::<0>(c.cast(), sc);
+            if let Some(r) = k.start_row {
+                // Stride 0: the row's 64 bytes become all 16 rows of the tile.
+                load::<0>(r.cast(), 0);
+                if NR == 2 {
+                    load::<1>(r.add(TILE).cast(), 0);
+                }
+                if MR == 2 {
+                    load::<2>(r.cast(), 0);
                     if NR == 2 {
-                        load::<1>(c.add(TILE).cast(), sc);
-                    }
-                    if MR == 2 {
-                        load::<2>(c1.cast(), sc);
-                        if NR == 2 {
-                            load::<3>(c1.add(TILE).cast(), sc);
-                        }
+                        load::<3>(r.add(TILE).cast(), 0);
                     }
                 }
-                Init::Row(r) => {
-                    // Stride 0: the row's 64 bytes become all 16 rows of the tile.
-                    load::<0>(r.cast(), 0);
-                    if NR == 2 {
-                        load::<1>(r.add(TILE).cast(), 0);
-                    }
-                    if MR == 2 {
-                        load::<2>(r.cast(), 0);
-                        if NR == 2 {
-                            load::<3>(r.add(TILE).cast(), 0);
-                        }
-                    }
+            } else {
+                zero::<0>();
+                if NR == 2 {
+                    zero::<1>();
                 }
-                Init::Zero => {
-                    zero::<0>();
+                if MR == 2 {
+                    zero::<2>();
                     if NR == 2 {
-                        zero::<1>();
-                    }
-                    if MR == 2 {
-                        zero::<2>();
-                        if NR == 2 {
-                            zero::<3>();
-                        }
+                        zero::<3>();
                     }
                 }
             }

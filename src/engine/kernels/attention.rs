@@ -60,11 +60,10 @@ pub enum Kernel {
 impl Kernel {
     /// The fastest kernel for precision `p` on this CPU.
     pub fn best(p: Precision) -> Kernel {
-        match p {
-            Precision::Bf16 if amx::available() && words::available() => Kernel::Bf16Amx,
-            Precision::Bf16 if words::available() => Kernel::Bf16Dot,
-            _ => Kernel::F32,
-        }
+        [Kernel::Bf16Amx, Kernel::Bf16Dot]
+            .into_iter()
+            .find(|k| k.runs(p))
+            .unwrap_or(Kernel::F32)
     }
 
     /// Whether this kernel can run here for precision `p` (the bf16 ones need bf16 mode).

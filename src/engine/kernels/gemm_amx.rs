@@ -18,10 +18,9 @@
 //! accumulators runs the whole reduction in registers and is stored once.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::aligned::AlignedBuf;
-use super::amx::{self, Operand, Start, TileLayout, Tiles, TILE};
+use super::amx::{self, Operand, TileLayout, Tiles, TILE};
 use super::attention_bf16::{halves, narrow_scaled};
 use super::linear::{RowSource, WeightStore};
 use super::ops::RawRows;
@@ -160,7 +159,6 @@ impl AmxPanels {
             ));
         }
         super::linear::check_matmul_operands("AMX", (n, k), x, m, bias, y)?;
-        let failed = AtomicBool::new(false);
         INPUT.with(|cell| {
             let mut a = cell.borrow_mut();
             pack_input(pool, &x[..m * k], m, k, self.kt, &mut a);
@@ -168,17 +166,12 @@ impl AmxPanels {
             let nb = self.block_tiles(pool.threads());
             let out = RawRows(y.as_mut_ptr());
             pool.run(self.nt.div_ceil(nb), &|bi| {
-                let Some(tiles) = Tiles::new() else {
-                    failed.store(true, Ordering::Relaxed);
-                    return;
-                };
+                // `available()` above implies the tiles are present (fixed for the process).
+                let tiles = Tiles::new().expect("AMX tiles present");
                 let t1 = ((bi + 1) * nb).min(self.nt);
                 self.block(&tiles, a, m, (bi * nb, t1), bias, &out);
             });
         });
-        if failed.into_inner() {
-            return Err(EngineError::Kernel("AMX tiles became unavailable".into()));
-        }
         Ok(())
     }
 
@@ -213,10 +206,7 @@ impl AmxPanels {
                 };
                 let (r0, c0) = (i * TILE, t * TILE);
                 if rows == mr * TILE && cols == nr * TILE {
-                    let start = match bias {
-                        Some(b) => Start::Row(&b[c0..c0 + cols]),
-                        None => Start::Zero,
-                    };
+                    let start = bias.map(|b| &b[c0..c0 + cols]);
                     // SAFETY: rows [r0, r0+rows) < m and columns [c0, c0+cols) ≤ n of y belong
                     // to this task only (tasks own disjoint channel tiles); `matmul` checked
                     // y.len() ≥ m·n.
@@ -232,14 +222,11 @@ impl AmxPanels {
                 EDGE.with(|cell| {
                     let (scratch, bias_row) = &mut *cell.borrow_mut();
                     scratch.resize_zeroed(4 * TILE_WORDS);
-                    let start = match bias {
-                        Some(b) => {
-                            bias_row.reset_zeroed(2 * TILE);
-                            bias_row[..cols].copy_from_slice(&b[c0..c0 + cols]);
-                            Start::Row(&bias_row[..])
-                        }
-                        None => Start::Zero,
-                    };
+                    let start = bias.map(|b| {
+                        bias_row.reset_zeroed(2 * TILE);
+                        bias_row[..cols].copy_from_slice(&b[c0..c0 + cols]);
+                        &bias_row[..]
+                    });
                     tiles.matmul_tiles(left, right, kt, scratch, 2 * TILE, start);
                     for r in 0..rows {
                         // SAFETY: as for the interior blocks: this task's columns, rows < m.

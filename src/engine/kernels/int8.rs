@@ -357,15 +357,10 @@ impl Int8Linear {
             let panel_layers = layers.iter().any(|l| l.w.onednn.is_none());
             // AMX-INT8 tiles where they run (same sums as VNNI, see `int8_amx`).
             let use_amx = panel_layers && m >= int8_amx::MIN_ROWS && int8_amx::available();
-            let amx = use_amx.then(|| {
-                let kt = int8_amx::pack_rows(xu, m, kp, xa);
-                (xa.as_words(), m.div_ceil(super::amx::TILE), kt)
-            });
+            let amx = use_amx.then(|| int8_amx::pack_rows(xu, m, kp, xa));
             // The group-major copy only serves panel layers (oneDNN reads `xu` itself).
-            let use_tall = !use_amx
-                && TALL_M.contains(&m)
-                && int8_vnni::available()
-                && layers.iter().any(|l| l.w.onednn.is_none());
+            let use_tall =
+                !use_amx && panel_layers && TALL_M.contains(&m) && int8_vnni::available();
             if use_tall {
                 xt.clear();
                 xt.resize(m * kp, 0);
@@ -377,9 +372,7 @@ impl Int8Linear {
             }
             let tall = use_tall.then_some(&xt[..]);
             // The AVX2 tiles multiply i16: widen the activations once for every strip.
-            let use_wide = !int8_vnni::available()
-                && int8_avx2::available()
-                && layers.iter().any(|l| l.w.onednn.is_none());
+            let use_wide = panel_layers && !int8_vnni::available() && int8_avx2::available();
             if use_wide {
                 xw.clear();
                 xw.extend(xu.iter().map(|&v| v as i16));
@@ -461,7 +454,7 @@ impl Int8Linear {
         if let Some(a) = amx {
             AMX_ACC.with(|cell| {
                 let mut acc = cell.borrow_mut();
-                acc.resize_zeroed(a.1 * super::amx::TILE * PANEL * STRIP_PANELS);
+                acc.resize_zeroed(a.row_tiles * super::amx::TILE * PANEL * STRIP_PANELS);
                 let tiles = Tiles::new().expect("AMX-INT8 chosen only where tiles run");
                 let words = &self.w.packed.as_words()[p0 * panel_bytes / 4..];
                 int8_amx::strip(&tiles, a, words, np, groups, &mut acc);
@@ -523,8 +516,7 @@ struct StripInputs<'a> {
     xu: &'a [u8],
     tall: Option<&'a [u8]>,
     wide: Option<&'a [i16]>,
-    /// AMX row tiles as words, with their row-tile and reduction-tile counts.
-    amx: Option<(&'a [u32], usize, usize)>,
+    amx: Option<int8_amx::RowTiles<'a>>,
 }
 
 struct Scratch {

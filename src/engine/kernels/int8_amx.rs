@@ -11,7 +11,7 @@
 //! padding inside K), so whatever those bytes are contributes nothing.
 
 use super::aligned::AlignedBuf;
-use super::amx::{self, Operand, Start, TileLayout, Tiles, TILE};
+use super::amx::{self, Operand, TileLayout, Tiles, TILE};
 use super::int8::{PANEL, STRIP_PANELS};
 
 /// Reductions per tile row (16 groups of 4).
@@ -27,9 +27,17 @@ pub fn available() -> bool {
     amx::available_int8()
 }
 
-/// The activations `xu` [m, kp] (kp a multiple of 4) as row tiles [mt][kt][16 rows][64 bytes],
-/// zero for rows ≥ m and reductions ≥ kp. Returns kt.
-pub fn pack_rows(xu: &[u8], m: usize, kp: usize, out: &mut AlignedBuf<u8>) -> usize {
+/// Activations packed by [`pack_rows`]: `row_tiles` × `ktiles` tiles of 16 rows × 64 bytes.
+#[derive(Clone, Copy)]
+pub struct RowTiles<'a> {
+    pub words: &'a [u32],
+    pub row_tiles: usize,
+    pub ktiles: usize,
+}
+
+/// The activations `xu` [m, kp] (kp a multiple of 4) as row tiles [mt][kt][16 rows][64 bytes]
+/// in `out`, zero for rows ≥ m and reductions ≥ kp.
+pub fn pack_rows<'a>(xu: &[u8], m: usize, kp: usize, out: &'a mut AlignedBuf<u8>) -> RowTiles<'a> {
     let (mt, kt) = (m.div_ceil(TILE), kp.div_ceil(KTILE));
     out.reset_zeroed(mt * kt * TILE * KTILE);
     for (r, row) in xu.chunks_exact(kp).take(m).enumerate() {
@@ -39,25 +47,30 @@ pub fn pack_rows(xu: &[u8], m: usize, kp: usize, out: &mut AlignedBuf<u8>) -> us
             out[at..at + part.len()].copy_from_slice(part);
         }
     }
-    kt
+    RowTiles {
+        words: out.as_words(),
+        row_tiles: mt,
+        ktiles: kt,
+    }
 }
 
-/// acc[r·64 + c] = Σ_k a[r][k] · w[c][k] for r < 16·mt and the 16·np channels of `np` ≤ 4
-/// panels; `a` from [`pack_rows`] (mt row tiles, kt reduction tiles), `panels` the weight words
-/// from the strip's first panel to the end of the buffer (slack included), `groups` per panel.
+/// acc[r·64 + c] = Σ_k a[r][k] · w[c][k] for the 16·a.row_tiles rows of `a` and the 16·np
+/// channels of `np` ≤ 4 panels; `panels` the weight words from the strip's first panel to the
+/// end of the buffer (slack included), `groups` per panel.
 pub fn strip(
     tiles: &Tiles,
-    (a, mt, kt): (&[u32], usize, usize),
+    a: RowTiles,
     panels: &[u32],
     np: usize,
     groups: usize,
     acc: &mut [i32],
 ) {
+    let kt = a.ktiles;
     assert!((1..=STRIP_PANELS).contains(&np) && kt == groups.div_ceil(KTILE / 4));
     let left = Operand {
-        words: a,
+        words: a.words,
         layout: TileLayout::packed(kt),
-        tiles: mt,
+        tiles: a.row_tiles,
     };
     let right = Operand {
         words: panels,
@@ -68,5 +81,5 @@ pub fn strip(
         },
         tiles: np,
     };
-    tiles.matmul_tiles(left, right, kt, acc, PANEL * STRIP_PANELS, Start::Zero);
+    tiles.matmul_tiles(left, right, kt, acc, PANEL * STRIP_PANELS, None);
 }

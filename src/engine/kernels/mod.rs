@@ -41,22 +41,19 @@ pub const AUTO_MIN_ELEMENTS: usize = 1 << 18;
 /// slow `vdpbf16ps`, or no oneDNN bf16 matmul at all; see [`gemm_bf16_fma::preferred`]).
 pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
     let dnn = onednn_backend(AUTO_MIN_ELEMENTS);
-    if gemm_amx::preferred() {
-        return Some(Box::new(Bf16PanelBackend {
-            kernel: PanelKernel::Amx,
-            fallback: dnn,
-            min_elements: AUTO_MIN_ELEMENTS,
-        }));
-    }
-    let amx = OneDnn::get().is_some_and(|d| d.has_amx());
-    if gemm_bf16_fma::preferred(amx, onednn_runs_bf16()) {
-        Some(Box::new(Bf16PanelBackend {
-            kernel: PanelKernel::Fma,
-            fallback: dnn,
-            min_elements: AUTO_MIN_ELEMENTS,
-        }))
+    let ours = if gemm_amx::preferred() {
+        Some(PanelKernel::Amx)
     } else {
-        dnn
+        let amx = OneDnn::get().is_some_and(|d| d.has_amx());
+        gemm_bf16_fma::preferred(amx, onednn_runs_bf16()).then_some(PanelKernel::Fma)
+    };
+    match ours {
+        Some(kernel) => Some(Box::new(Bf16PanelBackend {
+            kernel,
+            fallback: dnn,
+            min_elements: AUTO_MIN_ELEMENTS,
+        })),
+        None => dnn,
     }
 }
 
