@@ -33,6 +33,7 @@ fn main() {
     let pool = ThreadPool::global();
     let onednn = qwen3vl::engine::kernels::onednn_backend(0);
     let fma = qwen3vl::engine::kernels::fma_backend(0);
+    let dot = qwen3vl::engine::kernels::dot_backend(0);
     let amx = qwen3vl::engine::kernels::amx_backend(0);
     for (n, k) in [(6144usize, 2048usize), (151_936, 2048)] {
         let w: Vec<bf16> = (0..n * k)
@@ -44,7 +45,7 @@ fn main() {
             let l = Linear::new(store.clone(), n, k, None, Precision::Bf16, None);
             linears.push(("bf16", l.expect("bf16 linear"), 2.0));
         }
-        for be in [&onednn, &fma, &amx].into_iter().flatten() {
+        for be in [&onednn, &fma, &dot, &amx].into_iter().flatten() {
             let l = Linear::new(store.clone(), n, k, None, Precision::Bf16, Some(&**be));
             linears.push(("bf16", l.expect("bf16 linear"), 2.0));
         }

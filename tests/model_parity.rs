@@ -155,6 +155,17 @@ fn fma_kernel_path_matches_transformers_bf16() {
 }
 
 #[test]
+fn dot_kernel_path_matches_transformers_bf16() {
+    if !qwen3vl::engine::kernels::gemm_bf16_dot::available() {
+        eprintln!("no AVX512_BF16: the bf16 dot kernel is not used on this CPU");
+        return;
+    }
+    for name in MODELS {
+        check_bf16(name, BackendChoice::Dot);
+    }
+}
+
+#[test]
 fn amx_kernel_path_matches_transformers_bf16() {
     if !qwen3vl::engine::kernels::gemm_amx::available() {
         eprintln!("no usable AMX-BF16: the AMX kernel is not used on this CPU");

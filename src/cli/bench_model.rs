@@ -39,7 +39,7 @@ pub struct BenchModelArgs {
     pub decode_streams: usize,
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// GEMM backend: auto, portable, onednn, fma or amx.
+    /// GEMM backend: auto, portable, onednn, fma, dot or amx.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: BackendChoice,
     /// Quantize on load: none or w8a8.

@@ -27,7 +27,7 @@ pub struct ForwardArgs {
     /// Greedily generate N tokens through the KV-cache decode path.
     #[arg(long)]
     pub generate: Option<usize>,
-    /// GEMM backend: auto, portable, onednn, fma or amx.
+    /// GEMM backend: auto, portable, onednn, fma, dot or amx.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: BackendChoice,
     /// Quantize on load: none or w8a8 (int8 text decoder, per-token int8 activations).
@@ -57,8 +57,9 @@ pub fn parse_backend(s: &str) -> Result<BackendChoice, String> {
         "onednn" => Ok(BackendChoice::OneDnn),
         "fma" => Ok(BackendChoice::Fma),
         "amx" => Ok(BackendChoice::Amx),
+        "dot" => Ok(BackendChoice::Dot),
         _ => Err(format!(
-            "unknown backend `{s}` (auto, portable, onednn, fma, amx)"
+            "unknown backend `{s}` (auto, portable, onednn, fma, dot, amx)"
         )),
     }
 }

@@ -110,7 +110,7 @@ pub struct ServeArgs {
     /// Weight precision: bf16 (default) or f32.
     #[arg(long, value_parser = parse_precision)]
     pub dtype: Option<qwen3vl::engine::Precision>,
-    /// Kernel backend: auto (default), portable or onednn.
+    /// Kernel backend: auto (default), portable, onednn, fma, dot or amx.
     #[arg(long, value_parser = parse_backend)]
     pub backend: Option<qwen3vl::engine::BackendChoice>,
     /// Quantize on load: none (default) or w8a8.

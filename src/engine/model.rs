@@ -22,9 +22,10 @@ pub use step::{StepInput, VisualFeatures};
 /// Which GEMM implementation the model's linears use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// Our AMX kernel for bf16 weights where AMX tiles run, else oneDNN for weights large enough
-    /// to benefit (when the library is present, bf16 ones to the FMA kernel where that is
-    /// faster), portable otherwise.
+    /// Our AMX kernel for bf16 weights where AMX tiles run, else our `vdpbf16ps` kernel where
+    /// that instruction is the fast unit, else oneDNN for weights large enough to benefit (when
+    /// the library is present, bf16 ones to the FMA kernel where that is faster), portable
+    /// otherwise.
     Auto,
     /// The portable pure-Rust path only.
     Portable,
@@ -33,6 +34,9 @@ pub enum BackendChoice {
     /// The FMA kernel (AVX-512 or AVX2 tiles) over bf16 panels for every bf16 weight (others as
     /// `Auto`); an error where the CPU has neither.
     Fma,
+    /// The AVX512-BF16 `vdpbf16ps` kernel for every bf16 weight (others as `Auto`); an error
+    /// where the CPU lacks AVX512_BF16.
+    Dot,
     /// The AMX-BF16 tile kernel for every bf16 weight (others as `Auto`); an error where AMX
     /// tiles cannot run.
     Amx,
@@ -114,6 +118,13 @@ impl Qwen3VlModel {
             BackendChoice::Auto => super::kernels::auto_backend(),
             BackendChoice::Fma => Some(super::kernels::fma_backend(0).ok_or_else(|| {
                 EngineError::Kernel("the bf16 FMA kernel needs AVX-512F or AVX2 + FMA".into())
+            })?),
+            BackendChoice::Dot => Some(super::kernels::dot_backend(0).ok_or_else(|| {
+                EngineError::Kernel(
+                    "the bf16 dot kernel needs AVX-512F + AVX512_BF16 (and QWEN3VL_ISA not below \
+                     avx512)"
+                        .into(),
+                )
             })?),
             BackendChoice::Amx => Some(super::kernels::amx_backend(0).ok_or_else(|| {
                 EngineError::Kernel(

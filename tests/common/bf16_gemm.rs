@@ -1,5 +1,5 @@
-//! Checks shared by the tests of our bf16-weight GEMMs (the FMA panels and the AMX tiles): both
-//! promise the same contract, so both run the same checks.
+//! Checks shared by the tests of our bf16-weight GEMMs (the FMA panels, the `vdpbf16ps` panels and
+//! the AMX tiles): all promise the same contract, so all run the same checks.
 
 use half::bf16;
 use qwen3vl::engine::error::Result;

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod attention_bf16;
 pub mod bf16;
 pub mod gemm_amx;
+pub mod gemm_bf16_dot;
 pub mod gemm_bf16_fma;
 pub mod gemm_portable;
 pub mod int8;
@@ -37,14 +38,17 @@ pub const AUTO_MIN_ELEMENTS: usize = 1 << 18;
 /// The backend of automatic selection: oneDNN where present for weights of at least
 /// [`AUTO_MIN_ELEMENTS`], with bf16 weights going to our own kernels instead where they are the
 /// faster ones on this CPU: [`gemm_amx`] wherever AMX tiles run (twice oneDNN 2.6's rate on
-/// the vision and prefill shapes), else [`gemm_bf16_fma`] where that kernel wins (no AMX and a
-/// slow `vdpbf16ps`, or no oneDNN bf16 matmul at all; see [`gemm_bf16_fma::preferred`]).
+/// the vision and prefill shapes), else [`gemm_bf16_dot`] where `vdpbf16ps` is the fast unit,
+/// else [`gemm_bf16_fma`] where that kernel wins (a slow `vdpbf16ps`, or no oneDNN bf16 matmul
+/// at all; see [`gemm_bf16_fma::preferred`]).
 pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
     let dnn = onednn_backend(AUTO_MIN_ELEMENTS);
+    let amx = OneDnn::get().is_some_and(|d| d.has_amx());
     let ours = if gemm_amx::preferred() {
         Some(PanelKernel::Amx)
+    } else if gemm_bf16_dot::preferred(amx) {
+        Some(PanelKernel::Dot)
     } else {
-        let amx = OneDnn::get().is_some_and(|d| d.has_amx());
         gemm_bf16_fma::preferred(amx, onednn_runs_bf16()).then_some(PanelKernel::Fma)
     };
     match ours {
@@ -61,6 +65,12 @@ pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
 /// with the same bound when present, else stay portable); `None` where the kernel cannot run.
 pub fn fma_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {
     panel_backend(PanelKernel::Fma, min_elements)
+}
+
+/// [`gemm_bf16_dot`] for every bf16 weight of at least `min_elements` (f32 weights as in
+/// [`fma_backend`]); `None` without AVX512_BF16.
+pub fn dot_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {
+    panel_backend(PanelKernel::Dot, min_elements)
 }
 
 /// [`gemm_amx`] for every bf16 weight of at least `min_elements` (f32 weights as in
@@ -83,6 +93,7 @@ fn panel_backend(kernel: PanelKernel, min_elements: usize) -> Option<Box<dyn Fas
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PanelKernel {
     Fma,
+    Dot,
     Amx,
 }
 
@@ -90,6 +101,7 @@ impl PanelKernel {
     fn available(self) -> bool {
         match self {
             PanelKernel::Fma => gemm_bf16_fma::available(),
+            PanelKernel::Dot => gemm_bf16_dot::available(),
             PanelKernel::Amx => gemm_amx::available(),
         }
     }
@@ -98,6 +110,9 @@ impl PanelKernel {
         let pool = pool::ThreadPool::global();
         Ok(match self {
             PanelKernel::Fma => Box::new(FmaMatmul(gemm_bf16_fma::Bf16Panels::from_rows(
+                pool, n, k, rows,
+            )?)),
+            PanelKernel::Dot => Box::new(DotMatmul(gemm_bf16_dot::DotPanels::from_rows(
                 pool, n, k, rows,
             )?)),
             PanelKernel::Amx => {
@@ -154,6 +169,7 @@ impl FastBackend for Bf16PanelBackend {
     fn name(&self) -> String {
         let ours = match self.kernel {
             PanelKernel::Fma => "bf16 FMA panels",
+            PanelKernel::Dot => "bf16 dot panels",
             PanelKernel::Amx => "bf16 AMX tiles",
         };
         match &self.fallback {
@@ -172,6 +188,18 @@ impl FastMatmul for FmaMatmul {
 
     fn name(&self) -> String {
         format!("bf16 panels ({} FMA)", gemm_bf16_fma::tiles_name())
+    }
+}
+
+struct DotMatmul(gemm_bf16_dot::DotPanels);
+
+impl FastMatmul for DotMatmul {
+    fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
+        self.0.matmul(pool::ThreadPool::global(), x, m, bias, y)
+    }
+
+    fn name(&self) -> String {
+        "bf16 panels (AVX512-BF16 dot)".into()
     }
 }
 

@@ -1,0 +1,448 @@
+//! bf16-weight GEMM on AVX512-BF16's `vdpbf16ps`: `y = bf16(x) · Wᵀ (+ b)`, for CPUs without AMX
+//! whose bf16 dot product runs at least as fast as f32 FMA per FLOP (AMD Zen 4 / Zen 5: there it
+//! is twice the FMA FLOP rate; [`super::gemm_bf16_fma`] takes the CPUs where it is slow).
+//!
+//! Why our own instead of oneDNN's `brg:avx512_core_bf16` on those CPUs: one packed layout that
+//! serves every row count without re-blocking, so a row's result never depends on its batch (oneDNN
+//! keeps that on AVX-512 too, but copies each column slice's output for multi-row calls), the
+//! register tiles and cache blocking of [`super::gemm_bf16_fma`], and no OpenMP next to our pool.
+//!
+//! Numerics: `vdpbf16ps` adds the two exact products of a word pair to the accumulator one after
+//! the other, each rounded to f32 (denormal inputs and results are flushed to zero). Every output is
+//! one such chain over the reduction pairs in increasing order from zero, whatever the tile shape,
+//! row count or thread split: batch-invariant, like the FMA kernel.
+//!
+//! Layout: chunks of 32 output channels; for each reduction pair p, the chunk's 32 words
+//! (`W[j][2p]` in the low half, `W[j][2p+1]` in the high half) fill two 64-byte lines, one per
+//! 16-channel vector. N is padded to a multiple of 32 and k to a multiple of 2 with zeros. The
+//! input is rounded to bf16 and packed into words the same way, k-major per row tile.
+
+use std::cell::RefCell;
+
+use super::aligned::AlignedBuf;
+use super::linear::{RowSource, WeightStore};
+use super::pool::ThreadPool;
+use crate::engine::error::{EngineError, Result};
+
+/// Output channels per chunk (two 16-lane vectors).
+pub const CHUNK: usize = 32;
+/// Reduction block in pairs (4096 k values). A tile keeps its accumulators in registers across
+/// the whole block: with L1-sized blocks every block re-read and re-wrote all of y, which for the
+/// vision tower's 784-row outputs (MBs) went to DRAM (1 thread, M = 784: 310 vs 430 GOP/s). A
+/// run of two chunks over one block (≤ 512 KB) stays in L2 while the row tiles pass over it.
+const KC: usize = 2048;
+/// Most rows in one register tile (6 rows × 4 vectors = 24 accumulators: 6 broadcasts and 4
+/// weight loads feed 24 `vdpbf16ps`; 12 × 2 needs 12 broadcasts and ran ~10 % slower).
+const MAX_MR: usize = 6;
+/// Tasks per compute thread (dynamic claiming balances cores that other processes slow down).
+const TASKS_PER_THREAD: usize = 4;
+
+/// Whether the kernel should be chosen here: AVX512F + AVX512_BF16 and the dispatch level not
+/// lowered (`QWEN3VL_ISA=avx2|base`).
+pub fn available() -> bool {
+    cpu_has_them() && super::simd::level() == super::simd::Level::Avx512
+}
+
+/// The CPU has AVX512F + AVX512_BF16: what running the tiles rests on. Panels packed before the
+/// dispatch level is lowered (tests do that) keep running on them.
+fn cpu_has_them() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static CPU: OnceLock<bool> = OnceLock::new();
+        *CPU.get_or_init(|| {
+            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A bf16 weight [n, k] packed into 32-channel chunks of word pairs.
+pub struct DotPanels {
+    n: usize,
+    k: usize,
+    chunks: usize,
+    /// Reduction pairs, k/2 rounded up.
+    steps: usize,
+    /// chunks × steps × 32 words.
+    data: AlignedBuf<u32>,
+}
+
+/// `rows` (≤ 32) rows of `k` bf16 bit patterns into one chunk's `steps` lines of 32 words
+/// (missing rows and the odd tail stay zero).
+fn pack_chunk(bits: &[u16], rows: usize, k: usize, dst: &mut [u32]) {
+    for (j, row) in bits.chunks_exact(k).take(rows).enumerate() {
+        let mut pairs = row.chunks_exact(2);
+        for (p, pair) in pairs.by_ref().enumerate() {
+            dst[p * CHUNK + j] = u32::from(pair[0]) | (u32::from(pair[1]) << 16);
+        }
+        if let [last] = pairs.remainder() {
+            dst[(k / 2) * CHUNK + j] = u32::from(*last);
+        }
+    }
+}
+
+impl DotPanels {
+    /// Packs a weight handed over in row blocks (`rows(r0, r1)` = rows [r0, r1) as bf16 or f32,
+    /// rounded to bf16), so the source never needs to exist whole next to the packed copy.
+    pub fn from_rows(pool: &ThreadPool, n: usize, k: usize, rows: RowSource) -> Result<Self> {
+        if n == 0 || k == 0 {
+            return Err(EngineError::Kernel(format!(
+                "bf16 dot panels: empty weight {n}×{k}"
+            )));
+        }
+        let chunks = n.div_ceil(CHUNK);
+        let steps = k.div_ceil(2);
+        let per_chunk = steps * CHUNK;
+        let mut data = AlignedBuf::<u32>::zeroed_huge(chunks * per_chunk);
+        let out = super::ops::RawRows(data.as_mut_ptr());
+        super::linear::for_row_blocks(
+            n,
+            k,
+            CHUNK,
+            rows,
+            "bf16 dot panels",
+            &mut |r0, r1, part| {
+                let c0 = r0 / CHUNK;
+                pool.run((r1 - r0).div_ceil(CHUNK), &|i| {
+                    let c = c0 + i;
+                    // SAFETY: chunk c's words belong to this task only and lie inside `data`
+                    // (c < chunks).
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(out.get().add(c * per_chunk), per_chunk)
+                    };
+                    let rows_here = ((c + 1) * CHUNK).min(r1) - c * CHUNK;
+                    let first = (c * CHUNK - r0) * k;
+                    let bits: Vec<u16> = match part {
+                        WeightStore::Bf16(w) => w[first..first + rows_here * k]
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect(),
+                        WeightStore::F32(w) => w[first..first + rows_here * k]
+                            .iter()
+                            .map(|&v| (super::bf16::round_bf16(v).to_bits() >> 16) as u16)
+                            .collect(),
+                    };
+                    pack_chunk(&bits, rows_here, k, dst);
+                });
+            },
+        )?;
+        Ok(DotPanels {
+            n,
+            k,
+            chunks,
+            steps,
+            data,
+        })
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 4
+    }
+
+    /// y[m, n] = bf16(x[m, k]) · Wᵀ (+ bias), f32 out.
+    pub fn matmul(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<()> {
+        if !cpu_has_them() {
+            return Err(EngineError::Kernel(
+                "bf16 dot kernel called on a CPU without AVX-512F + AVX512_BF16".into(),
+            ));
+        }
+        let (n, k) = (self.n, self.k);
+        super::linear::check_matmul_operands("bf16 dot", (n, k), x, m, bias, y)?;
+        let (mr, _) = plan(m);
+        INPUT.with(|cell| {
+            let mut a = cell.borrow_mut();
+            pack_input(&x[..m * k], m, k, mr, &mut a);
+            let tasks = self.chunks.min(pool.threads() * TASKS_PER_THREAD).max(1);
+            let out = super::ops::RawRows(y.as_mut_ptr());
+            let a = &a[..];
+            pool.run(tasks, &|t| {
+                let c0 = t * self.chunks / tasks;
+                let c1 = (t + 1) * self.chunks / tasks;
+                self.task(c0, c1, a, m, bias, &out);
+            });
+        });
+        Ok(())
+    }
+
+    /// Output chunks [c0, c1) for all rows.
+    fn task(
+        &self,
+        c0: usize,
+        c1: usize,
+        a: &[u32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &super::ops::RawRows<f32>,
+    ) {
+        let (n, steps) = (self.n, self.steps);
+        let (mr, ns) = plan(m);
+        let mut kb = 0;
+        while kb < steps {
+            let kc = KC.min(steps - kb);
+            let first = kb == 0;
+            let last_bias = if kb + kc == steps { bias } else { None };
+            let mut c = c0;
+            while c < c1 {
+                let run = ns.min(c1 - c);
+                let mut r = 0;
+                while r < m {
+                    let rows = mr.min(m - r);
+                    let t = Tile {
+                        // Row tile r/mr starts at r·steps in the packed input, pair-major inside.
+                        a: &a[r * steps + kb * rows..],
+                        b: &self.data[(c * steps + kb) * CHUNK..],
+                        chunk_stride: steps * CHUNK,
+                        kc,
+                        // Tile (r, c) writes rows r.., columns 32c.. of y only; tasks own disjoint
+                        // chunk ranges.
+                        y: out.get().wrapping_add(r * n + c * CHUNK),
+                        ldy: n,
+                        cols: n - c * CHUNK,
+                        first,
+                        bias: last_bias.map(|b| &b[c * CHUNK..]),
+                    };
+                    t.run(rows, run);
+                    r += rows;
+                }
+                c += run;
+            }
+            kb += kc;
+        }
+    }
+}
+
+/// The input rounded to bf16 words, tile by tile (tiles of `mr` rows, the last one shorter), each
+/// tile pair-major: word (r, p) of the tile starting at row r0 sits at `r0·steps + p·rows + r`.
+fn pack_input(x: &[f32], m: usize, k: usize, mr: usize, out: &mut AlignedBuf<u32>) {
+    let steps = k.div_ceil(2);
+    out.reset_zeroed(m * steps);
+    let mut r0 = 0;
+    while r0 < m {
+        let rows = mr.min(m - r0);
+        let tile = &mut out[r0 * steps..(r0 + rows) * steps];
+        for r in 0..rows {
+            let src = &x[(r0 + r) * k..(r0 + r + 1) * k];
+            let mut pairs = src.chunks_exact(2);
+            for (p, pair) in pairs.by_ref().enumerate() {
+                tile[p * rows + r] = super::attention_bf16::word(pair[0], pair[1]);
+            }
+            if let [last] = pairs.remainder() {
+                tile[(k / 2) * rows + r] = super::attention_bf16::word(*last, 0.0);
+            }
+        }
+        r0 += rows;
+    }
+}
+
+thread_local! {
+    // The packed input, reused across calls (decode runs hundreds of linears per token).
+    static INPUT: RefCell<AlignedBuf<u32>> = const { RefCell::new(AlignedBuf::new()) };
+}
+
+/// Rows per tile and chunks per tile for `m` rows: 24 accumulators (16 for one row), more chunks
+/// when there are few rows so that enough independent chains hide the latency.
+fn plan(m: usize) -> (usize, usize) {
+    match m {
+        1 => (1, 8),
+        2 => (2, 6),
+        3 => (3, 4),
+        4 => (4, 3),
+        _ => (m.min(MAX_MR), 2),
+    }
+}
+
+/// One register tile's operands: `rows` rows of the packed input from pair offset kb (pair-major,
+/// `rows` words per step), `chunks` chunks of packed weights at the same offset, written into `y`
+/// (row stride `ldy`) masked to `cols` columns.
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    a: &'a [u32],
+    b: &'a [u32],
+    chunk_stride: usize,
+    kc: usize,
+    y: *mut f32,
+    ldy: usize,
+    /// Valid output columns from the tile's first column on (the tail chunk is partial).
+    cols: usize,
+    /// Start from zero (first reduction block) instead of the partial sums in `y`.
+    first: bool,
+    /// Added after the last reduction block.
+    bias: Option<&'a [f32]>,
+}
+
+impl Tile<'_> {
+    /// The same tile restricted to its chunk `s` (columns 32s.. of the tile).
+    fn chunk(&self, s: usize) -> Tile<'_> {
+        Tile {
+            b: &self.b[s * self.chunk_stride..],
+            y: self.y.wrapping_add(s * CHUNK),
+            cols: self.cols.saturating_sub(s * CHUNK),
+            bias: self.bias.map(|b| &b[(s * CHUNK).min(b.len())..]),
+            ..*self
+        }
+    }
+
+    fn run(&self, rows: usize, chunks: usize) {
+        assert!((1..=MAX_MR).contains(&rows) && chunks >= 1);
+        assert!(self.a.len() >= rows * self.kc);
+        assert!(self.b.len() >= (chunks - 1) * self.chunk_stride + self.kc * CHUNK);
+        assert!(self.cols >= 1);
+        assert!(cpu_has_them());
+        #[cfg(target_arch = "x86_64")]
+        {
+            macro_rules! go {
+                ($(($r:literal, $v:literal)),*) => {
+                    match (rows, 2 * chunks) {
+                        // SAFETY: `cpu_has_them()` (asserted above) guarantees AVX-512F and
+                        // AVX512_BF16; the asserts above bound every read of `a` and `b`; `y` is
+                        // written only through masks limited to `cols` columns of `rows` rows
+                        // that the caller owns.
+                        $(($r, $v) => unsafe { imp::tile::<$r, $v>(self) },)*
+                        _ => {
+                            // Shapes without their own instance: one chunk at a time.
+                            for s in 0..chunks {
+                                let t = self.chunk(s);
+                                if t.cols > 0 {
+                                    t.run(rows, 1);
+                                }
+                            }
+                        }
+                    }
+                };
+            }
+            go!(
+                (1, 2),
+                (2, 2),
+                (3, 2),
+                (4, 2),
+                (5, 2),
+                (6, 2),
+                (1, 4),
+                (2, 4),
+                (3, 4),
+                (4, 4),
+                (1, 16),
+                (2, 12),
+                (3, 8),
+                (4, 6),
+                (5, 4),
+                (6, 4)
+            )
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::{Tile, CHUNK};
+
+    /// Column offset of accumulator vector `v` (chunk v/2, low or high half).
+    #[inline(always)]
+    fn col(v: usize) -> usize {
+        (v / 2) * CHUNK + (v % 2) * 16
+    }
+
+    #[inline(always)]
+    fn mask(cols: usize, v: usize) -> __mmask16 {
+        let left = cols.saturating_sub(col(v)).min(16);
+        ((1u32 << left) - 1) as __mmask16
+    }
+
+    #[inline(always)]
+    fn as_bh(v: __m512i) -> __m512bh {
+        // SAFETY: both types are 64 plain bytes; every bit pattern is a valid value of either.
+        unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
+    }
+
+    /// MR rows × NV vectors (NV/2 chunks) of accumulators.
+    ///
+    /// # Safety
+    /// AVX-512F and AVX512_BF16 must be present; `t.a` / `t.b` must hold the tile's operands
+    /// (checked by [`Tile::run`]); `t.y` must be writable for MR rows of `min(cols, NV·16)`
+    /// columns.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        if !t.first {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, a) in row.iter_mut().enumerate() {
+                    // SAFETY: masked lanes are not read, the others are this tile's outputs.
+                    *a = unsafe {
+                        _mm512_maskz_loadu_ps(mask(t.cols, v), t.y.wrapping_add(r * t.ldy + col(v)))
+                    };
+                }
+            }
+        }
+        let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
+        for p in 0..t.kc {
+            // MR broadcasts, then one weight vector at a time: MR·NV + MR + 1 ≤ 31 registers
+            // for every instance (all NV weight vectors at once spill the 2 × 12 tile).
+            let mut x = [as_bh(_mm512_setzero_si512()); MR];
+            for (r, xr) in x.iter_mut().enumerate() {
+                // SAFETY: step p < kc, row r < MR: inside `t.a` (asserted by the caller).
+                *xr = as_bh(_mm512_set1_epi32(unsafe { *a.add(p * MR + r) } as i32));
+            }
+            for v in 0..NV {
+                // SAFETY: chunk v/2, step p lies inside `t.b` (asserted by the caller).
+                let w = as_bh(unsafe {
+                    _mm512_loadu_si512(
+                        b.add((v / 2) * t.chunk_stride + p * CHUNK + (v % 2) * 16)
+                            .cast(),
+                    )
+                });
+                for (row, &xr) in acc.iter_mut().zip(&x) {
+                    row[v] = _mm512_dpbf16_ps(row[v], xr, w);
+                }
+            }
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (v, a) in row.iter_mut().enumerate() {
+                let m = mask(t.cols, v);
+                if let Some(bias) = t.bias {
+                    // SAFETY: masked lanes are not read; unmasked ones are < cols ≤ bias length.
+                    let bv =
+                        unsafe { _mm512_maskz_loadu_ps(m, bias.as_ptr().wrapping_add(col(v))) };
+                    *a = _mm512_add_ps(*a, bv);
+                }
+                // SAFETY: masked store into this tile's own outputs.
+                unsafe { _mm512_mask_storeu_ps(t.y.wrapping_add(r * t.ldy + col(v)), m, *a) };
+            }
+        }
+    }
+}
+
+/// Whether this kernel should take bf16 weights: it can run, no AMX (ours or oneDNN's) is in
+/// use, and `vdpbf16ps` is not the slow unit (see [`super::gemm_bf16_fma::dot_is_slow`]).
+/// `QWEN3VL_BF16_GEMM=dot|onednn|fma` overrides.
+pub fn preferred(onednn_has_amx: bool) -> bool {
+    if !available() {
+        return false;
+    }
+    match std::env::var("QWEN3VL_BF16_GEMM").as_deref() {
+        Ok("dot") => return true,
+        Ok("onednn" | "fma") => return false,
+        _ => {}
+    }
+    !onednn_has_amx && !super::gemm_bf16_fma::dot_is_slow()
+}

@@ -1,0 +1,78 @@
+//! The AVX512-BF16 `vdpbf16ps` GEMM (`kernels::gemm_bf16_dot`) against an f64 reference and the
+//! portable path on odd shapes (M = 1, 3, 17, …: partial row tiles and every small-M plan; K odd,
+//! so the last reduction pair is half zero; N off the 32-channel chunk), with and without bias, plus
+//! its batch invariance: a row's result is bit-identical whatever the number of rows computed with
+//! it. On a CPU without AVX512_BF16 the tests say so and only check that the backend refuses to
+//! exist.
+
+mod common;
+
+use common::bf16_gemm::{self, bf16_rows, Matmul};
+use qwen3vl::engine::kernels::gemm_bf16_dot::{self, DotPanels};
+use qwen3vl::engine::kernels::linear::WeightStore;
+use qwen3vl::engine::kernels::pool::ThreadPool;
+
+fn pack(w: &[f32], n: usize, k: usize) -> Matmul {
+    let p = DotPanels::from_rows(ThreadPool::global(), n, k, &bf16_rows(w, k)).expect("pack");
+    Box::new(move |x, m, bias, y| p.matmul(ThreadPool::global(), x, m, bias, y))
+}
+
+fn here() -> bool {
+    let ok = gemm_bf16_dot::available();
+    if !ok {
+        eprintln!("no AVX512_BF16 here: the bf16 dot kernel is not used on this CPU");
+        assert!(qwen3vl::engine::kernels::dot_backend(0).is_none());
+    }
+    ok
+}
+
+#[test]
+fn matches_the_f64_reference_on_odd_shapes() {
+    if here() {
+        bf16_gemm::matches_the_f64_reference(
+            &pack,
+            &[
+                (1, 100, 37),
+                (2, 77, 300),
+                (3, 64, 130),
+                (4, 129, 97),
+                (5, 31, 64),
+                (17, 257, 65),
+                (1, 2048, 300),
+                (40, 33, 1),
+                (2, 513, 96),
+                (33, 300, 33),
+                (7, 1, 31),
+                (13, 4099, 40),
+                (64, 1024, 200),
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_rows_result_does_not_depend_on_the_batch() {
+    if here() {
+        bf16_gemm::a_rows_result_does_not_depend_on_the_batch(&pack, 701, 150, 37);
+        // K over one reduction block (4096): partial sums go through y between blocks.
+        bf16_gemm::a_rows_result_does_not_depend_on_the_batch(&pack, 4500, 40, 9);
+    }
+}
+
+#[test]
+fn linear_through_the_dot_backend_equals_portable() {
+    if let Some(be) = qwen3vl::engine::kernels::dot_backend(0) {
+        bf16_gemm::linear_through_the_backend_equals_portable(&*be, "dot");
+    } else {
+        assert!(!gemm_bf16_dot::available());
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    if here() {
+        bf16_gemm::bad_shapes_are_errors(&pack);
+        let rows = |_: usize, _: usize| Ok(WeightStore::Bf16(vec![half::bf16::ZERO; 5]));
+        assert!(DotPanels::from_rows(ThreadPool::global(), 64, 32, &rows).is_err());
+    }
+}
