@@ -242,7 +242,8 @@ fn pack_input(
     out: &mut AlignedBuf<u32>,
 ) {
     let steps = k.div_ceil(2);
-    // Every word is written below (an odd k's last word too), so old contents need no clearing.
+    // Every word is written below (an odd k's last half as zero), so old contents need no
+    // clearing.
     out.resize_zeroed(m * steps);
     let dst = super::ops::RawRows(out.as_mut_ptr());
     let pack_tile = |t: usize| {
@@ -251,16 +252,25 @@ fn pack_input(
         // SAFETY: tile t owns words [r0·steps, (r0 + rows)·steps) of `out`, which holds m·steps.
         let tile =
             unsafe { std::slice::from_raw_parts_mut(dst.get().add(r0 * steps), rows * steps) };
-        for r in 0..rows {
-            let src = &x[(r0 + r) * k..(r0 + r + 1) * k];
-            let mut pairs = src.chunks_exact(2);
-            for (p, pair) in pairs.by_ref().enumerate() {
-                tile[p * rows + r] = super::attention_bf16::word(pair[0], pair[1]);
+        ROW_BITS.with(|cell| {
+            // The tile's rows rounded by the vectorised narrowing (each row padded to whole
+            // pairs), then interleaved word by word with contiguous stores.
+            let mut bits = cell.borrow_mut();
+            bits.clear();
+            bits.resize(rows * 2 * steps, half::bf16::ZERO);
+            for (r, row) in bits.chunks_exact_mut(2 * steps).enumerate() {
+                super::bf16::narrow(&mut row[..k], &x[(r0 + r) * k..(r0 + r + 1) * k]);
             }
-            if let [last] = pairs.remainder() {
-                tile[(k / 2) * rows + r] = super::attention_bf16::word(*last, 0.0);
+            let word = |r: usize, p: usize| {
+                let pair = &bits[r * 2 * steps + 2 * p..];
+                u32::from(pair[0].to_bits()) | (u32::from(pair[1].to_bits()) << 16)
+            };
+            for (p, out) in tile.chunks_exact_mut(rows).enumerate() {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = word(r, p);
+                }
             }
-        }
+        });
     };
     let tiles = m.div_ceil(mr);
     if tiles == 1 || m * k < 1 << 15 {
@@ -273,6 +283,8 @@ fn pack_input(
 thread_local! {
     // The packed input, reused across calls (decode runs hundreds of linears per token).
     static INPUT: RefCell<AlignedBuf<u32>> = const { RefCell::new(AlignedBuf::new()) };
+    // One row tile's rows as bf16 while they are packed.
+    static ROW_BITS: RefCell<Vec<half::bf16>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Rows per tile and chunks per tile for `m` rows: 24 accumulators (16 for one row), more chunks
