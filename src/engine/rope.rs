@@ -2,6 +2,7 @@
 //! vision tower.
 
 use super::kernels::bf16::Precision;
+use super::kernels::ops::rotate_half;
 
 /// Text M-RoPE tables for a set of (t, h, w) positions.
 pub struct TextRope {
@@ -97,24 +98,10 @@ pub fn apply_rope(
     p: Precision,
     rounding: RopeRounding,
 ) {
-    let half = hd / 2;
-    let mut tmp = vec![0f32; hd];
     for i in 0..n {
         let (c, s) = (&cos[i * hd..(i + 1) * hd], &sin[i * hd..(i + 1) * hd]);
-        for h in 0..heads {
-            let v = &mut x[(i * heads + h) * hd..][..hd];
-            tmp.copy_from_slice(v);
-            for d in 0..hd {
-                let rot = if d < half {
-                    -tmp[d + half]
-                } else {
-                    tmp[d - half]
-                };
-                v[d] = match rounding {
-                    RopeRounding::EachOp => p.round(p.round(tmp[d] * c[d]) + p.round(rot * s[d])),
-                    RopeRounding::Once => p.round(tmp[d] * c[d] + rot * s[d]),
-                };
-            }
+        for v in x[i * heads * hd..(i + 1) * heads * hd].chunks_exact_mut(hd) {
+            rotate_half(v, c, s, p, rounding == RopeRounding::EachOp);
         }
     }
 }

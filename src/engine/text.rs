@@ -7,7 +7,7 @@ use super::error::{EngineError, Result};
 use super::kernels::attention::AttnShape;
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
-use super::kernels::ops::{add_inplace, rms_norm, silu_mul};
+use super::kernels::ops::{add_inplace, par_row_blocks, rms_norm, silu_mul};
 use super::kernels::paged_attention::{paged_attention, KvRows, PagedSeq};
 use super::kernels::pool::ThreadPool;
 use super::kv_cache::KvCache;
@@ -378,8 +378,17 @@ impl TextDecoder {
             )?;
             rms_norm(pool, q, hd, &layer.q_norm, self.eps, p);
             rms_norm(pool, k, hd, &layer.k_norm, self.eps, p);
-            apply_rope(q, s, nh, hd, cos, sin, p, RopeRounding::EachOp);
-            apply_rope(k, s, nkv, hd, cos, sin, p, RopeRounding::EachOp);
+            par_row_blocks(
+                pool,
+                s,
+                [&mut q[..], &mut k[..]],
+                [nh * hd, nkv * hd],
+                &|r0, r1, [q, k]: [&mut [f32]; 2]| {
+                    let (c, sn) = (&cos[r0 * hd..], &sin[r0 * hd..]);
+                    apply_rope(q, r1 - r0, nh, hd, c, sn, p, RopeRounding::EachOp);
+                    apply_rope(k, r1 - r0, nkv, hd, c, sn, p, RopeRounding::EachOp);
+                },
+            );
             attend(li, shape, q, k, v, attn);
             layer.o.forward(pool, attn, s, n)?;
             add_inplace(x, n, p);

@@ -158,6 +158,40 @@ multiversion! {
 }
 
 multiversion! {
+    /// Rotate-half RoPE on one head in place: v = v·cos + rotate_half(v)·sin, rotate_half(v) =
+    /// (−v[half..], v[..half]). `each_op` rounds every product and the sum (PyTorch's bf16 text
+    /// path), otherwise only the result (the vision path's f32 upcast). Branch-free halves so
+    /// the loops vectorise.
+    pub fn rotate_half(v: &mut [f32], cos: &[f32], sin: &[f32], p: Precision, each_op: bool) {
+        let half = v.len() / 2;
+        let (lo, hi) = v.split_at_mut(half);
+        let (c_lo, c_hi) = cos[..2 * half].split_at(half);
+        let (s_lo, s_hi) = sin[..2 * half].split_at(half);
+        macro_rules! each {
+            ($r:expr, $each:expr) => {
+                for j in 0..half {
+                    let (a, b) = (lo[j], hi[j]);
+                    if $each {
+                        lo[j] = $r($r(a * c_lo[j]) + $r(-b * s_lo[j]));
+                        hi[j] = $r($r(b * c_hi[j]) + $r(a * s_hi[j]));
+                    } else {
+                        lo[j] = $r(a * c_lo[j] + -b * s_lo[j]);
+                        hi[j] = $r(b * c_hi[j] + a * s_hi[j]);
+                    }
+                }
+            };
+        }
+        let keep = |x: f32| x;
+        match (p == Precision::Bf16, each_op) {
+            (true, true) => each!(round_bf16, true),
+            (true, false) => each!(round_bf16, false),
+            (false, true) => each!(keep, true),
+            (false, false) => each!(keep, false),
+        }
+    }
+}
+
+multiversion! {
     /// SwiGLU combine: gate[i] = round(round(silu(gate[i])) · up[i]).
     pub fn silu_mul(gate: &mut [f32], up: &[f32], p: Precision) {
         if p == Precision::Bf16 {
