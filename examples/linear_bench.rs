@@ -5,7 +5,8 @@
 //! Decode rows report weight bytes streamed per second, larger M reports GOPS.
 //!
 //! `cargo run --release --example linear_bench [-- M…]` (default M = 1 4 16 128;
-//! `LINEAR_BENCH_PORTABLE=1` adds the portable bf16 path). Medians of
+//! `LINEAR_BENCH_PORTABLE=1` adds the portable bf16 path, `LINEAR_BENCH_SHAPES=NxK,…` other
+//! weight shapes). Medians of
 //! repeated calls; run on an idle machine (timings of a shared box are noisy).
 
 use std::time::Instant;
@@ -35,7 +36,18 @@ fn main() {
     let fma = qwen3vl::engine::kernels::fma_backend(0);
     let dot = qwen3vl::engine::kernels::dot_backend(0);
     let amx = qwen3vl::engine::kernels::amx_backend(0);
-    for (n, k) in [(6144usize, 2048usize), (151_936, 2048)] {
+    // LINEAR_BENCH_SHAPES=3072x1024,4096x1024 (N×K) replaces the default shapes.
+    let shapes: Vec<(usize, usize)> = match std::env::var("LINEAR_BENCH_SHAPES") {
+        Ok(v) => v
+            .split(',')
+            .filter_map(|s| {
+                let (n, k) = s.split_once('x')?;
+                Some((n.trim().parse().ok()?, k.trim().parse().ok()?))
+            })
+            .collect(),
+        Err(_) => vec![(6144, 2048), (151_936, 2048)],
+    };
+    for (n, k) in shapes {
         let w: Vec<bf16> = (0..n * k)
             .map(|i| bf16::from_f32(((i * 7919 % 1000) as f32 - 500.0) * 1e-4))
             .collect();

@@ -4,7 +4,7 @@
 
 use super::bf16::{round_bf16, Precision};
 use super::pool::ThreadPool;
-use super::simd::{multiversion, sigmoid_f32};
+use super::simd::{erf_f32, multiversion, sigmoid_f32};
 
 /// Rows per task for row-parallel ops.
 fn rows_per_task(rows: usize, threads: usize) -> usize {
@@ -99,9 +99,9 @@ pub fn gelu_tanh(x: f32) -> f32 {
 }
 
 /// Exact GELU (`nn.GELU()`), erf form.
-#[inline]
+#[inline(always)]
 pub fn gelu_erf(x: f32) -> f32 {
-    x * 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+    x * 0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 #[inline(always)]
