@@ -336,4 +336,39 @@ mod tests {
             assert!(b[rows * wb..].iter().all(|&x| x == 0.0));
         }
     }
+
+    /// The vectorised rotate-half equals the textbook loop (d < half takes −v[d + half], the rest
+    /// v[d − half]) bit for bit, for both roundings and precisions, at every dispatch level.
+    #[test]
+    fn rotate_half_equals_the_plain_loop() {
+        use crate::engine::kernels::simd::{force_level, Level};
+        let hd = 128;
+        let v: Vec<f32> = (0..hd)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.173)
+            .collect();
+        let cos: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.05).cos()).collect();
+        let sin: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.05).sin()).collect();
+        for p in [Precision::F32, Precision::Bf16] {
+            for each_op in [false, true] {
+                let half = hd / 2;
+                let want: Vec<f32> = (0..hd)
+                    .map(|d| {
+                        let rot = if d < half { -v[d + half] } else { v[d - half] };
+                        if each_op {
+                            p.round(p.round(v[d] * cos[d]) + p.round(rot * sin[d]))
+                        } else {
+                            p.round(v[d] * cos[d] + rot * sin[d])
+                        }
+                    })
+                    .collect();
+                for level in [None, Some(Level::Avx2), Some(Level::Base)] {
+                    force_level(level);
+                    let mut got = v.clone();
+                    rotate_half(&mut got, &cos, &sin, p, each_op);
+                    force_level(None);
+                    assert_eq!(got, want, "{p:?}, each_op {each_op}, level {level:?}");
+                }
+            }
+        }
+    }
 }
