@@ -34,6 +34,20 @@ multiversion! {
 }
 
 multiversion! {
+    /// f32 values rounded to bf16 (nearest-even) and paired into words, the pair a `vdpbf16ps`
+    /// lane consumes: dst[p] = bf16(src[2p]) | bf16(src[2p+1]) << 16; an odd tail pairs with 0.
+    pub fn narrow_pairs(dst: &mut [u32], src: &[f32]) {
+        let mut pairs = src.chunks_exact(2);
+        for (d, p) in dst.iter_mut().zip(pairs.by_ref()) {
+            *d = (round_bf16(p[0]).to_bits() >> 16) | (round_bf16(p[1]).to_bits() & 0xffff_0000);
+        }
+        if let [last] = pairs.remainder() {
+            dst[src.len() / 2] = round_bf16(*last).to_bits() >> 16;
+        }
+    }
+}
+
+multiversion! {
     /// Widen bf16 bit patterns to f32 (exact: a bf16 is the top half of an f32).
     pub fn widen(dst: &mut [f32], src: &[half::bf16]) {
         for (d, s) in dst.iter_mut().zip(src) {
