@@ -23,7 +23,7 @@ pub fn available() -> bool {
 }
 
 /// The CPU has AVX512F + AVX512_BF16 (what the tiles' safety rests on, whatever the level).
-fn cpu_has_them() -> bool {
+pub(crate) fn cpu_has_them() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;

@@ -25,6 +25,9 @@
 use std::cell::RefCell;
 
 use super::aligned::AlignedBuf;
+// What running the tiles rests on, whatever the dispatch level (panels packed before a test
+// lowers it keep running on them).
+use super::attention_bf16::cpu_has_them;
 use super::linear::{RowSource, WeightStore};
 use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
@@ -46,23 +49,6 @@ const TASKS_PER_THREAD: usize = 4;
 /// lowered (`QWEN3VL_ISA=avx2|base`).
 pub fn available() -> bool {
     cpu_has_them() && super::simd::level() == super::simd::Level::Avx512
-}
-
-/// The CPU has AVX512F + AVX512_BF16: what running the tiles rests on. Panels packed before the
-/// dispatch level is lowered (tests do that) keep running on them.
-fn cpu_has_them() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static CPU: OnceLock<bool> = OnceLock::new();
-        *CPU.get_or_init(|| {
-            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// A bf16 weight [n, k] packed into 32-channel chunks of word pairs.
@@ -142,18 +128,6 @@ impl DotPanels {
             steps,
             data,
         })
-    }
-
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.data.len() * 4
     }
 
     /// y[m, n] = bf16(x[m, k]) · Wᵀ (+ bias), f32 out.
@@ -379,19 +353,8 @@ impl Tile<'_> {
 mod imp {
     use std::arch::x86_64::*;
 
+    use super::super::chunk_acc;
     use super::{Tile, CHUNK};
-
-    /// Column offset of accumulator vector `v` (chunk v/2, low or high half).
-    #[inline(always)]
-    fn col(v: usize) -> usize {
-        (v / 2) * CHUNK + (v % 2) * 16
-    }
-
-    #[inline(always)]
-    fn mask(cols: usize, v: usize) -> __mmask16 {
-        let left = cols.saturating_sub(col(v)).min(16);
-        ((1u32 << left) - 1) as __mmask16
-    }
 
     #[inline(always)]
     fn as_bh(v: __m512i) -> __m512bh {
@@ -407,17 +370,8 @@ mod imp {
     /// columns.
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
-        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        if !t.first {
-            for (r, row) in acc.iter_mut().enumerate() {
-                for (v, a) in row.iter_mut().enumerate() {
-                    // SAFETY: masked lanes are not read, the others are this tile's outputs.
-                    *a = unsafe {
-                        _mm512_maskz_loadu_ps(mask(t.cols, v), t.y.wrapping_add(r * t.ldy + col(v)))
-                    };
-                }
-            }
-        }
+        // SAFETY: AVX-512F is present; `t.y` holds this tile's outputs (the caller's contract).
+        let mut acc = unsafe { chunk_acc::start::<MR, NV>(!t.first, t.y, t.ldy, t.cols) };
         let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
         for p in 0..t.kc {
             // MR broadcasts, then one weight vector at a time: MR·NV + MR + 1 ≤ 31 registers
@@ -440,19 +394,8 @@ mod imp {
                 }
             }
         }
-        for (r, row) in acc.iter_mut().enumerate() {
-            for (v, a) in row.iter_mut().enumerate() {
-                let m = mask(t.cols, v);
-                if let Some(bias) = t.bias {
-                    // SAFETY: masked lanes are not read; unmasked ones are < cols ≤ bias length.
-                    let bv =
-                        unsafe { _mm512_maskz_loadu_ps(m, bias.as_ptr().wrapping_add(col(v))) };
-                    *a = _mm512_add_ps(*a, bv);
-                }
-                // SAFETY: masked store into this tile's own outputs.
-                unsafe { _mm512_mask_storeu_ps(t.y.wrapping_add(r * t.ldy + col(v)), m, *a) };
-            }
-        }
+        // SAFETY: as for `start`; a bias holds at least `cols` values.
+        unsafe { chunk_acc::finish(&acc, t.y, t.ldy, t.cols, t.bias) };
     }
 }
 

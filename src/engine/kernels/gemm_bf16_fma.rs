@@ -387,19 +387,8 @@ impl Tile<'_> {
 mod imp {
     use std::arch::x86_64::*;
 
+    use super::super::chunk_acc;
     use super::{Tile, CHUNK};
-
-    /// Column offset of accumulator vector `v` (chunk v/2, low or high half).
-    #[inline(always)]
-    fn col(v: usize) -> usize {
-        (v / 2) * CHUNK + (v % 2) * 16
-    }
-
-    #[inline(always)]
-    fn mask(cols: usize, v: usize) -> __mmask16 {
-        let left = cols.saturating_sub(col(v)).min(16);
-        ((1u32 << left) - 1) as __mmask16
-    }
 
     /// MR rows × NV vectors (NV/2 chunks) of accumulators.
     ///
@@ -409,17 +398,8 @@ mod imp {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
         let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
-        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        if !t.first {
-            for (r, row) in acc.iter_mut().enumerate() {
-                for (v, a) in row.iter_mut().enumerate() {
-                    // SAFETY: masked lanes are not read, the others are this tile's outputs.
-                    *a = unsafe {
-                        _mm512_maskz_loadu_ps(mask(t.cols, v), t.y.wrapping_add(r * t.ldy + col(v)))
-                    };
-                }
-            }
-        }
+        // SAFETY: AVX-512F is present; `t.y` holds this tile's outputs (the caller's contract).
+        let mut acc = unsafe { chunk_acc::start::<MR, NV>(!t.first, t.y, t.ldy, t.cols) };
         let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
         for kk in 0..t.kc {
             for s in 0..NV / 2 {
@@ -436,19 +416,8 @@ mod imp {
                 }
             }
         }
-        for (r, row) in acc.iter_mut().enumerate() {
-            for (v, a) in row.iter_mut().enumerate() {
-                let m = mask(t.cols, v);
-                if let Some(bias) = t.bias {
-                    // SAFETY: masked lanes are not read; unmasked ones are < cols ≤ bias length.
-                    let bv =
-                        unsafe { _mm512_maskz_loadu_ps(m, bias.as_ptr().wrapping_add(col(v))) };
-                    *a = _mm512_add_ps(*a, bv);
-                }
-                // SAFETY: masked store into this tile's own outputs.
-                unsafe { _mm512_mask_storeu_ps(t.y.wrapping_add(r * t.ldy + col(v)), m, *a) };
-            }
-        }
+        // SAFETY: as for `start`; a bias holds at least `cols` values.
+        unsafe { chunk_acc::finish(&acc, t.y, t.ldy, t.cols, t.bias) };
     }
 
     const RATE_ITERS: usize = 20_000;

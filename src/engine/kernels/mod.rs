@@ -7,6 +7,7 @@ pub mod amx;
 pub mod attention;
 pub mod attention_bf16;
 pub mod bf16;
+mod chunk_acc;
 pub mod gemm_amx;
 pub mod gemm_bf16_dot;
 pub mod gemm_bf16_fma;
