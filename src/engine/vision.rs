@@ -6,7 +6,9 @@ use super::error::{EngineError, Result};
 use super::kernels::attention::{attention, AttnShape, Mask, Segment};
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
-use super::kernels::ops::{activate, add_inplace, layer_norm, par_row_blocks, Activation};
+use super::kernels::ops::{
+    activate, add_inplace, add_layer_norm, layer_norm, layer_norm_into, par_row_blocks, Activation,
+};
 use super::kernels::pool::ThreadPool;
 use super::loader::Loader;
 use super::rope::{apply_rope, vision_tables, RopeRounding};
@@ -27,6 +29,16 @@ impl Norm {
     }
     fn apply(&self, pool: &ThreadPool, x: &mut [f32], p: Precision) {
         layer_norm(pool, x, self.w.len(), &self.w, &self.b, LN_EPS, p);
+    }
+
+    /// `out = norm(x)`.
+    fn apply_into(&self, pool: &ThreadPool, x: &[f32], out: &mut [f32], p: Precision) {
+        layer_norm_into(pool, x, out, self.w.len(), &self.w, &self.b, LN_EPS, p);
+    }
+
+    /// The residual add before this norm, fused with it: `x += y`, then `y = norm(x)`.
+    fn add_then_apply(&self, pool: &ThreadPool, x: &mut [f32], y: &mut [f32], p: Precision) {
+        add_layer_norm(pool, x, y, self.w.len(), &self.w, &self.b, LN_EPS, p);
     }
 }
 
@@ -341,9 +353,12 @@ impl VisionTower {
         let mut h = vec![0f32; np * hv];
         let mut qkv = vec![0f32; np * 3 * hv];
         let mut a = vec![0f32; np * self.cfg.intermediate_size];
+        // `h` enters each block as norm1(x): the previous block's last residual add is fused
+        // with it.
+        if let Some(b0) = self.blocks.first() {
+            b0.norm1.apply_into(pool, &x, &mut h, p);
+        }
         for (bi, b) in self.blocks.iter().enumerate() {
-            h.copy_from_slice(&x);
-            b.norm1.apply(pool, &mut h, p);
             b.qkv.forward(pool, &h, np, &mut qkv)?;
             let bufs = [&mut q[..], &mut k[..], &mut v[..]];
             par_row_blocks(
@@ -365,13 +380,14 @@ impl VisionTower {
             );
             attention(pool, shape, &q, &k, &v, &segments, scale, p, &mut attn);
             b.proj.forward(pool, &attn, np, &mut h)?;
-            residual_add(pool, &mut x, &h, hv, p);
-            h.copy_from_slice(&x);
-            b.norm2.apply(pool, &mut h, p);
+            b.norm2.add_then_apply(pool, &mut x, &mut h, p);
             b.fc1.forward(pool, &h, np, &mut a)?;
             activate(pool, &mut a, Activation::GeluTanh, p);
             b.fc2.forward(pool, &a, np, &mut h)?;
-            residual_add(pool, &mut x, &h, hv, p);
+            match self.blocks.get(bi + 1) {
+                Some(next) => next.norm1.add_then_apply(pool, &mut x, &mut h, p),
+                None => residual_add(pool, &mut x, &h, hv, p),
+            }
             if let Some(level) = self
                 .cfg
                 .deepstack_visual_indexes

@@ -14,6 +14,7 @@ use super::gemm_portable::gemm_strided;
 use super::ops::SyncSlice;
 use super::pool::ThreadPool;
 use super::simd::{exp_f32, multiversion};
+use super::softmax_avx512;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AttnShape {
@@ -323,10 +324,9 @@ fn attention_words(pool: &ThreadPool, cx: &WordContext, tasks: &[(usize, usize, 
                         Mask::Full => kmax,
                         Mask::Causal { offset } => (offset + i0 + r0 + r + 1).min(kmax),
                     };
-                    let inv = softmax_numerators(row, visible, cx.scale, Precision::Bf16);
                     let pr = &mut b.probs[r * psteps..][..psteps];
                     let h = words::halves(pr);
-                    words::narrow_scaled(row, inv, h);
+                    softmax_to_words(row, visible, cx.scale, &mut h[..kmax]);
                     // An odd key count leaves one half of padding (scratch reused across tasks).
                     h[kmax..].iter_mut().for_each(|x| *x = 0);
                 }
@@ -413,9 +413,8 @@ fn amx_block(
                 Mask::Full => kmax,
                 Mask::Causal { offset } => (offset + i0 + r0 + r + 1).min(kmax),
             };
-            let inv = softmax_numerators(row, visible, cx.scale, Precision::Bf16);
             let halves = words::halves(pr);
-            words::narrow_scaled(row, inv, halves);
+            softmax_to_words(row, visible, cx.scale, &mut halves[..kmax]);
             halves[kmax..].iter_mut().for_each(|x| *x = 0);
         }
         let (vw, vstride) = (&values.words[..], values.cpad);
@@ -431,6 +430,18 @@ fn amx_block(
                 *x = Precision::Bf16.round(y);
             }
         }
+    }
+}
+
+/// The bf16 path's softmax of one score row: `probs` gets the bf16 probabilities (the row keeps
+/// the numerators). The AVX-512 kernel where it runs, the portable loops otherwise; both give
+/// the same bits (`softmax_kernel_equals_the_portable_loops`).
+fn softmax_to_words(row: &mut [f32], visible: usize, scale: f32, probs: &mut [u16]) {
+    if softmax_avx512::available() {
+        softmax_avx512::softmax_to_bf16(row, visible, scale, probs);
+    } else {
+        let inv = softmax_numerators(row, visible, scale, Precision::Bf16);
+        words::narrow_scaled(row, inv, probs);
     }
 }
 
@@ -486,6 +497,53 @@ multiversion! {
     fn normalize(xs: &mut [f32], inv: f32, p: Precision) {
         for x in xs {
             *x = p.round(*x * inv);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX-512 softmax gives the portable loops' bits: rows of every length mod 16, masked
+    /// tails, ties, zeros and large magnitudes (saturating exp), and a NaN row.
+    #[test]
+    fn softmax_kernel_equals_the_portable_loops() {
+        if !softmax_avx512::available() {
+            eprintln!("skipped: no AVX-512 here");
+            return;
+        }
+        for len in (1..=70).chain([783, 784, 1000]) {
+            for visible in [len, len / 2 + 1, 1] {
+                for amp in [0.01f32, 3.0, 400.0] {
+                    let mut row: Vec<f32> = (0..len)
+                        .map(|i| ((i * 7919 + len * 31) % 2003) as f32 / 1001.0 - 1.0)
+                        .map(|x| {
+                            if len % 5 == 0 && x > 0.5 {
+                                0.75
+                            } else {
+                                x * amp
+                            }
+                        })
+                        .collect();
+                    if len == 70 && amp > 100.0 {
+                        row[3] = f32::NAN;
+                    }
+                    let mut want_row = row.clone();
+                    let mut want = vec![0u16; len];
+                    let inv = softmax_numerators(&mut want_row, visible, 0.125, Precision::Bf16);
+                    words::narrow_scaled(&want_row, inv, &mut want);
+                    let mut got = vec![0u16; len];
+                    softmax_avx512::softmax_to_bf16(&mut row, visible, 0.125, &mut got);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&row),
+                        bits(&want_row),
+                        "{len}/{visible}/{amp}: numerators"
+                    );
+                    assert_eq!(got, want, "{len}/{visible}/{amp}: probabilities");
+                }
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //! [reduction pair][column] so one 64-byte load feeds 16 output columns.
 
 use super::aligned::AlignedBuf;
-use super::bf16::round_bf16;
+use super::bf16::{interleave_pairs, narrow_pairs, round_bf16};
 use super::simd::multiversion;
 
 /// Output columns per register tile (4 vectors of 16).
@@ -78,10 +78,9 @@ impl PackedRight {
             let r0 = &src[(2 * j) * stride + col0..][..cols];
             if 2 * j + 1 < rows {
                 let r1 = &src[(2 * j + 1) * stride + col0..][..cols];
-                for ((o, &a), &b) in out.iter_mut().zip(r0).zip(r1) {
-                    *o = word(a, b);
-                }
+                interleave_pairs(out, r0, r1);
             } else {
+                // An odd key count: the last row pairs with zero (once per pack, scalar is fine).
                 for (o, &a) in out.iter_mut().zip(r0) {
                     *o = word(a, 0.0);
                 }
@@ -103,11 +102,20 @@ impl PackedRight {
         let steps = rows.div_ceil(2).next_multiple_of(step_align);
         let cpad = cols.div_ceil(LANES) * LANES;
         let mut words = AlignedBuf::zeroed(steps * cpad);
-        for c in 0..cols {
-            let s = &src[c * stride + col0..][..rows];
-            for j in 0..rows.div_ceil(2) {
-                let hi = if 2 * j + 1 < rows { s[2 * j + 1] } else { 0.0 };
-                words[j * cpad + c] = word(s[2 * j], hi);
+        // Each block of 16 columns: their rows narrowed to words (contiguous, vectorised), then
+        // written transposed, one run of 16 words per reduction step.
+        let wpr = rows.div_ceil(2);
+        let mut block = vec![0u32; LANES * wpr];
+        for c0 in (0..cols).step_by(LANES) {
+            let n = LANES.min(cols - c0);
+            for (ci, b) in block.chunks_exact_mut(wpr).enumerate().take(n) {
+                narrow_pairs(b, &src[(c0 + ci) * stride + col0..][..rows]);
+            }
+            for j in 0..wpr {
+                let out = &mut words[j * cpad + c0..][..n];
+                for (ci, o) in out.iter_mut().enumerate() {
+                    *o = block[ci * wpr + j];
+                }
             }
         }
         PackedRight { words, steps, cpad }
@@ -245,6 +253,53 @@ mod imp {
             for (v, aiv) in ai.iter().enumerate() {
                 // SAFETY: row i < MR, columns [16v, 16v+16) < NV·16: inside the caller's c rows.
                 unsafe { _mm512_storeu_ps(c.add(i * c_stride + 16 * v), *aiv) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both packers equal the definition word by word (odd row and column counts, a column
+    /// offset, padding zero), whatever the dispatch level of their vectorised parts.
+    #[test]
+    fn packers_equal_the_definition() {
+        use crate::engine::kernels::simd::{force_level, Level};
+        let (stride, col0) = (83usize, 5usize);
+        let src: Vec<f32> = (0..stride * 75)
+            .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * 0.0137)
+            .collect();
+        for (rows, cols) in [(64usize, 75usize), (7, 33), (1, 1), (16, 16), (75, 64)] {
+            for level in [None, Some(Level::Avx2), Some(Level::Base)] {
+                force_level(level);
+                let by_rows = PackedRight::rows_as_reduction(&src, stride, col0, rows, cols, 1);
+                let by_cols = PackedRight::columns_as_reduction(&src, stride, col0, rows, cols, 16);
+                force_level(None);
+                for (p, m) in [(&by_rows, 0), (&by_cols, 1)] {
+                    let at = |r: usize, c: usize| {
+                        if r >= rows {
+                            0.0
+                        } else if m == 0 {
+                            src[r * stride + col0 + c]
+                        } else {
+                            src[c * stride + col0 + r]
+                        }
+                    };
+                    assert_eq!(p.cpad, cols.div_ceil(16) * 16);
+                    for j in 0..p.steps {
+                        for c in 0..p.cpad {
+                            let want = if c < cols && 2 * j < rows {
+                                word(at(2 * j, c), at(2 * j + 1, c))
+                            } else {
+                                0
+                            };
+                            let got = p.words[j * p.cpad + c];
+                            assert_eq!(got, want, "{rows}×{cols} m{m} {level:?}: step {j} col {c}");
+                        }
+                    }
+                }
             }
         }
     }

@@ -48,6 +48,16 @@ multiversion! {
 }
 
 multiversion! {
+    /// Two rows rounded to bf16 and interleaved into words: dst[c] = bf16(lo[c]) |
+    /// bf16(hi[c]) << 16 (the pair of reduction steps 2j, 2j+1 of one column).
+    pub fn interleave_pairs(dst: &mut [u32], lo: &[f32], hi: &[f32]) {
+        for ((d, &a), &b) in dst.iter_mut().zip(lo).zip(hi) {
+            *d = (round_bf16(a).to_bits() >> 16) | (round_bf16(b).to_bits() & 0xffff_0000);
+        }
+    }
+}
+
+multiversion! {
     /// Widen bf16 bit patterns to f32 (exact: a bf16 is the top half of an f32).
     pub fn widen(dst: &mut [f32], src: &[half::bf16]) {
         for (d, s) in dst.iter_mut().zip(src) {

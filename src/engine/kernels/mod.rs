@@ -27,6 +27,7 @@ pub mod paged_attention;
 pub mod paged_attention_avx512;
 pub mod pool;
 pub mod simd;
+pub mod softmax_avx512;
 
 use crate::engine::error::{EngineError, Result};
 use linear::{FastBackend, FastMatmul, WeightStore};

@@ -72,19 +72,124 @@ pub fn layer_norm(
     eps: f32,
     p: Precision,
 ) {
-    par_rows(pool, x, dim, &|_, row| layer_norm_row(row, w, b, eps, p));
+    par_rows(pool, x, dim, &|_, row| {
+        let (rstd, shift) = layer_norm_moments(row, eps);
+        layer_norm_apply(row, (rstd, shift), w, b, p);
+    });
+}
+
+/// `out = LayerNorm(x)` row by row ([`layer_norm`] without the copy into `out` first).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_into(
+    pool: &ThreadPool,
+    x: &[f32],
+    out: &mut [f32],
+    dim: usize,
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    p: Precision,
+) {
+    assert_eq!(
+        x.len(),
+        out.len(),
+        "layer_norm_into: input and output differ in size"
+    );
+    let rows = x.len() / dim;
+    par_row_blocks(
+        pool,
+        rows,
+        [out],
+        [dim],
+        &|r0, _, [out]: [&mut [f32]; 1]| {
+            for (i, o) in out.chunks_exact_mut(dim).enumerate() {
+                o.copy_from_slice(&x[(r0 + i) * dim..][..dim]);
+                let m = layer_norm_moments(o, eps);
+                layer_norm_apply(o, m, w, b, p);
+            }
+        },
+    );
+}
+
+/// A block's residual add followed by the next LayerNorm, one pass over each row while it is in
+/// L1: `x = round(x + y)`, then `y = LayerNorm(x)` (the same values as [`add_inplace`] then
+/// [`layer_norm_into`]).
+#[allow(clippy::too_many_arguments)]
+pub fn add_layer_norm(
+    pool: &ThreadPool,
+    x: &mut [f32],
+    y: &mut [f32],
+    dim: usize,
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    p: Precision,
+) {
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "add_layer_norm: residual and branch differ in size"
+    );
+    let rows = x.len() / dim;
+    par_row_blocks(
+        pool,
+        rows,
+        [x, y],
+        [dim; 2],
+        &|_, _, [x, y]: [&mut [f32]; 2]| {
+            for (xr, yr) in x.chunks_exact_mut(dim).zip(y.chunks_exact_mut(dim)) {
+                add_inplace(xr, yr, p);
+                yr.copy_from_slice(xr);
+                let m = layer_norm_moments(yr, eps);
+                layer_norm_apply(yr, m, w, b, p);
+            }
+        },
+    );
 }
 
 multiversion! {
-    fn layer_norm_row(row: &mut [f32], w: &[f32], b: &[f32], eps: f32, p: Precision) {
+    /// (rstd, −mean·rstd) of one row. The moments are summed in f64 (accurate whatever the row's
+    /// offset), over 16 lanes with a fixed combination order so the sums vectorise and stay
+    /// deterministic (a single running f64 sum is a 4-cycle dependency per value).
+    fn layer_norm_moments(row: &[f32], eps: f32) -> (f32, f32) {
+        const L: usize = 16;
         let n = row.len() as f64;
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = row.iter().map(|&v| (v as f64 - mean) * (v as f64 - mean)).sum::<f64>() / n;
+        let mut chunks = row.chunks_exact(L);
+        let mut acc = [0f64; L];
+        for c in &mut chunks {
+            for i in 0..L {
+                acc[i] += c[i] as f64;
+            }
+        }
+        let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+        let mean = (acc.iter().sum::<f64>() + tail) / n;
+        let mut chunks = row.chunks_exact(L);
+        let mut acc = [0f64; L];
+        for c in &mut chunks {
+            for i in 0..L {
+                let d = c[i] as f64 - mean;
+                acc[i] += d * d;
+            }
+        }
+        let tail: f64 = chunks.remainder().iter().map(|&v| (v as f64 - mean) * (v as f64 - mean)).sum();
+        let var = (acc.iter().sum::<f64>() + tail) / n;
         let (mean, var) = (mean as f32, var as f32);
         let rstd = 1.0 / (var + eps).sqrt();
-        let shift = -mean * rstd;
-        for ((v, wi), bi) in row.iter_mut().zip(w).zip(b) {
-            *v = p.round(v.mul_add(rstd, shift).mul_add(*wi, *bi));
+        (rstd, -mean * rstd)
+    }
+}
+
+multiversion! {
+    fn layer_norm_apply(row: &mut [f32], m: (f32, f32), w: &[f32], b: &[f32], p: Precision) {
+        let (rstd, shift) = m;
+        if p == Precision::Bf16 {
+            for ((v, wi), bi) in row.iter_mut().zip(w).zip(b) {
+                *v = round_bf16(v.mul_add(rstd, shift).mul_add(*wi, *bi));
+            }
+        } else {
+            for ((v, wi), bi) in row.iter_mut().zip(w).zip(b) {
+                *v = v.mul_add(rstd, shift).mul_add(*wi, *bi);
+            }
         }
     }
 }
@@ -368,6 +473,58 @@ mod tests {
                     force_level(None);
                     assert_eq!(got, want, "{p:?}, each_op {each_op}, level {level:?}");
                 }
+            }
+        }
+    }
+
+    /// The lane-parallel f64 moments equal the plain sequential f64 formula (to the f32 they are
+    /// cast to), at every dispatch level; the fused add + norm equals add then in-place norm.
+    #[test]
+    fn layer_norm_variants_equal_the_plain_formula() {
+        use crate::engine::kernels::simd::{force_level, Level};
+        let pool = ThreadPool::global();
+        let dim = 1000; // not a multiple of the 16 lanes
+        let rows = 37;
+        let x: Vec<f32> = (0..rows * dim)
+            .map(|i| ((i * 7919 % 1009) as f32 - 504.0) * 0.0131 + 3.0)
+            .collect();
+        let y: Vec<f32> = (0..rows * dim)
+            .map(|i| ((i * 104_729 % 997) as f32 - 498.0) * 0.0077)
+            .collect();
+        let w: Vec<f32> = (0..dim).map(|i| 0.5 + (i % 13) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..dim).map(|i| (i % 7) as f32 * 0.01 - 0.03).collect();
+        for p in [Precision::F32, Precision::Bf16] {
+            let want: Vec<f32> = x
+                .chunks_exact(dim)
+                .flat_map(|row| {
+                    let n = dim as f64;
+                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+                    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+                    let rstd = 1.0 / (var as f32 + 1e-6).sqrt();
+                    let shift = -(mean as f32) * rstd;
+                    row.iter()
+                        .zip(&w)
+                        .zip(&b)
+                        .map(move |((v, wi), bi)| p.round(v.mul_add(rstd, shift).mul_add(*wi, *bi)))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for level in [None, Some(Level::Avx2), Some(Level::Base)] {
+                force_level(level);
+                let mut inplace = x.clone();
+                layer_norm(pool, &mut inplace, dim, &w, &b, 1e-6, p);
+                let mut into = vec![0f32; x.len()];
+                layer_norm_into(pool, &x, &mut into, dim, &w, &b, 1e-6, p);
+                let (mut xa, mut ya) = (y.clone(), x.clone());
+                add_layer_norm(pool, &mut xa, &mut ya, dim, &w, &b, 1e-6, p);
+                let mut xb = y.clone();
+                add_inplace(&mut xb, &x, p);
+                let mut yb = xb.clone();
+                layer_norm(pool, &mut yb, dim, &w, &b, 1e-6, p);
+                force_level(None);
+                assert_eq!(inplace, want, "{p:?} {level:?}: in place");
+                assert_eq!(into, want, "{p:?} {level:?}: into");
+                assert_eq!((xa, ya), (xb, yb), "{p:?} {level:?}: add + norm");
             }
         }
     }
