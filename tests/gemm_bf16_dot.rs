@@ -76,3 +76,53 @@ fn bad_shapes_are_errors() {
         assert!(DotPanels::from_rows(ThreadPool::global(), 64, 32, &rows).is_err());
     }
 }
+
+/// The fused epilogues give exactly the separate passes' bits: `round(y)` and
+/// `round(gelu_tanh(round(y)))` after the bias, on partial tiles, an N off the chunk and a K over
+/// one reduction block (the epilogue must wait for the last block); and through `Linear`,
+/// `forward_activated` equals `forward` then `activate`, fused (dot) or not (portable).
+#[test]
+fn fused_epilogues_equal_the_separate_passes() {
+    use common::bf16_gemm::bf16_values;
+    use common::noise;
+    use qwen3vl::engine::kernels::bf16::{round_bf16, Precision};
+    use qwen3vl::engine::kernels::linear::{Epilogue, Linear};
+    use qwen3vl::engine::kernels::ops::{activate, gelu_tanh, Activation};
+    if !here() {
+        return;
+    }
+    let pool = ThreadPool::global();
+    for &(m, k, n) in &[(1usize, 300usize, 70usize), (7, 1024, 97), (30, 4500, 33)] {
+        let x = bf16_values(&noise(m * k, 5));
+        let w = bf16_values(&noise(n * k, 6));
+        // A large bias spreads outputs over GELU's whole range (negative tail included).
+        let b: Vec<f32> = noise(n, 7).iter().map(|v| v * 40.0).collect();
+        let p = DotPanels::from_rows(pool, n, k, &bf16_rows(&w, k)).unwrap();
+        let mut plain = vec![0f32; m * n];
+        p.matmul(pool, &x, m, Some(&b), &mut plain).unwrap();
+        for (ep, f) in [
+            (Epilogue::RoundBf16, round_bf16 as fn(f32) -> f32),
+            (Epilogue::GeluTanhBf16, |v| {
+                round_bf16(gelu_tanh(round_bf16(v)))
+            }),
+        ] {
+            let mut fused = vec![0f32; m * n];
+            p.matmul_fused(pool, &x, m, Some(&b), ep, &mut fused)
+                .unwrap();
+            let want: Vec<u32> = plain.iter().map(|&v| f(v).to_bits()).collect();
+            let got: Vec<u32> = fused.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{m}x{k}x{n} {ep:?}");
+        }
+        let store = || WeightStore::Bf16(w.iter().map(|&v| half::bf16::from_f32(v)).collect());
+        let dot = qwen3vl::engine::kernels::dot_backend(0).unwrap();
+        for be in [Some(&*dot), None] {
+            let l = Linear::new(store(), n, k, Some(b.clone()), Precision::Bf16, be).unwrap();
+            let mut sep = l.apply(pool, &x, m).unwrap();
+            activate(pool, &mut sep, Activation::GeluTanh, Precision::Bf16);
+            let mut one = vec![0f32; m * n];
+            l.forward_activated(pool, &x, m, &mut one, Activation::GeluTanh)
+                .unwrap();
+            assert_eq!(one, sep, "{m}x{k}x{n} through {}", l.backend_name());
+        }
+    }
+}

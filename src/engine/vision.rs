@@ -381,8 +381,8 @@ impl VisionTower {
             attention(pool, shape, &q, &k, &v, &segments, scale, p, &mut attn);
             b.proj.forward(pool, &attn, np, &mut h)?;
             b.norm2.add_then_apply(pool, &mut x, &mut h, p);
-            b.fc1.forward(pool, &h, np, &mut a)?;
-            activate(pool, &mut a, Activation::GeluTanh, p);
+            b.fc1
+                .forward_activated(pool, &h, np, &mut a, Activation::GeluTanh)?;
             b.fc2.forward(pool, &a, np, &mut h)?;
             match self.blocks.get(bi + 1) {
                 Some(next) => next.norm1.add_then_apply(pool, &mut x, &mut h, p),

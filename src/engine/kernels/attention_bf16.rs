@@ -7,7 +7,7 @@
 //! [reduction pair][column] so one 64-byte load feeds 16 output columns.
 
 use super::aligned::AlignedBuf;
-use super::bf16::{interleave_pairs, narrow_pairs, round_bf16};
+use super::bf16::{interleave_pairs, round_bf16};
 use super::simd::multiversion;
 
 /// Output columns per register tile (4 vectors of 16).
@@ -102,14 +102,38 @@ impl PackedRight {
         let steps = rows.div_ceil(2).next_multiple_of(step_align);
         let cpad = cols.div_ceil(LANES) * LANES;
         let mut words = AlignedBuf::zeroed(steps * cpad);
-        // Each block of 16 columns: their rows narrowed to words (contiguous, vectorised), then
-        // written transposed, one run of 16 words per reduction step.
+        pack_transposed(src, (stride, col0), rows, cols, &mut words, cpad);
+        PackedRight { words, steps, cpad }
+    }
+}
+
+multiversion! {
+    /// words[j·cpad + c] = word(src[c·stride + col0 + 2j], src[c·stride + col0 + 2j + 1]) for
+    /// c < cols, 2j < rows (an odd last value pairs with 0). Each block of 16 columns is narrowed
+    /// to bf16 halves row by row (contiguous, vectorised), then written transposed, one run of
+    /// 16 words per reduction step.
+    fn pack_transposed(
+        src: &[f32],
+        at: (usize, usize),
+        rows: usize,
+        cols: usize,
+        words: &mut [u32],
+        cpad: usize,
+    ) {
+        let (stride, col0) = at;
         let wpr = rows.div_ceil(2);
         let mut block = vec![0u32; LANES * wpr];
         for c0 in (0..cols).step_by(LANES) {
             let n = LANES.min(cols - c0);
             for (ci, b) in block.chunks_exact_mut(wpr).enumerate().take(n) {
-                narrow_pairs(b, &src[(c0 + ci) * stride + col0..][..rows]);
+                let h = halves(b);
+                let s = &src[(c0 + ci) * stride + col0..][..rows];
+                for (o, &v) in h.iter_mut().zip(s) {
+                    *o = (round_bf16(v).to_bits() >> 16) as u16;
+                }
+                if rows % 2 == 1 {
+                    h[rows] = 0;
+                }
             }
             for j in 0..wpr {
                 let out = &mut words[j * cpad + c0..][..n];
@@ -118,7 +142,6 @@ impl PackedRight {
                 }
             }
         }
-        PackedRight { words, steps, cpad }
     }
 }
 

@@ -2,11 +2,14 @@
 //! ([`super::gemm_bf16_fma`]'s AVX-512 tiles and [`super::gemm_bf16_dot`]): MR rows × NV 16-lane
 //! vectors, vector v at columns (v/2)·32 + (v%2)·16 of the tile, masked to its valid columns.
 //! Both kernels start a tile from zero or from the partial sums in y, and end it by adding the
-//! bias and storing.
+//! bias, applying an [`Epilogue`] and storing.
 
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
+
+use super::avx512_math::{gelu_tanh, round_bf16};
+use super::linear::Epilogue;
 
 /// Output channels per chunk (two 16-lane vectors).
 const CHUNK: usize = 32;
@@ -52,7 +55,8 @@ pub unsafe fn start<const MR: usize, const NV: usize>(
     acc
 }
 
-/// Adds `bias` (when given; at least `cols` values) and stores the tile into `y`.
+/// Adds `bias` (when given; at least `cols` values), applies `epilogue` and stores the tile
+/// into `y`.
 ///
 /// # Safety
 /// AVX-512F must be present; `y` must be writable for MR rows (stride `ldy`) of
@@ -65,6 +69,7 @@ pub unsafe fn finish<const MR: usize, const NV: usize>(
     ldy: usize,
     cols: usize,
     bias: Option<&[f32]>,
+    epilogue: Epilogue,
 ) {
     for (r, row) in acc.iter().enumerate() {
         for (v, &a) in row.iter().enumerate() {
@@ -75,6 +80,11 @@ pub unsafe fn finish<const MR: usize, const NV: usize>(
                     _mm512_maskz_loadu_ps(m, b.as_ptr().wrapping_add(col(v)))
                 }),
                 None => a,
+            };
+            let a = match epilogue {
+                Epilogue::None => a,
+                Epilogue::RoundBf16 => round_bf16(a),
+                Epilogue::GeluTanhBf16 => round_bf16(gelu_tanh(round_bf16(a))),
             };
             // SAFETY: masked store into the caller's rows.
             unsafe { _mm512_mask_storeu_ps(y.wrapping_add(r * ldy + col(v)), m, a) };

@@ -28,7 +28,7 @@ use super::aligned::AlignedBuf;
 // What running the tiles rests on, whatever the dispatch level (panels packed before a test
 // lowers it keep running on them).
 use super::attention_bf16::cpu_has_them;
-use super::linear::{RowSource, WeightStore};
+use super::linear::{Epilogue, RowSource, WeightStore};
 use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
 
@@ -139,6 +139,19 @@ impl DotPanels {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<()> {
+        self.matmul_fused(pool, x, m, bias, Epilogue::None, y)
+    }
+
+    /// [`Self::matmul`] with `epilogue` applied to each output tile as it is stored.
+    pub fn matmul_fused(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        epilogue: Epilogue,
+        y: &mut [f32],
+    ) -> Result<()> {
         if !cpu_has_them() {
             return Err(EngineError::Kernel(
                 "bf16 dot kernel called on a CPU without AVX-512F + AVX512_BF16".into(),
@@ -155,7 +168,7 @@ impl DotPanels {
             pool.run(tasks, &|t| {
                 let c0 = t * self.chunks / tasks;
                 let c1 = (t + 1) * self.chunks / tasks;
-                self.task(c0, c1, a, m, bias, &out);
+                self.task(c0, c1, a, m, (bias, epilogue), &out);
             });
         });
         Ok(())
@@ -168,7 +181,7 @@ impl DotPanels {
         c1: usize,
         a: &[u32],
         m: usize,
-        bias: Option<&[f32]>,
+        (bias, epilogue): (Option<&[f32]>, Epilogue),
         out: &super::ops::RawRows<f32>,
     ) {
         let (n, steps) = (self.n, self.steps);
@@ -177,7 +190,9 @@ impl DotPanels {
         while kb < steps {
             let kc = KC.min(steps - kb);
             let first = kb == 0;
-            let last_bias = if kb + kc == steps { bias } else { None };
+            let last = kb + kc == steps;
+            let last_bias = if last { bias } else { None };
+            let last_epilogue = if last { epilogue } else { Epilogue::None };
             let mut c = c0;
             while c < c1 {
                 let run = ns.min(c1 - c);
@@ -198,6 +213,7 @@ impl DotPanels {
                         cols: n - c * CHUNK,
                         first,
                         bias: last_bias.map(|b| &b[c * CHUNK..]),
+                        epilogue: last_epilogue,
                     };
                     t.run(rows, run);
                     r += rows;
@@ -273,6 +289,8 @@ struct Tile<'a> {
     first: bool,
     /// Added after the last reduction block.
     bias: Option<&'a [f32]>,
+    /// Applied after the last reduction block (`None` before it).
+    epilogue: Epilogue,
 }
 
 impl Tile<'_> {
@@ -395,7 +413,7 @@ mod imp {
             }
         }
         // SAFETY: as for `start`; a bias holds at least `cols` values.
-        unsafe { chunk_acc::finish(&acc, t.y, t.ldy, t.cols, t.bias) };
+        unsafe { chunk_acc::finish(&acc, t.y, t.ldy, t.cols, t.bias, t.epilogue) };
     }
 }
 

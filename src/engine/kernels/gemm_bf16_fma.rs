@@ -417,7 +417,16 @@ mod imp {
             }
         }
         // SAFETY: as for `start`; a bias holds at least `cols` values.
-        unsafe { chunk_acc::finish(&acc, t.y, t.ldy, t.cols, t.bias) };
+        unsafe {
+            chunk_acc::finish(
+                &acc,
+                t.y,
+                t.ldy,
+                t.cols,
+                t.bias,
+                super::super::linear::Epilogue::None,
+            )
+        };
     }
 
     const RATE_ITERS: usize = 20_000;

@@ -8,7 +8,7 @@ use half::bf16;
 use super::bf16::Precision;
 use super::gemm_portable;
 use super::int8::{quantize_row, Int8Linear, Int8Weight};
-use super::ops::RawRows;
+use super::ops::{Activation, RawRows};
 use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
 
@@ -19,10 +19,39 @@ pub enum WeightStore {
     Bf16(Vec<bf16>),
 }
 
+/// What a matmul does to each finished output after adding the bias, in the same pass while the
+/// tile is still in registers (instead of a separate pass over a multi-MB output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    /// f32 out.
+    None,
+    /// `round(y)`: a bf16 linear (PyTorch's addmm rounds once).
+    RoundBf16,
+    /// `round(gelu_tanh(round(y)))`: a bf16 linear and its `gelu_pytorch_tanh`.
+    GeluTanhBf16,
+}
+
 /// A matmul implementation that owns a (re-laid-out) copy of one weight.
 pub trait FastMatmul: Send + Sync {
     /// y[m, n] = x[m, k] · Wᵀ (+ bias) with f32 accumulation, produced in f32.
     fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>, y: &mut [f32]) -> Result<()>;
+
+    /// [`Self::matmul`] followed by `epilogue` where the kernel fuses it: returns true when it
+    /// applied a (non-`None`) epilogue, false when y is left as `matmul` leaves it and the
+    /// caller applies the epilogue.
+    fn matmul_fused(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        epilogue: Epilogue,
+        y: &mut [f32],
+    ) -> Result<bool> {
+        let _ = epilogue;
+        self.matmul(x, m, bias, y)?;
+        Ok(false)
+    }
+
     fn name(&self) -> String;
 }
 
@@ -309,6 +338,31 @@ impl Linear {
     /// y[m, n] = x[m, k] · Wᵀ + b, rounded to the model precision (one rounding, as PyTorch's
     /// bf16 addmm does).
     pub fn forward(&self, pool: &ThreadPool, x: &[f32], m: usize, y: &mut [f32]) -> Result<()> {
+        self.forward_then(pool, x, m, y, None)
+    }
+
+    /// `act(forward(x))`, rounded to the model precision like [`super::ops::activate`]: the
+    /// same values as `forward` then `activate`, in one pass where the kernel fuses the
+    /// activation into its output tiles.
+    pub fn forward_activated(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        act: Activation,
+    ) -> Result<()> {
+        self.forward_then(pool, x, m, y, Some(act))
+    }
+
+    fn forward_then(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        act: Option<Activation>,
+    ) -> Result<()> {
         if x.len() < m * self.k || y.len() < m * self.n {
             return Err(EngineError::Kernel(format!(
                 "linear {}×{}: input {} / output {} too small for m = {m}",
@@ -319,10 +373,19 @@ impl Linear {
             )));
         }
         let y = &mut y[..m * self.n];
+        let bf16 = self.precision == Precision::Bf16;
+        let epilogue = match act {
+            None if bf16 => Epilogue::RoundBf16,
+            Some(Activation::GeluTanh) if bf16 => Epilogue::GeluTanhBf16,
+            _ => Epilogue::None,
+        };
         if let Some(q) = &self.int8 {
             q.forward(pool, &x[..m * self.k], m, y)?;
         } else if let Some(f) = &self.fast {
-            f.matmul(&x[..m * self.k], m, self.bias.as_deref(), y)?;
+            let x = &x[..m * self.k];
+            if f.matmul_fused(x, m, self.bias.as_deref(), epilogue, y)? {
+                return Ok(());
+            }
         } else {
             match self.weight.as_ref().expect("portable weight present") {
                 WeightStore::F32(w) => gemm_portable::matmul_f32(pool, x, m, self.k, w, self.n, y),
@@ -339,6 +402,9 @@ impl Linear {
             }
         }
         super::ops::round_par(pool, y, self.precision);
+        if let Some(act) = act {
+            super::ops::activate(pool, y, act, self.precision);
+        }
         Ok(())
     }
 

@@ -6,6 +6,7 @@ pub mod aligned;
 pub mod amx;
 pub mod attention;
 pub mod attention_bf16;
+pub(crate) mod avx512_math;
 pub mod bf16;
 mod chunk_acc;
 pub mod gemm_amx;
@@ -198,6 +199,19 @@ struct DotMatmul(gemm_bf16_dot::DotPanels);
 impl FastMatmul for DotMatmul {
     fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
         self.0.matmul(pool::ThreadPool::global(), x, m, bias, y)
+    }
+
+    fn matmul_fused(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        epilogue: linear::Epilogue,
+        y: &mut [f32],
+    ) -> Result<bool> {
+        let pool = pool::ThreadPool::global();
+        self.0.matmul_fused(pool, x, m, bias, epilogue, y)?;
+        Ok(epilogue != linear::Epilogue::None)
     }
 
     fn name(&self) -> String {

@@ -38,52 +38,9 @@ pub fn softmax_to_bf16(row: &mut [f32], visible: usize, scale: f32, probs: &mut 
 mod imp {
     use std::arch::x86_64::*;
 
+    use super::super::avx512_math::{exp, round_bf16};
+
     const L: usize = 16;
-
-    /// round_bf16 on 16 lanes: NaN kept, otherwise round to nearest even on the top 16 bits.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn round_bf16(x: __m512) -> __m512 {
-        let b = _mm512_castps_si512(x);
-        let abs = _mm512_and_si512(b, _mm512_set1_epi32(0x7fff_ffff));
-        let nan = _mm512_cmpgt_epi32_mask(abs, _mm512_set1_epi32(0x7f80_0000));
-        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
-        let r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
-        let r = _mm512_and_si512(r, _mm512_set1_epi32(0xffff_0000u32 as i32));
-        _mm512_castsi512_ps(_mm512_mask_mov_epi32(r, nan, b))
-    }
-
-    /// `simd::exp_f32` on 16 lanes, operation for operation.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn exp(x: __m512) -> __m512 {
-        let magic = _mm512_set1_ps(12_582_912.0);
-        // clamp(x, lo, hi) keeping NaN: MAXPS/MINPS return their second operand on a NaN.
-        let x = _mm512_max_ps(_mm512_set1_ps(-87.336_54), x);
-        let x = _mm512_min_ps(_mm512_set1_ps(88.376_26), x);
-        let t = _mm512_add_ps(
-            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-            magic,
-        );
-        let n = _mm512_sub_ps(t, magic);
-        let r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693_359_4)));
-        let r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(-2.121_944_4e-4)));
-        let mut p = _mm512_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_2e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
-            p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(c));
-        }
-        let y = _mm512_mul_ps(_mm512_mul_ps(p, r), r);
-        let y = _mm512_add_ps(_mm512_add_ps(y, r), _mm512_set1_ps(1.0));
-        // y·2ⁿ: exact for n ∈ [−126, 127] (the clamp's range), as the portable code's multiply
-        // by a constructed 2ⁿ is; one instruction instead of four.
-        _mm512_scalef_ps(y, n)
-    }
 
     /// Lanes [0, n) of a 16-lane mask.
     #[inline(always)]
