@@ -249,7 +249,8 @@ struct WordContext<'a> {
     out: SyncSlice,
 }
 
-/// The bf16 path: same block tasks and softmax as the f32 path, both GEMMs as `vdpbf16ps` tiles.
+/// The bf16 path: same block tasks as the f32 path, its softmax as the AVX-512 kernel (same bits;
+/// this path only runs where the tiles, and so AVX-512F, do), both GEMMs as `vdpbf16ps` tiles.
 /// Keys and values of every (segment, kv head) are packed once; each block then works one row
 /// tile at a time (scores → softmax → probabilities → output) so its scratch stays in L1.
 fn attention_words(pool: &ThreadPool, cx: &WordContext, tasks: &[(usize, usize, usize, usize)]) {
@@ -326,7 +327,7 @@ fn attention_words(pool: &ThreadPool, cx: &WordContext, tasks: &[(usize, usize, 
                     };
                     let pr = &mut b.probs[r * psteps..][..psteps];
                     let h = words::halves(pr);
-                    softmax_to_words(row, visible, cx.scale, &mut h[..kmax]);
+                    softmax_avx512::softmax_to_bf16(row, visible, cx.scale, &mut h[..kmax]);
                     // An odd key count leaves one half of padding (scratch reused across tasks).
                     h[kmax..].iter_mut().for_each(|x| *x = 0);
                 }
@@ -414,7 +415,7 @@ fn amx_block(
                 Mask::Causal { offset } => (offset + i0 + r0 + r + 1).min(kmax),
             };
             let halves = words::halves(pr);
-            softmax_to_words(row, visible, cx.scale, &mut halves[..kmax]);
+            softmax_avx512::softmax_to_bf16(row, visible, cx.scale, &mut halves[..kmax]);
             halves[kmax..].iter_mut().for_each(|x| *x = 0);
         }
         let (vw, vstride) = (&values.words[..], values.cpad);
@@ -430,18 +431,6 @@ fn amx_block(
                 *x = Precision::Bf16.round(y);
             }
         }
-    }
-}
-
-/// The bf16 path's softmax of one score row: `probs` gets the bf16 probabilities (the row keeps
-/// the numerators). The AVX-512 kernel where it runs, the portable loops otherwise; both give
-/// the same bits (`softmax_kernel_equals_the_portable_loops`).
-fn softmax_to_words(row: &mut [f32], visible: usize, scale: f32, probs: &mut [u16]) {
-    if softmax_avx512::available() {
-        softmax_avx512::softmax_to_bf16(row, visible, scale, probs);
-    } else {
-        let inv = softmax_numerators(row, visible, scale, Precision::Bf16);
-        words::narrow_scaled(row, inv, probs);
     }
 }
 

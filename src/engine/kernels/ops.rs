@@ -72,13 +72,16 @@ pub fn layer_norm(
     eps: f32,
     p: Precision,
 ) {
-    par_rows(pool, x, dim, &|_, row| {
-        let (rstd, shift) = layer_norm_moments(row, eps);
-        layer_norm_apply(row, (rstd, shift), w, b, p);
-    });
+    par_rows(pool, x, dim, &|_, row| layer_norm_row(row, w, b, eps, p));
 }
 
-/// `out = LayerNorm(x)` row by row ([`layer_norm`] without the copy into `out` first).
+/// One row normalised in place.
+fn layer_norm_row(row: &mut [f32], w: &[f32], b: &[f32], eps: f32, p: Precision) {
+    let m = layer_norm_moments(row, eps);
+    layer_norm_apply(row, m, w, b, p);
+}
+
+/// `out = LayerNorm(x)` row by row ([`layer_norm`] without a separate pass copying x to out).
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_into(
     pool: &ThreadPool,
@@ -104,8 +107,7 @@ pub fn layer_norm_into(
         &|r0, _, [out]: [&mut [f32]; 1]| {
             for (i, o) in out.chunks_exact_mut(dim).enumerate() {
                 o.copy_from_slice(&x[(r0 + i) * dim..][..dim]);
-                let m = layer_norm_moments(o, eps);
-                layer_norm_apply(o, m, w, b, p);
+                layer_norm_row(o, w, b, eps, p);
             }
         },
     );
@@ -140,8 +142,7 @@ pub fn add_layer_norm(
             for (xr, yr) in x.chunks_exact_mut(dim).zip(y.chunks_exact_mut(dim)) {
                 add_inplace(xr, yr, p);
                 yr.copy_from_slice(xr);
-                let m = layer_norm_moments(yr, eps);
-                layer_norm_apply(yr, m, w, b, p);
+                layer_norm_row(yr, w, b, eps, p);
             }
         },
     );
