@@ -6,8 +6,9 @@
 //!
 //! `cargo run --release --example linear_bench [-- M…]` (default M = 1 4 16 128;
 //! `LINEAR_BENCH_PORTABLE=1` adds the portable bf16 path, `LINEAR_BENCH_SHAPES=NxK,…` other
-//! weight shapes). Medians of
-//! repeated calls; run on an idle machine (timings of a shared box are noisy).
+//! weight shapes, `LINEAR_BENCH_COPIES=c` cycles each call through c copies of the weight so
+//! that it comes from DRAM as in a model, not from a cache warmed by the previous call). Medians
+//! of repeated calls; run on an idle machine (timings of a shared box are noisy).
 
 use std::time::Instant;
 
@@ -32,6 +33,11 @@ fn main() {
         ms
     };
     let pool = ThreadPool::global();
+    let copies: usize = std::env::var("LINEAR_BENCH_COPIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let onednn = qwen3vl::engine::kernels::onednn_backend(0);
     let fma = qwen3vl::engine::kernels::fma_backend(0);
     let dot = qwen3vl::engine::kernels::dot_backend(0);
@@ -52,16 +58,25 @@ fn main() {
             .map(|i| bf16::from_f32(((i * 7919 % 1000) as f32 - 500.0) * 1e-4))
             .collect();
         let store = WeightStore::Bf16(w);
-        let mut linears = Vec::new();
+        let mut linears: Vec<(&str, Vec<Linear>, f64)> = Vec::new();
+        let bf16_copies =
+            |be: Option<&dyn qwen3vl::engine::kernels::linear::FastBackend>| -> Vec<Linear> {
+                (0..copies)
+                    .map(|_| {
+                        Linear::new(store.clone(), n, k, None, Precision::Bf16, be)
+                            .expect("bf16 linear")
+                    })
+                    .collect()
+            };
         if std::env::var_os("LINEAR_BENCH_PORTABLE").is_some() {
-            let l = Linear::new(store.clone(), n, k, None, Precision::Bf16, None);
-            linears.push(("bf16", l.expect("bf16 linear"), 2.0));
+            linears.push(("bf16", bf16_copies(None), 2.0));
         }
         for be in [&onednn, &fma, &dot, &amx].into_iter().flatten() {
-            let l = Linear::new(store.clone(), n, k, None, Precision::Bf16, Some(&**be));
-            linears.push(("bf16", l.expect("bf16 linear"), 2.0));
+            linears.push(("bf16", bf16_copies(Some(&**be)), 2.0));
         }
-        let int8 = Linear::quantized(pool, &store, n, k, None, Precision::Bf16).expect("int8");
+        let int8: Vec<Linear> = (0..copies)
+            .map(|_| Linear::quantized(pool, &store, n, k, None, Precision::Bf16).expect("int8"))
+            .collect();
         linears.push(("int8", int8, 1.0));
         drop(store);
         for &m in &ms {
@@ -69,13 +84,19 @@ fn main() {
                 .map(|i| ((i % 97) as f32 - 48.0) / 48.0)
                 .collect();
             let mut y = vec![0f32; m * n];
-            for (label, lin, bytes) in &linears {
+            for (label, lins, bytes) in &linears {
                 let reps = (2e9 / (m as f64 * n as f64 * k as f64)).clamp(3.0, 50.0) as usize;
-                lin.forward(pool, &x, m, &mut y).expect("warm-up");
+                let reps = reps.max(2 * copies);
+                for lin in lins {
+                    lin.forward(pool, &x, m, &mut y).expect("warm-up");
+                }
+                let lin = &lins[0];
                 let times: Vec<f64> = (0..reps)
-                    .map(|_| {
+                    .map(|i| {
                         let t = Instant::now();
-                        lin.forward(pool, &x, m, &mut y).expect("forward");
+                        lins[i % copies]
+                            .forward(pool, &x, m, &mut y)
+                            .expect("forward");
                         t.elapsed().as_secs_f64()
                     })
                     .collect();

@@ -1,7 +1,10 @@
 //! Sparse MoE block of Qwen3-VL-MoE: fp32 softmax router, top-k, renormalisation, SwiGLU experts
 //! run only for the tokens routed to them, no shared expert.
 
-use super::error::Result;
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+use super::error::{EngineError, Result};
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
 use super::kernels::ops::silu_mul;
@@ -83,6 +86,53 @@ impl MoeBlock {
         })
     }
 
+    /// A block from built linears: the router [experts, hidden] and per expert the stacked
+    /// gate/up [2·inter, hidden] and the down projection [hidden, inter].
+    pub fn new(
+        router: Linear,
+        experts: Vec<(Linear, Linear)>,
+        top_k: usize,
+        inter: usize,
+        hidden: usize,
+        norm_topk: bool,
+    ) -> Result<Self> {
+        let bad = |what: String| Err(EngineError::Kernel(format!("MoE block: {what}")));
+        if router.n != experts.len() || router.k != hidden {
+            return bad(format!(
+                "router {}×{} for {} experts of width {hidden}",
+                router.n,
+                router.k,
+                experts.len()
+            ));
+        }
+        if top_k == 0 || top_k > experts.len() {
+            return bad(format!("top-{top_k} of {} experts", experts.len()));
+        }
+        for (e, (gu, dn)) in experts.iter().enumerate() {
+            if (gu.n, gu.k, dn.n, dn.k) != (2 * inter, hidden, hidden, inter) {
+                return bad(format!(
+                    "expert {e}: gate/up {}×{}, down {}×{} (want {}×{hidden}, {hidden}×{inter})",
+                    gu.n,
+                    gu.k,
+                    dn.n,
+                    dn.k,
+                    2 * inter
+                ));
+            }
+        }
+        Ok(MoeBlock {
+            router,
+            experts: experts
+                .into_iter()
+                .map(|(gate_up, down)| Expert { gate_up, down })
+                .collect(),
+            top_k,
+            inter,
+            hidden,
+            norm_topk,
+        })
+    }
+
     /// msModelSlim layout: per-expert 2-D `experts.{e}.{gate,up,down}_proj` in [out, in] order.
     #[allow(clippy::too_many_arguments)]
     fn load_per_expert(
@@ -114,32 +164,161 @@ impl MoeBlock {
         })
     }
 
-    /// x: [s, hidden] (already normalised) → [s, hidden].
+    /// x: [s, hidden] (already normalised) → y: [s, hidden] (resized), scheduled by
+    /// [`ExpertSchedule::Auto`].
     pub fn forward(
         &self,
         pool: &ThreadPool,
         x: &[f32],
         s: usize,
         p: Precision,
-    ) -> Result<Vec<f32>> {
-        let (h, e_count) = (self.hidden, self.experts.len());
-        let logits = self.router.apply(pool, x, s)?;
-        // Per expert: (token, routing weight).
-        let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); e_count];
-        for t in 0..s {
-            let z = &logits[t * e_count..(t + 1) * e_count];
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.forward_scheduled(pool, x, s, p, ExpertSchedule::Auto, y)
+    }
+
+    /// [`Self::forward`] with the experts spread over the cores as `schedule` says. Every
+    /// schedule gives the same bits: an expert's GEMMs compute each output the same way on one
+    /// core as split across several, and the contributions are summed in expert order.
+    pub fn forward_scheduled(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        s: usize,
+        p: Precision,
+        schedule: ExpertSchedule,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        let h = self.hidden;
+        if x.len() < s * h {
+            return Err(EngineError::Kernel(format!(
+                "MoE block: input of {} values for {s} rows of {h}",
+                x.len()
+            )));
+        }
+        ROUTING.with(|cell| {
+            let mut r = cell.borrow_mut();
+            let result = self.forward_routed(pool, &x[..s * h], s, p, schedule, &mut r, y);
+            // Steps of many rows do not keep their buffers (a long prefill's routed rows would
+            // otherwise stay allocated).
+            if s > KEEP_BUFFER_ROWS {
+                *r = Routing::default();
+            }
+            result
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_routed(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        s: usize,
+        p: Precision,
+        schedule: ExpertSchedule,
+        r: &mut Routing,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        let h = self.hidden;
+        self.route(pool, x, s, p, r)?;
+        let e_count = self.experts.len();
+        if r.outputs.len() < e_count {
+            r.outputs.resize_with(e_count, Default::default);
+        }
+        // Busiest experts first: with tasks claimed in this order the cores finish together.
+        r.active.clear();
+        r.active
+            .extend((0..e_count).filter(|&e| r.starts[e + 1] > r.starts[e]));
+        let starts = &r.starts;
+        r.active
+            .sort_by_key(|&e| std::cmp::Reverse(starts[e + 1] - starts[e]));
+        let routed = r.starts[e_count];
+        let busiest = r.active.first().map_or(0, |&e| starts[e + 1] - starts[e]);
+        let threads = pool.threads();
+        let by_expert = match schedule {
+            ExpertSchedule::ByExpert => true,
+            ExpertSchedule::WithinExpert => false,
+            // Whole experts per core pay one pool region per layer instead of two per expert,
+            // where enough experts are busy to keep every core fed (decode: top-k experts of
+            // one row each) and no single expert holds more than a core's share of the rows.
+            ExpertSchedule::Auto => {
+                threads > 1
+                    && r.active.len() >= 2 * threads
+                    && busiest * threads <= routed
+                    && self.experts.iter().all(Expert::runs_on_pool)
+            }
+        };
+        let failure: Mutex<Option<EngineError>> = Mutex::new(None);
+        let (rows, outputs) = (&r.rows, &r.outputs);
+        let run = |e: usize| {
+            let mine = &rows[starts[e]..starts[e + 1]];
+            let mut out = outputs[e].lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(err) = self.experts[e].run(pool, x, h, self.inter, mine, p, &mut out) {
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+            }
+        };
+        if by_expert {
+            // Each task's GEMMs open nested pool regions, which run inline on its core.
+            pool.run(r.active.len(), &|i| run(r.active[i]));
+        } else {
+            r.active.iter().for_each(|&e| run(e));
+        }
+        if let Some(err) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(err);
+        }
+        // Contributions are added in expert order whatever the schedule, then rounded once, like
+        // the reference's fused reduction.
+        y.clear();
+        y.resize(s * h, 0.0);
+        for e in 0..e_count {
+            let mine = &r.rows[r.starts[e]..r.starts[e + 1]];
+            if mine.is_empty() {
+                continue;
+            }
+            let out = r.outputs[e].lock().unwrap_or_else(|p| p.into_inner());
+            for (&(t, w), row) in mine.iter().zip(out.chunks_exact(h)) {
+                for (a, v) in y[t * h..(t + 1) * h].iter_mut().zip(row) {
+                    *a += p.round(v * w);
+                }
+            }
+        }
+        p.round_slice(y);
+        Ok(())
+    }
+
+    /// fp32 softmax over the router logits, top-k (ties: lower expert first), renormalised
+    /// weights rounded to the model precision; the routed rows grouped by expert in token order.
+    fn route(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        s: usize,
+        p: Precision,
+        r: &mut Routing,
+    ) -> Result<()> {
+        let e_count = self.experts.len();
+        r.logits.clear();
+        r.logits.resize(s * e_count, 0.0);
+        self.router.forward(pool, x, s, &mut r.logits)?;
+        r.chosen.clear();
+        r.starts.clear();
+        r.starts.resize(e_count + 1, 0);
+        for z in r.logits.chunks_exact(e_count) {
             let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut probs: Vec<f32> = z.iter().map(|v| (v - max).exp()).collect();
-            let sum: f32 = probs.iter().sum();
-            probs.iter_mut().for_each(|v| *v /= sum);
-            let mut order: Vec<usize> = (0..e_count).collect();
+            r.probs.clear();
+            r.probs.extend(z.iter().map(|v| (v - max).exp()));
+            let sum: f32 = r.probs.iter().sum();
+            r.probs.iter_mut().for_each(|v| *v /= sum);
+            r.order.clear();
+            r.order.extend(0..e_count);
+            let probs = &r.probs;
             // Stable sort: ties keep the lower expert index first.
-            order.sort_by(|&a, &b| {
+            r.order.sort_by(|&a, &b| {
                 probs[b]
                     .partial_cmp(&probs[a])
                     .unwrap_or(std::cmp::Ordering::Equal)
             });
-            let chosen = &order[..self.top_k];
+            let chosen = &r.order[..self.top_k];
             let total: f32 = chosen.iter().map(|&e| probs[e]).sum();
             for &e in chosen {
                 let w = if self.norm_topk {
@@ -147,41 +326,117 @@ impl MoeBlock {
                 } else {
                     probs[e]
                 };
-                routed[e].push((t, p.round(w)));
+                r.chosen.push((e, p.round(w)));
+                r.starts[e + 1] += 1;
             }
         }
-        let mut acc = vec![0f32; s * h];
-        let inter = self.inter;
-        for (e, tokens) in routed.iter().enumerate() {
-            if tokens.is_empty() {
-                continue;
-            }
-            let n = tokens.len();
-            let mut xs = Vec::with_capacity(n * h);
-            for &(t, _) in tokens {
+        for e in 0..e_count {
+            r.starts[e + 1] += r.starts[e];
+        }
+        r.fill.clear();
+        r.fill.extend_from_slice(&r.starts[..e_count]);
+        r.rows.clear();
+        r.rows.resize(r.chosen.len(), (0, 0.0));
+        for (i, &(e, w)) in r.chosen.iter().enumerate() {
+            r.rows[r.fill[e]] = (i / self.top_k, w);
+            r.fill[e] += 1;
+        }
+        Ok(())
+    }
+}
+
+/// How the routed experts share the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpertSchedule {
+    /// `ByExpert` where enough experts are busy to balance the cores and every expert GEMM runs
+    /// on the engine's pool, otherwise `WithinExpert`.
+    Auto,
+    /// Whole experts on different cores, each expert's GEMMs on one core.
+    ByExpert,
+    /// One expert after another, each GEMM split across all cores.
+    WithinExpert,
+}
+
+/// Steps of at most this many rows keep their routing buffers for the next step.
+const KEEP_BUFFER_ROWS: usize = 64;
+
+/// One step's routing and expert outputs, reused across layers and steps (one set per thread).
+#[derive(Default)]
+struct Routing {
+    logits: Vec<f32>,
+    probs: Vec<f32>,
+    order: Vec<usize>,
+    /// (expert, weight) per token and choice, token-major.
+    chosen: Vec<(usize, f32)>,
+    /// Expert e's routed rows are `rows[starts[e]..starts[e + 1]]`.
+    starts: Vec<usize>,
+    fill: Vec<usize>,
+    /// (token, weight) per routed row, grouped by expert, tokens ascending.
+    rows: Vec<(usize, f32)>,
+    /// Experts with rows, busiest first.
+    active: Vec<usize>,
+    /// [rows, hidden] per expert; each task locks its own.
+    outputs: Vec<Mutex<Vec<f32>>>,
+}
+
+/// One expert's activations on the thread that runs it.
+#[derive(Default)]
+struct ExpertScratch {
+    xs: Vec<f32>,
+    gate_up: Vec<f32>,
+    act: Vec<f32>,
+}
+
+thread_local! {
+    static ROUTING: RefCell<Routing> = RefCell::default();
+    static EXPERT_SCRATCH: RefCell<ExpertScratch> = RefCell::default();
+}
+
+impl Expert {
+    fn runs_on_pool(&self) -> bool {
+        self.gate_up.runs_on_pool() && self.down.runs_on_pool()
+    }
+
+    /// SwiGLU for the tokens `rows` of `x` (rows of `h`) into `out` ([rows, h], resized).
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        h: usize,
+        inter: usize,
+        rows: &[(usize, f32)],
+        p: Precision,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let n = rows.len();
+        EXPERT_SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let ExpertScratch { xs, gate_up, act } = &mut *scratch;
+            xs.clear();
+            for &(t, _) in rows {
                 xs.extend_from_slice(&x[t * h..(t + 1) * h]);
             }
-            let gu = self.experts[e].gate_up.apply(pool, &xs, n)?;
-            let mut act = vec![0f32; n * inter];
-            for r in 0..n {
-                let row = &gu[r * 2 * inter..(r + 1) * 2 * inter];
-                let dst = &mut act[r * inter..(r + 1) * inter];
+            gate_up.clear();
+            gate_up.resize(n * 2 * inter, 0.0);
+            self.gate_up.forward(pool, xs, n, gate_up)?;
+            act.clear();
+            act.resize(n * inter, 0.0);
+            for (dst, row) in act
+                .chunks_exact_mut(inter)
+                .zip(gate_up.chunks_exact(2 * inter))
+            {
                 dst.copy_from_slice(&row[..inter]);
                 silu_mul(dst, &row[inter..], p);
             }
-            let y = self.experts[e].down.apply(pool, &act, n)?;
-            for (r, &(t, w)) in tokens.iter().enumerate() {
-                for (a, v) in acc[t * h..(t + 1) * h]
-                    .iter_mut()
-                    .zip(&y[r * h..(r + 1) * h])
-                {
-                    *a += p.round(v * w);
-                }
+            out.clear();
+            out.resize(n * h, 0.0);
+            let result = self.down.forward(pool, act, n, out);
+            if n > KEEP_BUFFER_ROWS {
+                *scratch = ExpertScratch::default();
             }
-        }
-        // Contributions are summed in f32 and rounded once, like the reference's fused reduction.
-        p.round_slice(&mut acc);
-        Ok(acc)
+            result
+        })
     }
 }
 

@@ -404,7 +404,7 @@ impl TextDecoder {
                     sized(y, s * h);
                     down.forward(pool, g, s, y)?;
                 }
-                Mlp::Moe(moe) => *y = moe.forward(pool, n, s, p)?,
+                Mlp::Moe(moe) => moe.forward(pool, n, s, p, y)?,
             };
             add_inplace(x, y, p);
             if let Some(ds) = deepstack {

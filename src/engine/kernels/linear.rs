@@ -52,6 +52,13 @@ pub trait FastMatmul: Send + Sync {
         Ok(false)
     }
 
+    /// Whether the kernel runs on threads of its own (oneDNN's OpenMP teams) rather than on the
+    /// engine's pool: such a kernel must not be called from several pool tasks at once (each
+    /// call would bring a team sized to all cores).
+    fn threads_outside_pool(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> String;
 }
 
@@ -281,6 +288,17 @@ impl Linear {
 
     pub fn int8(&self) -> Option<&Int8Linear> {
         self.int8.as_deref()
+    }
+
+    /// Whether `forward` runs on the engine's pool alone, so that several pool tasks may each run
+    /// a whole `forward` at once (nested pool regions run inline, one core per task); false for
+    /// oneDNN, which brings its own OpenMP threads.
+    pub fn runs_on_pool(&self) -> bool {
+        match (&self.fast, &self.int8) {
+            (_, Some(q)) => q.weight().engine() != super::int8_onednn::Int8Engine::OneDnn,
+            (Some(f), None) => !f.threads_outside_pool(),
+            (None, None) => true,
+        }
     }
 
     pub fn backend_name(&self) -> String {

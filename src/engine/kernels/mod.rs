@@ -443,6 +443,10 @@ impl FastMatmul for SplitPacked {
         }
     }
 
+    fn threads_outside_pool(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         match self.slices[0].2.impl_name(1) {
             Ok(s) => format!("oneDNN {s} ×{} slices", self.slices.len()),
