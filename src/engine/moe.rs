@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use super::error::{EngineError, Result};
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
-use super::kernels::ops::silu_mul;
+use super::kernels::ops::{silu_mul, zeroed};
 use super::kernels::pool::ThreadPool;
 use super::loader::Loader;
 
@@ -21,6 +21,9 @@ struct Expert {
 pub struct MoeBlock {
     router: Linear,
     experts: Vec<Expert>,
+    /// Every expert GEMM runs on the engine's pool (none on oneDNN's OpenMP threads), so whole
+    /// experts may run on different cores at once.
+    experts_on_pool: bool,
     top_k: usize,
     inter: usize,
     hidden: usize,
@@ -67,23 +70,16 @@ impl MoeBlock {
             rows.clear();
             dn.rows_f32(e * inter, inter, hidden, &mut rows);
             let dn_e = transpose(&rows, inter, hidden);
-            experts.push(Expert {
-                gate_up: l.text_linear_from(l.store_from_f32(gu_e), 2 * inter, hidden, None)?,
-                down: l.text_linear_from(l.store_from_f32(dn_e), hidden, inter, None)?,
-            });
+            experts.push((
+                l.text_linear_from(l.store_from_f32(gu_e), 2 * inter, hidden, None)?,
+                l.text_linear_from(l.store_from_f32(dn_e), hidden, inter, None)?,
+            ));
             l.ckpt
                 .release_part(&gu_name, e * gu_bytes, (e + 1) * gu_bytes);
             l.ckpt
                 .release_part(&dn_name, e * dn_bytes, (e + 1) * dn_bytes);
         }
-        Ok(MoeBlock {
-            router,
-            experts,
-            top_k,
-            inter,
-            hidden,
-            norm_topk,
-        })
+        Self::new(router, experts, top_k, inter, hidden, norm_topk)
     }
 
     /// A block from built linears: the router [experts, hidden] and per expert the stacked
@@ -120,12 +116,14 @@ impl MoeBlock {
                 ));
             }
         }
+        let experts: Vec<Expert> = experts
+            .into_iter()
+            .map(|(gate_up, down)| Expert { gate_up, down })
+            .collect();
         Ok(MoeBlock {
             router,
-            experts: experts
-                .into_iter()
-                .map(|(gate_up, down)| Expert { gate_up, down })
-                .collect(),
+            experts_on_pool: experts.iter().all(Expert::runs_on_pool),
+            experts,
             top_k,
             inter,
             hidden,
@@ -149,19 +147,12 @@ impl MoeBlock {
         for e in 0..n_experts {
             let p = format!("{prefix}.experts.{e}");
             let (gate, up) = (format!("{p}.gate_proj"), format!("{p}.up_proj"));
-            experts.push(Expert {
-                gate_up: l.stacked_text_linear(&[&gate, &up], inter, hidden)?,
-                down: l.text_linear(&format!("{p}.down_proj"), hidden, inter, false)?,
-            });
+            experts.push((
+                l.stacked_text_linear(&[&gate, &up], inter, hidden)?,
+                l.text_linear(&format!("{p}.down_proj"), hidden, inter, false)?,
+            ));
         }
-        Ok(MoeBlock {
-            router,
-            experts,
-            top_k,
-            inter,
-            hidden,
-            norm_topk,
-        })
+        Self::new(router, experts, top_k, inter, hidden, norm_topk)
     }
 
     /// x: [s, hidden] (already normalised) → y: [s, hidden] (resized), scheduled by
@@ -245,7 +236,7 @@ impl MoeBlock {
                 threads > 1
                     && r.active.len() >= 2 * threads
                     && busiest * threads <= routed
-                    && self.experts.iter().all(Expert::runs_on_pool)
+                    && self.experts_on_pool
             }
         };
         let failure: Mutex<Option<EngineError>> = Mutex::new(None);
@@ -268,8 +259,7 @@ impl MoeBlock {
         }
         // Contributions are added in expert order whatever the schedule, then rounded once, like
         // the reference's fused reduction.
-        y.clear();
-        y.resize(s * h, 0.0);
+        zeroed(y, s * h);
         for e in 0..e_count {
             let mine = &r.rows[r.starts[e]..r.starts[e + 1]];
             if mine.is_empty() {
@@ -297,8 +287,7 @@ impl MoeBlock {
         r: &mut Routing,
     ) -> Result<()> {
         let e_count = self.experts.len();
-        r.logits.clear();
-        r.logits.resize(s * e_count, 0.0);
+        zeroed(&mut r.logits, s * e_count);
         self.router.forward(pool, x, s, &mut r.logits)?;
         r.chosen.clear();
         r.starts.clear();
@@ -417,11 +406,9 @@ impl Expert {
             for &(t, _) in rows {
                 xs.extend_from_slice(&x[t * h..(t + 1) * h]);
             }
-            gate_up.clear();
-            gate_up.resize(n * 2 * inter, 0.0);
+            zeroed(gate_up, n * 2 * inter);
             self.gate_up.forward(pool, xs, n, gate_up)?;
-            act.clear();
-            act.resize(n * inter, 0.0);
+            zeroed(act, n * inter);
             for (dst, row) in act
                 .chunks_exact_mut(inter)
                 .zip(gate_up.chunks_exact(2 * inter))
@@ -429,8 +416,7 @@ impl Expert {
                 dst.copy_from_slice(&row[..inter]);
                 silu_mul(dst, &row[inter..], p);
             }
-            out.clear();
-            out.resize(n * h, 0.0);
+            zeroed(out, n * h);
             let result = self.down.forward(pool, act, n, out);
             if n > KEEP_BUFFER_ROWS {
                 *scratch = ExpertScratch::default();

@@ -7,7 +7,7 @@ use super::error::{EngineError, Result};
 use super::kernels::attention::AttnShape;
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
-use super::kernels::ops::{add_inplace, par_row_blocks, rms_norm, silu_mul};
+use super::kernels::ops::{add_inplace, par_row_blocks, rms_norm, silu_mul, zeroed};
 use super::kernels::paged_attention::{paged_attention, KvRows, PagedSeq};
 use super::kernels::pool::ThreadPool;
 use super::kv_cache::KvCache;
@@ -357,18 +357,14 @@ impl TextDecoder {
             u,
             y,
         } = buf;
-        let sized = |b: &mut Vec<f32>, len: usize| {
-            b.clear();
-            b.resize(len, 0.0);
-        };
-        sized(attn, s * nh * hd);
+        zeroed(attn, s * nh * hd);
         for (li, layer) in self.layers.iter().enumerate() {
             n.clear();
             n.extend_from_slice(x);
             rms_norm(pool, n, h, &layer.input_norm, self.eps, p);
-            sized(q, s * layer.q.n);
-            sized(k, s * layer.k.n);
-            sized(v, s * layer.v.n);
+            zeroed(q, s * layer.q.n);
+            zeroed(k, s * layer.k.n);
+            zeroed(v, s * layer.v.n);
             Linear::forward_shared(
                 pool,
                 &[&layer.q, &layer.k, &layer.v],
@@ -397,11 +393,11 @@ impl TextDecoder {
             rms_norm(pool, n, h, &layer.post_norm, self.eps, p);
             match &layer.mlp {
                 Mlp::Dense { gate, up, down } => {
-                    sized(g, s * gate.n);
-                    sized(u, s * up.n);
+                    zeroed(g, s * gate.n);
+                    zeroed(u, s * up.n);
                     Linear::forward_shared(pool, &[gate, up], n, s, &mut [&mut g[..], &mut u[..]])?;
                     silu_mul(g, u, p);
-                    sized(y, s * h);
+                    zeroed(y, s * h);
                     down.forward(pool, g, s, y)?;
                 }
                 Mlp::Moe(moe) => moe.forward(pool, n, s, p, y)?,

@@ -297,6 +297,12 @@ multiversion! {
     }
 }
 
+/// `buf` as `len` zeros, keeping its allocation (activation buffers reused across steps).
+pub fn zeroed(buf: &mut Vec<f32>, len: usize) {
+    buf.clear();
+    buf.resize(len, 0.0);
+}
+
 multiversion! {
     /// SwiGLU combine: gate[i] = round(round(silu(gate[i])) · up[i]).
     pub fn silu_mul(gate: &mut [f32], up: &[f32], p: Precision) {
