@@ -41,6 +41,8 @@ fn matches_the_f64_reference_on_odd_shapes() {
                 (16, 32, 16),
                 (64, 1024, 200),
                 (7, 1, 31),
+                // A packed input over 1 MB: the loop with row pairs outside.
+                (545, 1024, 40),
             ],
         );
     }

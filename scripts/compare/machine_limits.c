@@ -283,12 +283,15 @@ int main(int argc, char **argv) {
     size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 1024;
     int reps = argc > 3 ? atoi(argv[3]) : 5;
 
+    // Asked before any OpenMP thread exists: threads made earlier may not get the tile state
+    // (ldtilecfg then faults there).
+    int amx_ok = amx_permitted();
     double peak_t, peak_1, f_t, f_1, i8_t, i8_1, a_t, a_1;
     double peak = scaled_peak(bf16_kernel, threads, reps, &peak_t, &peak_1);
     double fma = scaled_peak(fma_kernel, threads, reps, &f_t, &f_1);
     double i8 = scaled_peak(int8_kernel, threads, reps, &i8_t, &i8_1);
     double amx = 0, amx8 = 0;
-    if (amx_permitted()) {
+    if (amx_ok) {
         amx = scaled_peak(amx_bf16_kernel, threads, reps, &a_t, &a_1);
         amx8 = scaled_peak(amx_int8_kernel, threads, reps, &a_t, &a_1);
     }
