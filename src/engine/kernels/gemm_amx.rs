@@ -177,6 +177,70 @@ impl AmxPanels {
         Ok(())
     }
 
+    /// [`Self::matmul`] for several weights over one input (q/k/v, gate/up): the input is packed
+    /// once and every weight's channel blocks run in one batch of pool tasks, so each layer does
+    /// not pay a pack and two pool round trips of its own. `ys[i]` gets exactly the values
+    /// `layers[i].matmul` would give it.
+    pub fn matmul_group(
+        pool: &ThreadPool,
+        layers: &[&AmxPanels],
+        x: &[f32],
+        m: usize,
+        biases: &[Option<&[f32]>],
+        ys: &mut [&mut [f32]],
+    ) -> Result<()> {
+        if !available() {
+            return Err(EngineError::Kernel(
+                "AMX GEMM called where AMX tiles cannot run".into(),
+            ));
+        }
+        let Some(first) = layers.first() else {
+            return Ok(());
+        };
+        if biases.len() != layers.len() || ys.len() != layers.len() {
+            return Err(EngineError::Kernel(format!(
+                "AMX group: {} weights, {} biases, {} outputs",
+                layers.len(),
+                biases.len(),
+                ys.len()
+            )));
+        }
+        for ((l, b), y) in layers.iter().zip(biases).zip(ys.iter()) {
+            if l.k != first.k {
+                return Err(EngineError::Kernel(format!(
+                    "AMX group: reductions {} and {} differ",
+                    first.k, l.k
+                )));
+            }
+            super::linear::check_matmul_operands("AMX", (l.n, l.k), x, m, *b, y)?;
+        }
+        let threads = pool.threads();
+        // Task t of the batch: layer `owner`, channel block t − starts[owner].
+        let mut starts = Vec::with_capacity(layers.len() + 1);
+        starts.push(0);
+        for l in layers {
+            let blocks = l.nt.div_ceil(l.block_tiles(threads));
+            starts.push(starts.last().copied().unwrap_or(0) + blocks);
+        }
+        let outs: Vec<RawRows<f32>> = ys.iter_mut().map(|y| RawRows(y.as_mut_ptr())).collect();
+        INPUT.with(|cell| {
+            let mut a = cell.borrow_mut();
+            pack_input(pool, &x[..m * first.k], m, first.k, first.kt, &mut a);
+            let a = &a[..];
+            pool.run(starts[layers.len()], &|task| {
+                let owner = starts.partition_point(|&s| s <= task) - 1;
+                let l = layers[owner];
+                let nb = l.block_tiles(threads);
+                let bi = task - starts[owner];
+                // `available()` above implies the tiles are present (fixed for the process).
+                let tiles = Tiles::new().expect("AMX tiles present");
+                let t1 = ((bi + 1) * nb).min(l.nt);
+                l.block(&tiles, a, m, (bi * nb, t1), biases[owner], &outs[owner]);
+            });
+        });
+        Ok(())
+    }
+
     /// Output-channel tiles [t0, t1) for all rows; `a` is the packed input.
     fn block(
         &self,

@@ -59,6 +59,12 @@ pub trait FastMatmul: Send + Sync {
         false
     }
 
+    /// The AMX panels behind this matmul, which can share one packed input with others
+    /// ([`super::gemm_amx::AmxPanels::matmul_group`]).
+    fn amx_panels(&self) -> Option<&super::gemm_amx::AmxPanels> {
+        None
+    }
+
     fn name(&self) -> String;
 }
 
@@ -345,12 +351,40 @@ impl Linear {
                 Ok(())
             }
             _ => {
+                if let Some(panels) = Self::shared_amx(layers) {
+                    let biases: Vec<Option<&[f32]>> =
+                        layers.iter().map(|l| l.bias.as_deref()).collect();
+                    let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| &mut **y).collect();
+                    super::gemm_amx::AmxPanels::matmul_group(
+                        pool, &panels, x, m, &biases, &mut outs,
+                    )?;
+                    for (l, y) in layers.iter().zip(outs) {
+                        super::ops::round_par(pool, &mut y[..m * l.n], l.precision);
+                    }
+                    return Ok(());
+                }
                 for (l, y) in layers.iter().zip(ys.iter_mut()) {
                     l.forward(pool, x, m, y)?;
                 }
                 Ok(())
             }
         }
+    }
+
+    /// Every layer's AMX panels, when all of them are on AMX tiles (float weights) with one
+    /// reduction length.
+    fn shared_amx<'a>(layers: &[&'a Linear]) -> Option<Vec<&'a super::gemm_amx::AmxPanels>> {
+        if layers.len() < 2 {
+            return None;
+        }
+        let panels: Option<Vec<_>> = layers
+            .iter()
+            .map(|l| match (&l.int8, &l.fast) {
+                (None, Some(f)) => f.amx_panels(),
+                _ => None,
+            })
+            .collect();
+        panels.filter(|p| p.iter().all(|q| q.k() == p[0].k()))
     }
 
     /// y[m, n] = x[m, k] · Wᵀ + b, rounded to the model precision (one rounding, as PyTorch's

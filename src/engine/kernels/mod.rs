@@ -226,6 +226,10 @@ impl FastMatmul for AmxMatmul {
         self.0.matmul(pool::ThreadPool::global(), x, m, bias, y)
     }
 
+    fn amx_panels(&self) -> Option<&gemm_amx::AmxPanels> {
+        Some(&self.0)
+    }
+
     fn name(&self) -> String {
         "bf16 AMX tiles".into()
     }
