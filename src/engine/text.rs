@@ -387,7 +387,7 @@ impl TextDecoder {
             );
             attend(li, shape, q, k, v, attn);
             layer.o.forward(pool, attn, s, n)?;
-            add_inplace(x, n, p);
+            residual_add(pool, x, n, s, p);
             n.clear();
             n.extend_from_slice(x);
             rms_norm(pool, n, h, &layer.post_norm, self.eps, p);
@@ -396,13 +396,20 @@ impl TextDecoder {
                     zeroed(g, s * gate.n);
                     zeroed(u, s * up.n);
                     Linear::forward_shared(pool, &[gate, up], n, s, &mut [&mut g[..], &mut u[..]])?;
-                    silu_mul(g, u, p);
+                    // Element-wise, so any split gives the same bits; both cores.
+                    par_row_blocks(
+                        pool,
+                        s,
+                        [&mut g[..], &mut u[..]],
+                        [gate.n, up.n],
+                        &|_, _, [g, u]: [&mut [f32]; 2]| silu_mul(g, u, p),
+                    );
                     zeroed(y, s * h);
                     down.forward(pool, g, s, y)?;
                 }
                 Mlp::Moe(moe) => moe.forward(pool, n, s, p, y)?,
             };
-            add_inplace(x, y, p);
+            residual_add(pool, x, y, s, p);
             if let Some(ds) = deepstack {
                 if let Some(level) = ds.levels.get(li) {
                     for (i, &row) in ds.rows.iter().enumerate() {
@@ -429,4 +436,17 @@ impl TextDecoder {
             .first()
             .map_or_else(|| self.lm_head.backend_name(), |l| l.o.backend_name())
     }
+}
+
+/// x += y (rounded to `p`) over `rows` rows, split across the cores (element-wise: the same bits
+/// as one pass).
+fn residual_add(pool: &ThreadPool, x: &mut [f32], y: &mut [f32], rows: usize, p: Precision) {
+    let w = x.len() / rows.max(1);
+    par_row_blocks(
+        pool,
+        rows,
+        [x, &mut y[..rows * w]],
+        [w, w],
+        &|_, _, [x, y]: [&mut [f32]; 2]| add_inplace(x, y, p),
+    );
 }
