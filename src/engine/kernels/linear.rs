@@ -453,9 +453,9 @@ impl Linear {
                 }
             }
         }
-        super::ops::round_par(pool, y, self.precision);
-        if let Some(act) = act {
-            super::ops::activate(pool, y, act, self.precision);
+        match act {
+            Some(act) => super::ops::round_then_activate(pool, y, act, self.precision),
+            None => super::ops::round_par(pool, y, self.precision),
         }
         Ok(())
     }

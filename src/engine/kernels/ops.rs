@@ -243,6 +243,30 @@ pub fn activate(pool: &ThreadPool, x: &mut [f32], act: Activation, p: Precision)
     });
 }
 
+/// `activate(round(x))`: a bf16 linear's rounding and its activation in one pass over `x` (the
+/// same bits as [`round_par`] then [`activate`], element by element).
+pub fn round_then_activate(pool: &ThreadPool, x: &mut [f32], act: Activation, p: Precision) {
+    if p != Precision::Bf16 {
+        return activate(pool, x, act, p);
+    }
+    let len = x.len();
+    let cell = SyncSlice(x.as_mut_ptr(), len);
+    pool.run_chunks(len, 1024, &|a, b| {
+        // SAFETY: chunks [a, b) are disjoint sub-ranges of the buffer.
+        round_then_activate_slice(unsafe { cell.range(a, b) }, act);
+    });
+}
+
+multiversion! {
+    fn round_then_activate_slice(s: &mut [f32], act: Activation) {
+        match act {
+            Activation::GeluTanh => s.iter_mut().for_each(|v| *v = round_bf16(gelu_tanh(round_bf16(*v)))),
+            Activation::GeluErf => s.iter_mut().for_each(|v| *v = round_bf16(gelu_erf(round_bf16(*v)))),
+            Activation::Silu => s.iter_mut().for_each(|v| *v = round_bf16(silu(round_bf16(*v)))),
+        }
+    }
+}
+
 multiversion! {
     fn activate_slice(s: &mut [f32], act: Activation, p: Precision) {
         // One loop per activation so each vectorises without a per-element branch.
