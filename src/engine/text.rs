@@ -7,7 +7,7 @@ use super::error::{EngineError, Result};
 use super::kernels::attention::AttnShape;
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
-use super::kernels::ops::{add_inplace, par_row_blocks, rms_norm, silu_mul, zeroed};
+use super::kernels::ops::{add_inplace, par_row_blocks, rms_norm, silu_mul, sized, zeroed};
 use super::kernels::paged_attention::{paged_attention, KvRows, PagedSeq};
 use super::kernels::pool::ThreadPool;
 use super::kv_cache::KvCache;
@@ -362,9 +362,9 @@ impl TextDecoder {
             n.clear();
             n.extend_from_slice(x);
             rms_norm(pool, n, h, &layer.input_norm, self.eps, p);
-            zeroed(q, s * layer.q.n);
-            zeroed(k, s * layer.k.n);
-            zeroed(v, s * layer.v.n);
+            sized(q, s * layer.q.n);
+            sized(k, s * layer.k.n);
+            sized(v, s * layer.v.n);
             Linear::forward_shared(
                 pool,
                 &[&layer.q, &layer.k, &layer.v],
@@ -393,8 +393,8 @@ impl TextDecoder {
             rms_norm(pool, n, h, &layer.post_norm, self.eps, p);
             match &layer.mlp {
                 Mlp::Dense { gate, up, down } => {
-                    zeroed(g, s * gate.n);
-                    zeroed(u, s * up.n);
+                    sized(g, s * gate.n);
+                    sized(u, s * up.n);
                     Linear::forward_shared(pool, &[gate, up], n, s, &mut [&mut g[..], &mut u[..]])?;
                     // Element-wise, so any split gives the same bits; both cores.
                     par_row_blocks(
@@ -404,7 +404,7 @@ impl TextDecoder {
                         [gate.n, up.n],
                         &|_, _, [g, u]: [&mut [f32]; 2]| silu_mul(g, u, p),
                     );
-                    zeroed(y, s * h);
+                    sized(y, s * h);
                     down.forward(pool, g, s, y)?;
                 }
                 Mlp::Moe(moe) => moe.forward(pool, n, s, p, y)?,
