@@ -102,7 +102,8 @@ mod tests {
             let r = i as f32;
             assert_eq!(offset_byte(r), (r as i32 + 128) as u8, "{r}");
         }
-        assert_eq!(offset_byte(f32::NAN), (f32::NAN as i32 + 128) as u8);
+        let nan = std::hint::black_box(f32::NAN);
+        assert_eq!(offset_byte(nan), (nan as i32 + 128) as u8);
         assert_eq!(offset_byte(-0.0), 128);
     }
 
