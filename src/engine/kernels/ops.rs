@@ -41,21 +41,60 @@ pub fn par_rows(
 
 /// RMSNorm (Qwen3 text): y = round(x / sqrt(mean(x²) + eps)) · w, with the product rounded too.
 pub fn rms_norm(pool: &ThreadPool, x: &mut [f32], dim: usize, w: &[f32], eps: f32, p: Precision) {
-    par_rows(pool, x, dim, &|_, row| rms_norm_row(row, w, eps, p));
+    if dim == 0 {
+        return;
+    }
+    let rows = x.len() / dim;
+    par_row_blocks(pool, rows, [x], [dim], &|_, _, [x]: [&mut [f32]; 1]| {
+        rms_norm_rows(x, dim, w, eps, p)
+    });
+}
+
+/// Rows whose sums of squares [`rms_norm_rows`] advances side by side.
+const NORM_ROWS: usize = 8;
+
+multiversion! {
+    /// [`rms_norm_row`] on each row of `x` ([rows, dim]), the same bits: each row's sum of squares
+    /// still adds its terms in order, but [`NORM_ROWS`] rows advance together, so the adds form
+    /// that many independent chains instead of one (a lone f32 sum cannot be vectorised without
+    /// changing its order, and its add latency made the norms 3.8 % of a prefill).
+    pub fn rms_norm_rows(x: &mut [f32], dim: usize, w: &[f32], eps: f32, p: Precision) {
+        let mut blocks = x.chunks_exact_mut(NORM_ROWS * dim);
+        for block in &mut blocks {
+            let mut ss = [0f32; NORM_ROWS];
+            for d in 0..dim {
+                for (r, s) in ss.iter_mut().enumerate() {
+                    let v = block[r * dim + d];
+                    *s += v * v;
+                }
+            }
+            for (row, s) in block.chunks_exact_mut(dim).zip(ss) {
+                scale_row(row, w, 1.0 / (s / dim as f32 + eps).sqrt(), p);
+            }
+        }
+        for row in blocks.into_remainder().chunks_exact_mut(dim) {
+            rms_norm_row(row, w, eps, p);
+        }
+    }
 }
 
 multiversion! {
     pub fn rms_norm_row(row: &mut [f32], w: &[f32], eps: f32, p: Precision) {
         let ss: f32 = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
-        let inv = 1.0 / (ss + eps).sqrt();
-        if p == Precision::Bf16 {
-            for (v, wi) in row.iter_mut().zip(w) {
-                *v = round_bf16(wi * round_bf16(*v * inv));
-            }
-        } else {
-            for (v, wi) in row.iter_mut().zip(w) {
-                *v = wi * (*v * inv);
-            }
+        scale_row(row, w, 1.0 / (ss + eps).sqrt(), p);
+    }
+}
+
+/// row = round(w · round(row · inv)) in bf16, w · (row · inv) otherwise.
+#[inline(always)]
+fn scale_row(row: &mut [f32], w: &[f32], inv: f32, p: Precision) {
+    if p == Precision::Bf16 {
+        for (v, wi) in row.iter_mut().zip(w) {
+            *v = round_bf16(wi * round_bf16(*v * inv));
+        }
+    } else {
+        for (v, wi) in row.iter_mut().zip(w) {
+            *v = wi * (*v * inv);
         }
     }
 }
@@ -447,6 +486,36 @@ pub fn round_par(pool: &ThreadPool, xs: &mut [f32], p: Precision) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows normalised side by side give each row exactly what it gets alone, for every block
+    /// remainder and both precisions.
+    #[test]
+    fn rms_norm_rows_equal_one_row_at_a_time() {
+        let mut seed = 3u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+        };
+        for dim in [1usize, 64, 128, 2048] {
+            let w: Vec<f32> = (0..dim).map(|_| next() * 2.0).collect();
+            for rows in [1usize, 7, 8, 9, 17, 24] {
+                let x: Vec<f32> = (0..rows * dim).map(|_| next() * 9.0).collect();
+                for p in [Precision::Bf16, Precision::F32] {
+                    let mut one = x.clone();
+                    for row in one.chunks_exact_mut(dim) {
+                        rms_norm_row(row, &w, 1e-6, p);
+                    }
+                    let mut many = x.clone();
+                    rms_norm_rows(&mut many, dim, &w, 1e-6, p);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&many), bits(&one), "dim {dim}, {rows} rows, {p:?}");
+                    let mut pooled = x.clone();
+                    rms_norm(ThreadPool::global(), &mut pooled, dim, &w, 1e-6, p);
+                    assert_eq!(bits(&pooled), bits(&one), "pool, dim {dim}, {rows} rows, {p:?}");
+                }
+            }
+        }
+    }
 
     /// Small calls stay on the caller, large ones split; both hand each row to `f` exactly once,
     /// with the matching rows of every buffer.
