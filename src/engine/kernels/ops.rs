@@ -511,7 +511,11 @@ mod tests {
                     assert_eq!(bits(&many), bits(&one), "dim {dim}, {rows} rows, {p:?}");
                     let mut pooled = x.clone();
                     rms_norm(ThreadPool::global(), &mut pooled, dim, &w, 1e-6, p);
-                    assert_eq!(bits(&pooled), bits(&one), "pool, dim {dim}, {rows} rows, {p:?}");
+                    assert_eq!(
+                        bits(&pooled),
+                        bits(&one),
+                        "pool, dim {dim}, {rows} rows, {p:?}"
+                    );
                 }
             }
         }
