@@ -14,8 +14,10 @@
 //! (`tdpbf16ps` adds each bf16 pair's two products before accumulating).
 //!
 //! Blocking: each task owns a block of output-channel tiles small enough that its weights
-//! (≤ 1 MB) stay in L2 while every pair of input row tiles streams past; a 2×2 block of
-//! accumulators runs the whole reduction in registers and is stored once.
+//! (≤ 1 MB) stay in L2; a 2×2 block of accumulators runs the whole reduction in registers and
+//! is stored once. A packed input of up to 1 MB (prefill) stays in L2 while the task's column
+//! pairs stream past it, each pair serving every row pair at once; a larger one (the vision
+//! tower's 784 rows) streams its row pairs past the block's weights instead.
 
 use std::cell::RefCell;
 
