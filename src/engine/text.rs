@@ -7,7 +7,9 @@ use super::error::{EngineError, Result};
 use super::kernels::attention::AttnShape;
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
-use super::kernels::ops::{add_inplace, par_row_blocks, rms_norm, silu_mul, sized, zeroed};
+use super::kernels::ops::{
+    add_inplace, par_row_blocks, residual_add, rms_norm, silu_mul, sized, zeroed,
+};
 use super::kernels::paged_attention::{paged_attention, KvRows, PagedSeq};
 use super::kernels::pool::ThreadPool;
 use super::kv_cache::KvCache;
@@ -387,7 +389,7 @@ impl TextDecoder {
             );
             attend(li, shape, q, k, v, attn);
             layer.o.forward(pool, attn, s, n)?;
-            residual_add(pool, x, n, s, p);
+            residual_add(pool, x, n, h, p);
             n.clear();
             n.extend_from_slice(x);
             rms_norm(pool, n, h, &layer.post_norm, self.eps, p);
@@ -409,7 +411,7 @@ impl TextDecoder {
                 }
                 Mlp::Moe(moe) => moe.forward(pool, n, s, p, y)?,
             };
-            residual_add(pool, x, y, s, p);
+            residual_add(pool, x, y, h, p);
             if let Some(ds) = deepstack {
                 if let Some(level) = ds.levels.get(li) {
                     for (i, &row) in ds.rows.iter().enumerate() {
@@ -436,17 +438,4 @@ impl TextDecoder {
             .first()
             .map_or_else(|| self.lm_head.backend_name(), |l| l.o.backend_name())
     }
-}
-
-/// x += y (rounded to `p`) over `rows` rows, split across the cores (element-wise: the same bits
-/// as one pass).
-fn residual_add(pool: &ThreadPool, x: &mut [f32], y: &mut [f32], rows: usize, p: Precision) {
-    let w = x.len() / rows.max(1);
-    par_row_blocks(
-        pool,
-        rows,
-        [x, &mut y[..rows * w]],
-        [w, w],
-        &|_, _, [x, y]: [&mut [f32]; 2]| add_inplace(x, y, p),
-    );
 }

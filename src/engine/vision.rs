@@ -7,7 +7,8 @@ use super::kernels::attention::{attention, AttnShape, Mask, Segment};
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
 use super::kernels::ops::{
-    activate, add_inplace, add_layer_norm, layer_norm, layer_norm_into, par_row_blocks, Activation,
+    activate, add_inplace, add_layer_norm, layer_norm, layer_norm_into, par_row_blocks,
+    residual_add, Activation,
 };
 use super::kernels::pool::ThreadPool;
 use super::loader::Loader;
@@ -406,14 +407,6 @@ impl VisionTower {
             n_tokens: np / unit,
         })
     }
-}
-
-/// x += y (rounded to `p`) on all cores; rows of `width` values.
-fn residual_add(pool: &ThreadPool, x: &mut [f32], y: &[f32], width: usize, p: Precision) {
-    let rows = x.len() / width;
-    par_row_blocks(pool, rows, [x], [width], &|r0, r1, [x]: [&mut [f32]; 1]| {
-        add_inplace(x, &y[r0 * width..r1 * width], p)
-    });
 }
 
 /// `torch.linspace` in f32: the first half counts up from `start`, the second half down from `end`.

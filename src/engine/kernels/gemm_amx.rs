@@ -156,27 +156,7 @@ impl AmxPanels {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<()> {
-        let (n, k) = (self.n, self.k);
-        if !available() {
-            return Err(EngineError::Kernel(
-                "AMX GEMM called where AMX tiles cannot run".into(),
-            ));
-        }
-        super::linear::check_matmul_operands("AMX", (n, k), x, m, bias, y)?;
-        INPUT.with(|cell| {
-            let mut a = cell.borrow_mut();
-            pack_input(pool, &x[..m * k], m, k, self.kt, &mut a);
-            let a = &a[..];
-            let nb = self.block_tiles(pool.threads());
-            let out = RawRows(y.as_mut_ptr());
-            pool.run(self.nt.div_ceil(nb), &|bi| {
-                // `available()` above implies the tiles are present (fixed for the process).
-                let tiles = Tiles::new().expect("AMX tiles present");
-                let t1 = ((bi + 1) * nb).min(self.nt);
-                self.block(&tiles, a, m, (bi * nb, t1), bias, &out);
-            });
-        });
-        Ok(())
+        Self::matmul_group(pool, &[self], x, m, &[bias], &mut [y])
     }
 
     /// [`Self::matmul`] for several weights over one input (q/k/v, gate/up): the input is packed

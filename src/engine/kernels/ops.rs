@@ -403,6 +403,15 @@ multiversion! {
     }
 }
 
+/// Residual add x += y (rounded to `p`) on all cores; rows of `width` values (element-wise, so
+/// the same bits as one pass).
+pub fn residual_add(pool: &ThreadPool, x: &mut [f32], y: &[f32], width: usize, p: Precision) {
+    let rows = x.len() / width;
+    par_row_blocks(pool, rows, [x], [width], &|r0, r1, [x]: [&mut [f32]; 1]| {
+        add_inplace(x, &y[r0 * width..r1 * width], p)
+    });
+}
+
 /// Raw pointer + length for handing disjoint sub-slices to pool tasks.
 pub(crate) struct SyncSlice(pub *mut f32, pub usize);
 // SAFETY: users only hand out disjoint ranges to different tasks.
