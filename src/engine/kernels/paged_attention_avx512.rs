@@ -26,24 +26,58 @@ fn cpu_has_it() -> bool {
     }
 }
 
-/// The plain loop's `dot(q, k)` for 16 keys at once, from a transposed tile: key `l`'s value `d`
-/// at `kt[d·stride + l]`. Lane `i` of the plain loop's 16-lane accumulator becomes register
-/// `a[i]` (one lane per key), and the registers are then summed in the plain loop's lane order
-/// (`Σ acc + tail`, the tail 0.0 when `q.len() % 16 == 0`). Must only be called when
-/// [`available`] is true.
-pub fn dots16(q: &[f32], kt: &[f32], stride: usize) -> [f32; LANES] {
+/// Query rows per [`dots_lines`] call.
+pub const LINES: usize = 4;
+/// Keys per [`dots_lines`] call (two vectors).
+pub const KEYS: usize = 2 * LANES;
+
+/// The plain loop's `dot(q, k)` of up to [`LINES`] query rows with [`KEYS`] keys at once, from a
+/// transposed tile: key `l`'s value `d` at `kt[d·stride + l]`. Out row `r`, lane `l` = the score
+/// of `q_rows[r]` and key `l`, finished as the plain loop finishes it: `round(round(dot)·scale)`
+/// with `bf16` (the bf16 rounding, [`super::bf16::round_bf16`]), else `dot·scale`.
+///
+/// The plain loop keeps 16 lane sums (lane i adds the terms d ≡ i mod 16 in increasing d) and
+/// then adds them to 0 in lane order, then the tail (0.0 when `hd % 16 == 0`). Here lane sum i
+/// of every (row, key) is finished before lane sum i + 1 starts and is added to the running
+/// total at once: the same additions in the same order, so the same bits, but only two
+/// registers per (row, 16 keys) are live, so several rows share every key load. Must only be
+/// called when [`available`] is true.
+pub fn dots_lines(
+    q_rows: &[&[f32]],
+    kt: &[f32],
+    stride: usize,
+    scale: f32,
+    bf16: bool,
+) -> [[f32; KEYS]; LINES] {
     // The CPU check, not the level: another thread may lower the level after the caller chose.
     assert!(
         cpu_has_it(),
         "AVX-512 attention block on a CPU without AVX512F"
     );
-    assert!(!q.is_empty() && q.len().is_multiple_of(LANES) && stride >= LANES);
-    assert!(kt.len() >= (q.len() - 1) * stride + LANES);
+    assert!((1..=LINES).contains(&q_rows.len()));
+    let hd = q_rows[0].len();
+    assert!(hd > 0 && hd.is_multiple_of(LANES) && q_rows.iter().all(|q| q.len() == hd));
+    assert!(stride >= KEYS && kt.len() >= (hd - 1) * stride + KEYS);
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: the CPU has AVX512F (asserted); the asserts bound every read: q.len() values of
-        // `q`, and 16 values at each of the q.len() rows `d·stride` of `kt`.
-        unsafe { imp::dots16(q.as_ptr(), q.len() / LANES, kt.as_ptr(), stride) }
+        let mut out = [[0f32; KEYS]; LINES];
+        let mut qp = [q_rows[0].as_ptr(); LINES];
+        for (p, q) in qp.iter_mut().zip(q_rows) {
+            *p = q.as_ptr();
+        }
+        let (chunks, k) = (hd / LANES, kt.as_ptr());
+        let o = (&mut out, scale, bf16);
+        // SAFETY: the CPU has AVX512F (asserted); the asserts bound every read: hd values of
+        // each query row, and KEYS values at each of the hd rows `d·stride` of `kt`.
+        unsafe {
+            match q_rows.len() {
+                1 => imp::dots_lines::<1>(qp, chunks, k, stride, o),
+                2 => imp::dots_lines::<2>(qp, chunks, k, stride, o),
+                3 => imp::dots_lines::<3>(qp, chunks, k, stride, o),
+                _ => imp::dots_lines::<4>(qp, chunks, k, stride, o),
+            }
+        }
+        out
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("cpu_has_it() is false off x86_64")
@@ -77,35 +111,53 @@ pub fn axpy_keys(acc: &mut [f32], p: &[f32], tile: &[f32], n: usize) {
 mod imp {
     use std::arch::x86_64::*;
 
+    use super::super::avx512_math::round_bf16;
     use super::LANES;
 
     /// # Safety
-    /// The CPU must have AVX512F; `q` readable for `chunks`·16 values, `kt` for 16 values at each
-    /// offset `d·stride`, d < chunks·16.
+    /// The CPU must have AVX512F; `q[r]` (r < R) readable for `chunks`·16 values, `kt` for 32
+    /// values at each offset `d·stride`, d < chunks·16.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn dots16(
-        q: *const f32,
+    pub unsafe fn dots_lines<const R: usize>(
+        q: [*const f32; super::LINES],
         chunks: usize,
         kt: *const f32,
         stride: usize,
-    ) -> [f32; LANES] {
-        let mut a = [_mm512_setzero_ps(); LANES];
-        for c in 0..chunks {
-            for (i, ai) in a.iter_mut().enumerate() {
+        (out, scale, bf16): (&mut [[f32; super::KEYS]; super::LINES], f32, bool),
+    ) {
+        let zero = _mm512_setzero_ps();
+        let mut total = [[zero; 2]; R];
+        for i in 0..LANES {
+            let mut lane = [[zero; 2]; R];
+            for c in 0..chunks {
                 let d = c * LANES + i;
-                let k = _mm512_loadu_ps(kt.add(d * stride));
-                *ai = _mm512_add_ps(*ai, _mm512_mul_ps(_mm512_set1_ps(*q.add(d)), k));
+                let k0 = _mm512_loadu_ps(kt.add(d * stride));
+                let k1 = _mm512_loadu_ps(kt.add(d * stride + LANES));
+                for (r, lr) in lane.iter_mut().enumerate() {
+                    let qd = _mm512_set1_ps(*q[r].add(d));
+                    lr[0] = _mm512_add_ps(lr[0], _mm512_mul_ps(qd, k0));
+                    lr[1] = _mm512_add_ps(lr[1], _mm512_mul_ps(qd, k1));
+                }
+            }
+            for (t, l) in total.iter_mut().zip(&lane) {
+                t[0] = _mm512_add_ps(t[0], l[0]);
+                t[1] = _mm512_add_ps(t[1], l[1]);
             }
         }
-        let mut s = _mm512_setzero_ps();
-        for ai in a {
-            s = _mm512_add_ps(s, ai);
+        let scale = _mm512_set1_ps(scale);
+        let finish = |t: __m512| {
+            // The plain loop's `+ tail` (0.0): turns a -0.0 sum into +0.0, as there.
+            let dot = _mm512_add_ps(t, zero);
+            if bf16 {
+                round_bf16(_mm512_mul_ps(round_bf16(dot), scale))
+            } else {
+                _mm512_mul_ps(dot, scale)
+            }
+        };
+        for (o, t) in out.iter_mut().zip(&total) {
+            _mm512_storeu_ps(o.as_mut_ptr(), finish(t[0]));
+            _mm512_storeu_ps(o.as_mut_ptr().add(LANES), finish(t[1]));
         }
-        // The plain loop's `+ tail` (0.0): turns a -0.0 sum into +0.0, as there.
-        s = _mm512_add_ps(s, _mm512_setzero_ps());
-        let mut out = [0f32; LANES];
-        _mm512_storeu_ps(out.as_mut_ptr(), s);
-        out
     }
 
     /// # Safety
