@@ -251,20 +251,40 @@ multiversion! {
             j0 = j1;
         }
         // Softmax per row over its visible keys (scaled by 1/Σ, as PyTorch's CPU softmax).
+        let visible = |line: usize| s.start + i0 + line % rows + 1;
         for line in 0..lines {
-            let visible = s.start + i0 + line % rows + 1;
-            let row = &mut scores[line * kmax..line * kmax + visible];
+            let row = &mut scores[line * kmax..line * kmax + visible(line)];
             let max = lane_max(row);
             for x in row.iter_mut() {
                 *x = exp_f32(*x - max);
             }
-            // A running sum in key order, but in a loop of its own so the exps above vectorise.
-            // Not 16 partial sums: the eager PyTorch path reduces long rows in a lane tree whose
-            // shape depends on the mask's full width (the batch), short ones in key order, and
-            // the key order is what keeps the bf16 text path bit-exact on the fixtures.
-            let inv = 1.0 / row.iter().fold(0f32, |a, &x| a + x);
-            for x in row.iter_mut() {
-                *x = p.round(*x * inv);
+        }
+        // Each row's sum is a running sum in key order: not 16 partial sums, because the eager
+        // PyTorch path reduces long rows in a lane tree whose shape depends on the mask's full
+        // width (the batch), short ones in key order, and the key order is what keeps the bf16
+        // text path bit-exact on the fixtures. One such chain waits on every add, so SUM_ROWS
+        // rows advance side by side (each still in its own key order).
+        for l0 in (0..lines).step_by(SUM_ROWS) {
+            let n = SUM_ROWS.min(lines - l0);
+            let mut sums = [0f32; SUM_ROWS];
+            let mut common = 0;
+            if n == SUM_ROWS {
+                // A fixed count of rows, so the sums stay in registers.
+                common = (l0..l0 + n).map(visible).min().unwrap_or(0);
+                let rows: [&[f32]; SUM_ROWS] =
+                    std::array::from_fn(|li| &scores[(l0 + li) * kmax..][..common]);
+                for j in 0..common {
+                    for li in 0..SUM_ROWS {
+                        sums[li] += rows[li][j];
+                    }
+                }
+            }
+            for (li, &sum) in sums[..n].iter().enumerate() {
+                let row = &mut scores[(l0 + li) * kmax..(l0 + li) * kmax + visible(l0 + li)];
+                let inv = 1.0 / row[common..].iter().fold(sum, |a, &x| a + x);
+                for x in row.iter_mut() {
+                    *x = p.round(*x * inv);
+                }
             }
         }
         // P·V, keys in index order.
@@ -305,6 +325,9 @@ multiversion! {
         }
     }
 }
+
+/// Softmax rows whose key-order sums run side by side.
+const SUM_ROWS: usize = 8;
 
 /// Rows sharing a key tile from which the transposed score loop pays off.
 const MIN_BLOCKED_LINES: usize = 4;
