@@ -274,8 +274,8 @@ multiversion! {
                 let rows: [&[f32]; SUM_ROWS] =
                     std::array::from_fn(|li| &scores[(l0 + li) * kmax..][..common]);
                 for j in 0..common {
-                    for li in 0..SUM_ROWS {
-                        sums[li] += rows[li][j];
+                    for (sum, row) in sums.iter_mut().zip(&rows) {
+                        *sum += row[j];
                     }
                 }
             }
