@@ -46,7 +46,7 @@ fn main() {
     let budget = Duration::from_secs_f64(secs);
     let limits = MediaLimits::default();
     let cfg = ImageProcessorConfig::default();
-    let honour = ImageProcessorConfig::from_json_honouring_size(
+    let slow = ImageProcessorConfig::from_json_slow_processor_parity(
         qwen3vl::media::config::DEFAULT_PREPROCESSOR_CONFIG,
     )
     .expect("config");
@@ -59,7 +59,10 @@ fn main() {
         let decode = rate(budget, || {
             decode_image(&jpeg, &limits).expect("decode");
         });
-        for (name, c) in [("default budget", &cfg), ("size honoured", &honour)] {
+        for (name, c) in [
+            ("checkpoint budget", &cfg),
+            ("slow-processor parity", &slow),
+        ] {
             let full = rate(budget, || {
                 let img = decode_image(&jpeg, &limits).expect("decode");
                 preprocess_image(&img, c).expect("preprocess");

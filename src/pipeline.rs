@@ -33,6 +33,7 @@ use crate::actors::media::{MediaActor, Submit};
 use crate::actors::request::{CancelFlag, Request, RequestInput};
 use crate::actors::stream::{Register, StreamActor};
 use crate::engine::{MultimodalInput, Qwen3VlModel};
+use crate::media::MediaOverrides;
 
 pub use crate::actors::error::RequestError;
 pub use crate::actors::media::Truncation;
@@ -121,7 +122,19 @@ impl Pipeline {
     /// the media stage renders the chat template, loads and preprocesses media, tokenizes; the
     /// stream carries text deltas. Needs a tokenizer (see [`PipelineBuilder::tokenizer`]).
     pub fn chat(&self, messages: Vec<ChatMessage>, params: SamplingParams) -> EventStream {
-        self.submit(RequestInput::Chat(messages), params)
+        self.chat_with_media(messages, params, MediaOverrides::default())
+    }
+
+    /// [`Pipeline::chat`] with per-request processor settings (vLLM's `mm_processor_kwargs`:
+    /// pixel budget, frame sampling), layered over the pipeline's defaults and capped by its
+    /// [`MediaCaps`](crate::media::MediaCaps).
+    pub fn chat_with_media(
+        &self,
+        messages: Vec<ChatMessage>,
+        params: SamplingParams,
+        media: MediaOverrides,
+    ) -> EventStream {
+        self.submit(RequestInput::Chat(messages, media), params)
     }
 
     /// [`Pipeline::chat`], waiting for the whole reply.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use preprocess_support::*;
 use qwen3vl::media::{
-    ImageProcessorConfig, MediaError, MediaFetcher, MediaLimits, MediaSource, VideoProcessorConfig,
+    ImageProcessorConfig, ImageProcessorKind, MediaError, MediaFetcher, MediaLimits, MediaSource,
+    VideoProcessorConfig,
 };
 use qwen3vl::prompt::{ChatTemplate, Processor, BUILTIN_CHAT_TEMPLATE};
 
@@ -153,15 +154,16 @@ fn default_processor_files_round_trip() {
     assert!(std::fs::metadata(&tok).unwrap().len() > 1_000_000);
     let p = Processor::from_model_dir(dir.path(), MediaLimits::default()).unwrap();
     assert_eq!(p.template.source(), BUILTIN_CHAT_TEMPLATE);
-    // transformers 4.57's slow image processor ignores `size`: budget [3136, 1003520].
+    // The checkpoint's `size` is the budget, as transformers' default (fast) processor has it.
     assert_eq!(p.image_config, ImageProcessorConfig::default());
     assert_eq!(
         (
             p.image_config.vision.min_pixels,
             p.image_config.vision.max_pixels
         ),
-        (3136, 1_003_520)
+        (65_536, 16_777_216)
     );
+    assert_eq!(p.image_config.kind, ImageProcessorKind::Fast);
     assert_eq!(p.video_config, VideoProcessorConfig::default());
     assert_eq!(
         (
@@ -171,13 +173,32 @@ fn default_processor_files_round_trip() {
         (4096, 25_165_824)
     );
     assert_eq!(p.image_config.vision.patch_dim(), 1536);
-    let honoured = ImageProcessorConfig::from_json_honouring_size(
+    // Opt-in only: the slow PIL processor of transformers 4.57 ignores `size` and falls back to
+    // Qwen2-VL's class defaults [3136, 1003520].
+    let slow = ImageProcessorConfig::from_json_slow_processor_parity(
         qwen3vl::media::config::DEFAULT_PREPROCESSOR_CONFIG,
     )
     .unwrap();
     assert_eq!(
-        (honoured.vision.min_pixels, honoured.vision.max_pixels),
-        (65_536, 16_777_216)
+        (slow.vision.min_pixels, slow.vision.max_pixels),
+        (3136, 1_003_520)
+    );
+    assert_eq!(slow.kind, ImageProcessorKind::SlowPilParity);
+    // Explicit min/max_pixels keys win over `size` in both.
+    let explicit =
+        r#"{"size": {"shortest_edge": 65536, "longest_edge": 16777216}, "max_pixels": 200000}"#;
+    assert_eq!(
+        ImageProcessorConfig::from_json(explicit)
+            .unwrap()
+            .vision
+            .max_pixels,
+        200_000
+    );
+    // No `size` and no keys: the class defaults.
+    let bare_cfg = ImageProcessorConfig::from_json(r#"{"patch_size": 16}"#).unwrap();
+    assert_eq!(
+        (bare_cfg.vision.min_pixels, bare_cfg.vision.max_pixels),
+        (3136, 1_003_520)
     );
     // A folder with no processor files at all still works with the built-in defaults.
     let bare = tempfile::tempdir().unwrap();

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Generates the Hugging Face processor fixtures used by tests/preprocess_*.rs and tests/prompt_*.rs.
 
-Run with the pinned reference env (transformers 4.57.x, slow PIL image processor):
+Run with the pinned reference env (transformers 4.57.x). Images go through transformers' default
+image processor, `Qwen2VLImageProcessorFast` (torchvision), as `AutoProcessor` and vLLM use it;
+one case keeps the slow PIL `Qwen2VLImageProcessor` for the engine's opt-in parity mode.
     ~/.cache/qwen3vl-ref/bin/python scripts/ref/gen_processor_fixtures.py [--tokenizer-dir ~/.cache/qwen3vl]
 
 Inputs are generated deterministically (numpy seeds) and written to tests/fixtures/processor/inputs/;
@@ -23,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from safetensors.numpy import save_file
 
-from transformers import Qwen2TokenizerFast, Qwen2VLImageProcessor
+from transformers import Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen2VLImageProcessorFast
 from transformers.models.qwen3_vl import Qwen3VLProcessor, Qwen3VLVideoProcessor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,13 +46,15 @@ DEFAULT_VIDEO = {
 }
 CONFIGS = {
     "default": {"preprocessor": DEFAULT_PRE, "video": DEFAULT_VIDEO},
-    # Small budgets: exercises the downscale branches with small outputs. transformers 4.57's slow
-    # Qwen2VLImageProcessor ignores `size` (its __init__ resets it to the class defaults 3136 /
-    # 1003520) and only honours min_pixels / max_pixels, so the image budget is given that way.
+    # Small budgets: exercises the downscale branches with small outputs (explicit min_pixels /
+    # max_pixels override `size`, as in transformers).
     "small": {
         "preprocessor": {**DEFAULT_PRE, "min_pixels": 1024, "max_pixels": 200000},
         "video": {**DEFAULT_VIDEO, "size": {"longest_edge": 300000, "shortest_edge": 4096}},
     },
+    # The shipped files through the slow PIL processor, whose __init__ replaces `size` by the
+    # Qwen2-VL class defaults [3136, 1003520] (the engine's opt-in `slow_parity` mode).
+    "slow": {"preprocessor": DEFAULT_PRE, "video": DEFAULT_VIDEO, "slow": True},
 }
 
 
@@ -118,23 +122,56 @@ def decode_video(path):
     return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3), num / den
 
 
-def load_image(path):
-    """Our documented semantics: EXIF orientation applied, alpha composited on white."""
+def load_image(path, background="white"):
+    """EXIF orientation applied; alpha composited on white (default, as vLLM and qwen-vl-utils),
+    on black, or dropped ("drop": PIL's convert("RGB"), as transformers' load_image)."""
     img = ImageOps.exif_transpose(Image.open(path))
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if background != "drop" and (
+            img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)):
         img = img.convert("RGBA")
-        bg = Image.new("RGB", img.size, (255, 255, 255))
+        grey = 255 if background == "white" else 0
+        bg = Image.new("RGB", img.size, (grey, grey, grey))
         bg.paste(img, mask=img.split()[3])
         return bg
     return img.convert("RGB")
 
 
-def build_processor(tok_dir, cfg):
+def image_init_kwargs(pre, kw):
+    """The image processor's init kwargs with a request's mm_processor_kwargs layered on top
+    (vLLM builds the processor from them): `size` replaces both bounds, then min/max_pixels one each."""
+    out = copy.deepcopy(pre)
+    if "size" in kw:
+        out["size"] = dict(kw["size"])
+        out.pop("min_pixels", None)
+        out.pop("max_pixels", None)
+    for k in ("min_pixels", "max_pixels"):
+        if k in kw:
+            out[k] = kw[k]
+    return out
+
+
+def video_init_kwargs(vid, kw):
+    out = copy.deepcopy(vid)
+    if "size" in kw:
+        out["size"] = dict(kw["size"])
+    if "total_pixels" in kw:
+        out["size"] = {**out["size"], "longest_edge": kw["total_pixels"]}
+    for k in ("fps", "min_frames", "max_frames"):
+        if k in kw:
+            out[k] = kw[k]
+    if "num_frames" in kw:
+        out["num_frames"], out["fps"] = kw["num_frames"], None
+    return out
+
+
+def build_processor(tok_dir, cfg, kw=None):
+    kw = kw or {}
     tok = Qwen2TokenizerFast.from_pretrained(str(tok_dir))
+    image_cls = Qwen2VLImageProcessor if cfg.get("slow") else Qwen2VLImageProcessorFast
     return Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**cfg["preprocessor"]),
+        image_processor=image_cls(**image_init_kwargs(cfg["preprocessor"], kw)),
         tokenizer=tok,
-        video_processor=Qwen3VLVideoProcessor(**cfg["video"]),
+        video_processor=Qwen3VLVideoProcessor(**video_init_kwargs(cfg["video"], kw)),
         chat_template=TEMPLATE,
     )
 
@@ -167,6 +204,57 @@ MEDIA_CASES = [
         {"role": "assistant", "content": "A picture and a clip."},
         {"role": "user", "content": "Again, briefly."},
     ]),
+    # The slow PIL processor (opt-in parity mode): the shipped `size` is ignored.
+    ("slow_img_large_jpeg", "slow", [{"role": "user", "content": [part("image", "large.jpg"), text("What is it?")]}]),
+    ("slow_img_odd", "slow", [{"role": "user", "content": [part("image", "odd.png")]}]),
+]
+
+# Requests with vLLM's mm_processor_kwargs: the grid must change exactly as transformers' does
+# for a processor built with the same settings.
+KWARG_CASES = [
+    ("kw_max_pixels", "default", {"max_pixels": 50000},
+     [{"role": "user", "content": [part("image", "large.jpg"), text("Small, please.")]}]),
+    ("kw_min_max", "default", {"min_pixels": 200000, "max_pixels": 400000},
+     [{"role": "user", "content": [part("image", "odd.png")]}]),
+    ("kw_size", "default", {"size": {"shortest_edge": 4096, "longest_edge": 100000}},
+     [{"role": "user", "content": [part("image", "photo448.jpg"), part("video", "clip.mp4")]}]),
+    ("kw_video_fps", "default", {"fps": 4},
+     [{"role": "user", "content": [part("video", "clip.mp4"), text("Faster.")]}]),
+    ("kw_video_num_frames", "default", {"num_frames": 6, "total_pixels": 60000},
+     [{"role": "user", "content": [part("video", "clip.mp4")]}]),
+    ("kw_video_min_frames", "default", {"min_frames": 10, "max_frames": 16},
+     [{"role": "user", "content": [part("video", "odd.webm")]}]),
+]
+
+# Per-item settings (qwen-vl-utils message fields, or inside the image_url object), layered over
+# the request's: each item is preprocessed by a processor built with its own settings, and the
+# placeholders are expanded with HF's rule (grid.prod() // merge**2 per image).
+def item(kind, name, **fields):
+    return {"type": kind, kind: f"file://inputs/{name}", **fields}
+
+
+ITEM_CASES = [
+    ("item_pixels", "default", {"max_pixels": 300000}, [{"role": "user", "content": [
+        item("image", "large.jpg", max_pixels=40000),
+        {"type": "image_url", "image_url": {"url": "file://inputs/odd.png", "min_pixels": 300000, "max_pixels": 500000}},
+        part("image", "photo448.jpg"),
+        text("Three sizes.")]}]),
+    ("item_image_in_url", "small", {"max_pixels": 60000}, [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "file://inputs/odd.png", "detail": "high", "max_pixels": 20000}},
+        text("One.")]}]),
+]
+
+# One video with its own settings over the request's: the full processor built with the layered
+# settings gives the exact timestamped placeholder text.
+VIDEO_ITEM_CASES = [
+    ("item_video", "default", {"fps": 1}, {"num_frames": 4, "total_pixels": 30000},
+     [{"role": "user", "content": [item("video", "clip.mp4", nframes=4, total_pixels=30000), text("Clip.")]}]),
+]
+
+# Alpha flattening settings (the default, white, is covered by img_multi).
+RGBA_CASES = [
+    ("rgba_black", "default", "black", [{"role": "user", "content": [part("image", "rgba.png")]}]),
+    ("rgba_drop", "default", "drop", [{"role": "user", "content": [part("image", "rgba.png"), part("image", "la.png")]}]),
 ]
 
 WEATHER_TOOL = {"type": "function", "function": {
@@ -233,14 +321,16 @@ def media_of(messages):
     for m in messages:
         if isinstance(m.get("content"), list):
             for p in m["content"]:
-                if p["type"] in ("image_url", "video_url"):
-                    items.append((p["type"][:5], p[p["type"]]["url"].removeprefix("file://")))
+                if p["type"] in ("image_url", "video_url", "image", "video"):
+                    ref = p[p["type"]]
+                    url = ref if isinstance(ref, str) else ref["url"]
+                    items.append((p["type"][:5], url.removeprefix("file://")))
     return items
 
 
 def quantize(rows, kind):
     q = np.clip(np.round(rows.astype(np.float64) * 127.5 + 127.5), 0, 255).astype(np.uint8)
-    if kind == "image":
+    if kind == "slow_image":
         back = ((q.astype(np.float64) * (1 / 255)).astype(np.float32) - np.float32(0.5)) / np.float32(0.5)
     else:
         back = (q.astype(np.float32) - np.float32(127.5)) / np.float32(127.5)
@@ -256,13 +346,13 @@ def store_rows(tensors, prefix, rows, kind, seed):
     tensors[f"{prefix}_mean"] = np.array([rows.astype(np.float64).mean()])
 
 
-def run_media_case(procs, name, cfg, messages):
-    proc = procs[cfg]
+def run_media_case(procs, name, cfg, messages, kw=None, background="white", tok_dir=None, record_kw=None):
+    proc = procs[cfg] if not kw else build_processor(tok_dir, CONFIGS[cfg], kw)
     prompt = proc.apply_chat_template(hf_messages(messages), add_generation_prompt=True, tokenize=False)
     images, videos, metas = [], [], []
     for kind, rel in media_of(messages):
         if kind == "image":
-            images.append(load_image(OUT / rel))
+            images.append(load_image(OUT / rel, background))
         else:
             frames, fps = decode_video(OUT / rel)
             videos.append(frames)
@@ -281,7 +371,8 @@ def run_media_case(procs, name, cfg, messages):
         pv, start = out["pixel_values"], 0
         for k, g in enumerate(grids):
             n = int(np.prod(g))
-            store_rows(tensors, f"image{k}", pv[start:start + n], "image", k)
+            store_rows(tensors, f"image{k}", pv[start:start + n],
+                       "slow_image" if CONFIGS[cfg].get("slow") else "image", k)
             start += n
         if name == "img_floats":
             tensors["pixel_values"] = pv.astype(np.float32)
@@ -294,8 +385,87 @@ def run_media_case(procs, name, cfg, messages):
             store_rows(tensors, f"video{k}", pv[start:start + n], "video", 100 + k)
             start += n
     save_file(tensors, str(OUT / f"{name}.safetensors"))
-    return {"name": name, "config": cfg, "messages": messages, "prompt": prompt,
+    case = {"name": name, "config": cfg, "messages": messages, "prompt": prompt,
             "expected": f"{name}.safetensors"}
+    if record_kw is not None:
+        case["mm_processor_kwargs"] = record_kw
+    elif kw:
+        case["mm_processor_kwargs"] = kw
+    if background != "white":
+        case["rgba_background"] = background
+    return case
+
+
+ITEM_KEYS = ("min_pixels", "max_pixels", "size", "total_pixels", "fps", "nframes", "num_frames", "min_frames", "max_frames")
+
+
+def item_settings(p):
+    """Per-item settings of a content part: fields on the part, then inside the url object."""
+    out = {k: v for k, v in p.items() if k in ITEM_KEYS}
+    inner = p.get(p["type"]) if p["type"].endswith("_url") else None
+    if isinstance(inner, dict):
+        out.update({k: v for k, v in inner.items() if k in ITEM_KEYS})
+    if "nframes" in out:
+        out["num_frames"] = out.pop("nframes")
+    return out
+
+
+def layered(lower, top):
+    out = dict(lower)
+    if "size" in top:
+        for k in ("min_pixels", "max_pixels", "total_pixels"):
+            out.pop(k, None)
+    if "num_frames" in top:
+        out.pop("fps", None)
+    if "fps" in top:
+        out.pop("num_frames", None)
+    out.update(top)
+    return out
+
+
+def run_item_case(tok_dir, name, cfg, kw, messages):
+    """Each item through a processor built with request + item settings; ids expanded by HF's rule."""
+    base = build_processor(tok_dir, CONFIGS[cfg])
+    prompt = base.apply_chat_template(hf_messages(messages), add_generation_prompt=True, tokenize=False)
+    tensors, image_grids, video_grids = {}, [], []
+    parts = [p for m in messages if isinstance(m.get("content"), list) for p in m["content"]
+             if p["type"] != "text"]
+    n_img = n_vid = 0
+    for p in parts:
+        settings = layered(kw, item_settings(p))
+        proc = build_processor(tok_dir, CONFIGS[cfg], settings)
+        kind = p["type"].removesuffix("_url")
+        ref = p[p["type"]] if not p["type"].endswith("_url") else p[p["type"]]
+        url = ref if isinstance(ref, str) else ref["url"]
+        rel = url.removeprefix("file://")
+        if kind == "image":
+            out = proc.image_processor(images=[load_image(OUT / rel)], return_tensors="pt")
+            g = out["image_grid_thw"].numpy().astype(np.int64)
+            image_grids.append(g[0])
+            store_rows(tensors, f"image{n_img}", out["pixel_values"].numpy(), "image", n_img)
+            n_img += 1
+        else:
+            raise ValueError("per-item video settings go in VIDEO_ITEM_CASES")
+    # HF's placeholder expansion, item by item, in prompt order.
+    tok = base.tokenizer
+    merge = 4
+    ids = tok(prompt)["input_ids"]
+    image_pad = tok.convert_tokens_to_ids("<|image_pad|>")
+    out_ids, gi = [], 0
+    for t in ids:
+        if t == image_pad:
+            out_ids += [image_pad] * int(np.prod(image_grids[gi]) // merge)
+            gi += 1
+        else:
+            out_ids.append(t)
+    tensors["input_ids"] = np.array(out_ids, np.int64)
+    if image_grids:
+        tensors["image_grid_thw"] = np.stack(image_grids)
+    if video_grids:
+        tensors["video_grid_thw"] = np.stack(video_grids)
+    save_file(tensors, str(OUT / f"{name}.safetensors"))
+    return {"name": name, "config": cfg, "messages": messages, "prompt": prompt,
+            "expected": f"{name}.safetensors", "mm_processor_kwargs": kw}
 
 
 def run_template_case(proc, name, messages, tools):
@@ -307,10 +477,18 @@ def run_template_case(proc, name, messages, tools):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokenizer-dir", default=os.path.expanduser("~/.cache/qwen3vl"))
+    ap.add_argument("--remake-inputs", action="store_true", help="rewrite tests/fixtures/processor/inputs")
     args = ap.parse_args()
-    make_inputs()
+    # The committed inputs are kept: re-encoding the videos with another FFmpeg would change them.
+    if args.remake_inputs or not (INPUTS / "clip.avi").exists():
+        make_inputs()
     procs = {k: build_processor(args.tokenizer_dir, c) for k, c in CONFIGS.items()}
     media = [run_media_case(procs, *c) for c in MEDIA_CASES]
+    media += [run_media_case(procs, n, c, m, kw=kw, tok_dir=args.tokenizer_dir) for n, c, kw, m in KWARG_CASES]
+    media += [run_item_case(args.tokenizer_dir, *c) for c in ITEM_CASES]
+    media += [run_media_case(procs, n, c, m, kw=layered(kw, it), tok_dir=args.tokenizer_dir, record_kw=kw)
+              for n, c, kw, it, m in VIDEO_ITEM_CASES]
+    media += [run_media_case(procs, n, c, m, background=b) for n, c, b, m in RGBA_CASES]
     templates = [run_template_case(procs["default"], *c) for c in TEMPLATE_CASES]
     doc = {"generator": "scripts/ref/gen_processor_fixtures.py",
            "transformers": __import__("transformers").__version__,

@@ -41,6 +41,8 @@ pub struct Usage {
     pub completion_tokens: usize,
     /// Prompt tokens whose KV came from the prefix cache.
     pub cached_tokens: usize,
+    /// Prompt tokens that are image or video placeholders.
+    pub visual_tokens: usize,
 }
 
 /// Wall-clock milestones of a request, in seconds since it was submitted.
@@ -78,8 +80,11 @@ impl CancelFlag {
 pub enum RequestInput {
     /// Token ids with preprocessed pixels (the processor's output).
     Tokens(MultimodalInput),
-    /// OpenAI-style chat messages (needs the processor).
-    Chat(Vec<crate::prompt::ChatMessage>),
+    /// OpenAI-style chat messages (needs the processor), with the request's processor settings.
+    Chat(
+        Vec<crate::prompt::ChatMessage>,
+        crate::media::MediaOverrides,
+    ),
 }
 
 /// A request as it enters the pipeline.
@@ -125,6 +130,8 @@ pub struct Prompt {
     pub keys: Vec<u64>,
     /// Set by the vision stage (None for text-only prompts).
     pub features: Option<Arc<VisualFeatures>>,
+    /// How many of `ids` are image or video placeholders.
+    pub visual_tokens: usize,
 }
 
 /// A request after the media stage: validated, limits applied, sampling resolved per choice.

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use qwen3vl::media::MediaLimits;
+use qwen3vl::media::{MediaLimits, MediaOverrides};
 use qwen3vl::prompt::{ChatMessage, Processor, RenderOptions};
 
 /// Arguments of `qwen3vl preprocess`.
@@ -29,6 +29,16 @@ pub struct PreprocessArgs {
     /// Do not append the assistant generation prompt.
     #[arg(long)]
     pub no_generation_prompt: bool,
+    /// Processor settings (vLLM's `mm_processor_kwargs`), e.g. '{"max_pixels": 200704}'.
+    #[arg(long)]
+    pub mm_processor_kwargs: Option<String>,
+    /// Transparent image areas: white (default), black or drop.
+    #[arg(long, value_parser = super::serve::parse_rgba_background)]
+    pub rgba_background: Option<qwen3vl::media::RgbaBackground>,
+    /// Parity experiments only: transformers 4.57's slow PIL image processor, which ignores the
+    /// checkpoint's `size` and resizes into Qwen2-VL's [3136, 1003520] pixels.
+    #[arg(long)]
+    pub slow_image_processor_parity: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -66,17 +76,29 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from("/")),
         ),
         allow_http: !args.no_http,
+        rgba_background: args.rgba_background.unwrap_or_default(),
         ..Default::default()
     };
-    let processor = Processor::from_model_dir(&args.model, limits)
+    let mut processor = Processor::from_model_dir(&args.model, limits)
         .with_context(|| format!("loading processor files from {}", args.model.display()))?
         .with_base_dir(base);
+    if args.slow_image_processor_parity {
+        processor = processor.with_slow_image_processor_parity(&args.model)?;
+    }
+    let media = match &args.mm_processor_kwargs {
+        None => MediaOverrides::default(),
+        Some(text) => {
+            let v: serde_json::Value =
+                serde_json::from_str(text).context("--mm-processor-kwargs is not JSON")?;
+            MediaOverrides::from_json(&v, "--mm-processor-kwargs")?
+        }
+    };
     let opts = RenderOptions {
         tools,
         add_generation_prompt: !args.no_generation_prompt,
         ..Default::default()
     };
-    let out = processor.process_with(&messages, &opts)?;
+    let out = processor.process_request(&messages, &opts, &media)?;
     out.write_safetensors(&args.output)?;
     eprintln!(
         "wrote {}: {} tokens, {} image(s), {} video(s)",

@@ -46,6 +46,22 @@ pub struct ServeArgs {
     /// Images + videos per request (default 20).
     #[arg(long)]
     pub max_media_items: Option<usize>,
+    /// Processor settings for every request, as vLLM's flag: a JSON object with `size`,
+    /// `min_pixels`, `max_pixels` (images), `total_pixels`, `fps`, `num_frames`, `min_frames`,
+    /// `max_frames` (videos). Requests layer their own `mm_processor_kwargs` on top.
+    #[arg(long, value_parser = parse_json_object)]
+    pub mm_processor_kwargs: Option<serde_json::Value>,
+    /// Most pixels an image may be resized to; requests may lower it, never raise it
+    /// (default: the checkpoint's `size.longest_edge`).
+    #[arg(long)]
+    pub max_image_pixels: Option<u64>,
+    /// Most frames sampled from one video; requests may lower it, never raise it.
+    #[arg(long)]
+    pub max_video_frames: Option<u32>,
+    /// What transparent image areas become: white (vLLM, qwen-vl-utils; default), black, or
+    /// drop (transformers' `load_image` keeps the colour under the alpha channel).
+    #[arg(long, value_parser = parse_rgba_background)]
+    pub rgba_background: Option<qwen3vl::media::RgbaBackground>,
     /// Largest request body and media item, in MB (MindIE `maxRequestLength`; default 40).
     #[arg(long)]
     pub max_request_length: Option<usize>,
@@ -118,6 +134,19 @@ pub struct ServeArgs {
     pub quantize: Option<qwen3vl::engine::Quantization>,
 }
 
+fn parse_json_object(s: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        Ok(_) => Err("expected a JSON object".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
+pub(crate) fn parse_rgba_background(s: &str) -> Result<qwen3vl::media::RgbaBackground, String> {
+    qwen3vl::media::RgbaBackground::parse(s)
+        .ok_or_else(|| format!("unknown background `{s}` (white, black or drop)"))
+}
+
 fn parse_truncation(s: &str) -> Result<Truncation, String> {
     match s {
         "error" | "0" | "false" => Ok(Truncation::Error),
@@ -158,6 +187,10 @@ impl ServeArgs {
             media_root: self.media_root.clone(),
             allow_http_media: self.no_http_media.then_some(false),
             max_media_items: self.max_media_items,
+            mm_processor_kwargs: self.mm_processor_kwargs.clone(),
+            max_image_pixels: self.max_image_pixels,
+            max_video_frames: self.max_video_frames,
+            rgba_background: self.rgba_background,
             media_workers: self.media_workers,
             http_workers: self.http_workers,
             shutdown_timeout_s: self.shutdown_timeout,

@@ -55,10 +55,26 @@ impl VisionConfig {
     }
 }
 
-/// Image processor settings (`Qwen2VLImageProcessor`).
+/// Which transformers image processor's arithmetic an image goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageProcessorKind {
+    /// `Qwen2VLImageProcessorFast` (torchvision): the default of transformers' `AutoProcessor`,
+    /// of later transformers and of vLLM. Honours `size`; torch's uint8 antialiased bicubic and
+    /// the fused `(x − mean/rescale) / (std/rescale)` normalisation.
+    #[default]
+    Fast,
+    /// The slow PIL `Qwen2VLImageProcessor` of transformers 4.57, quirk included: its
+    /// `__init__` replaces `size` by the Qwen2-VL class defaults `[3136, 1003520]` and honours
+    /// only explicit `min_pixels` / `max_pixels`. For parity experiments against that class only:
+    /// a released checkpoint gets far fewer visual tokens this way than the model was trained with.
+    SlowPilParity,
+}
+
+/// Image processor settings (`Qwen2VLImageProcessorFast`, or the slow one on request).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageProcessorConfig {
     pub vision: VisionConfig,
+    pub kind: ImageProcessorKind,
 }
 
 /// Video processor settings (`Qwen3VLVideoProcessor`).
@@ -69,6 +85,8 @@ pub struct VideoProcessorConfig {
     pub fps: f64,
     pub min_frames: u32,
     pub max_frames: u32,
+    /// Sample exactly this many frames instead of `fps` per second (transformers' `num_frames`).
+    pub num_frames: Option<u32>,
     pub do_sample_frames: bool,
 }
 
@@ -91,6 +109,7 @@ struct RawConfig {
     fps: Option<f64>,
     min_frames: Option<u32>,
     max_frames: Option<u32>,
+    num_frames: Option<u32>,
     do_sample_frames: Option<bool>,
 }
 
@@ -170,18 +189,20 @@ impl RawConfig {
     }
 }
 
-/// `Qwen2VLImageProcessor` (slow) class defaults for the pixel budget: `56·56` and `28·28·1280`.
+/// `Qwen2VLImageProcessor(Fast)` class defaults for the pixel budget, `56·56` and `28·28·1280`:
+/// what a file without `size`, `min_pixels` and `max_pixels` gets.
 pub const SLOW_IMAGE_MIN_PIXELS: u64 = 56 * 56;
 pub const SLOW_IMAGE_MAX_PIXELS: u64 = 28 * 28 * 1280;
 
+/// The shipped Qwen3-VL `preprocessor_config.json` budget: `size.shortest_edge` / `longest_edge`.
+pub const IMAGE_MIN_PIXELS: u64 = 65_536;
+pub const IMAGE_MAX_PIXELS: u64 = 16_777_216;
+
 impl Default for ImageProcessorConfig {
-    /// What transformers 4.57's slow `Qwen2VLImageProcessor` makes of the shipped Qwen3-VL
-    /// `preprocessor_config.json` (see [`ImageProcessorConfig::from_json`]).
+    /// What transformers' default (fast) processor makes of the shipped Qwen3-VL
+    /// `preprocessor_config.json`: the pixel budget `[65536, 16777216]`.
     fn default() -> Self {
-        let (vision, _) = RawConfig::default()
-            .vision(SLOW_IMAGE_MIN_PIXELS, SLOW_IMAGE_MAX_PIXELS, false)
-            .expect("defaults are valid");
-        Self { vision }
+        Self::from_json(DEFAULT_PREPROCESSOR_CONFIG).expect("defaults are valid")
     }
 }
 
@@ -196,44 +217,54 @@ impl Default for VideoProcessorConfig {
             fps: 2.0,
             min_frames: 4,
             max_frames: 768,
+            num_frames: None,
             do_sample_frames: true,
         }
     }
 }
 
 impl ImageProcessorConfig {
-    /// Reads `preprocessor_config.json` from `dir`; a missing file gives the shipped defaults.
-    pub fn from_model_dir(dir: &Path) -> Result<Self> {
+    /// Reads `preprocessor_config.json` from `dir` with `kind`'s semantics; a missing file gives
+    /// the shipped defaults.
+    pub fn from_model_dir_as(dir: &Path, kind: ImageProcessorKind) -> Result<Self> {
         match RawConfig::read(&dir.join("preprocessor_config.json"))? {
-            None => Ok(Self::default()),
-            Some(raw) => Self::from_raw(raw, false),
+            None => Self::from_raw(Self::parse(DEFAULT_PREPROCESSOR_CONFIG)?, kind),
+            Some(raw) => Self::from_raw(raw, kind),
         }
     }
 
-    /// Parses the JSON text of a `preprocessor_config.json`.
-    ///
-    /// Parity note: transformers 4.57's slow `Qwen2VLImageProcessor.__init__` replaces any valid
-    /// `size` by its class defaults (`{shortest_edge: 3136, longest_edge: 1003520}`) and only
-    /// honours explicit `min_pixels` / `max_pixels` keys. The shipped Qwen3-VL file has `size`
-    /// only, so HF effectively resizes images into [3136, 1003520] pixels; we do the same.
-    /// Use [`ImageProcessorConfig::from_json_honouring_size`] for the documented semantics.
-    pub fn from_json(text: &str) -> Result<Self> {
-        Self::from_raw(Self::parse(text)?, false)
+    /// Reads `preprocessor_config.json` from `dir` (fast-processor semantics).
+    pub fn from_model_dir(dir: &Path) -> Result<Self> {
+        Self::from_model_dir_as(dir, ImageProcessorKind::Fast)
     }
 
-    /// Like [`ImageProcessorConfig::from_json`] but `size.shortest_edge` / `size.longest_edge`
-    /// are used as the pixel budget (the fast processor's and later transformers' behaviour).
-    pub fn from_json_honouring_size(text: &str) -> Result<Self> {
-        Self::from_raw(Self::parse(text)?, true)
+    /// Parses the JSON text of a `preprocessor_config.json` as transformers' default (fast)
+    /// processor and vLLM do: the pixel budget is `size.shortest_edge` / `size.longest_edge`,
+    /// each overridden by an explicit `min_pixels` / `max_pixels` key, else the class defaults.
+    pub fn from_json(text: &str) -> Result<Self> {
+        Self::from_raw(Self::parse(text)?, ImageProcessorKind::Fast)
+    }
+
+    /// Opt-in, for parity experiments only: the slow PIL `Qwen2VLImageProcessor` of
+    /// transformers 4.57, which ignores `size` (see [`ImageProcessorKind::SlowPilParity`]).
+    pub fn from_json_slow_processor_parity(text: &str) -> Result<Self> {
+        Self::from_raw(Self::parse(text)?, ImageProcessorKind::SlowPilParity)
     }
 
     fn parse(text: &str) -> Result<RawConfig> {
         serde_json::from_str(text).map_err(|e| MediaError::Config(e.to_string()))
     }
 
-    fn from_raw(raw: RawConfig, honour_size: bool) -> Result<Self> {
-        let (vision, _) = raw.vision(SLOW_IMAGE_MIN_PIXELS, SLOW_IMAGE_MAX_PIXELS, honour_size)?;
-        Ok(Self { vision })
+    fn from_raw(raw: RawConfig, kind: ImageProcessorKind) -> Result<Self> {
+        let (vision, _) = match kind {
+            ImageProcessorKind::Fast => {
+                raw.vision(SLOW_IMAGE_MIN_PIXELS, SLOW_IMAGE_MAX_PIXELS, true)?
+            }
+            ImageProcessorKind::SlowPilParity => {
+                raw.vision(SLOW_IMAGE_MIN_PIXELS, SLOW_IMAGE_MAX_PIXELS, false)?
+            }
+        };
+        Ok(Self { vision, kind })
     }
 }
 
@@ -259,6 +290,7 @@ impl VideoProcessorConfig {
             fps: raw.fps.unwrap_or(2.0),
             min_frames: raw.min_frames.unwrap_or(4),
             max_frames: raw.max_frames.unwrap_or(768),
+            num_frames: raw.num_frames.filter(|&n| n > 0),
             do_sample_frames: raw.do_sample_frames.unwrap_or(true),
         };
         if !(cfg.fps > 0.0 && cfg.fps.is_finite()) || cfg.max_frames == 0 {

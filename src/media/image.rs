@@ -4,11 +4,11 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
-use super::config::ImageProcessorConfig;
+use super::config::{ImageProcessorConfig, ImageProcessorKind};
 use super::error::{MediaError, Result};
 use super::patchify::{patchify, value_lut, Normalization};
 use super::resize::{resize_rgb8, smart_resize, Resampler};
-use super::MediaLimits;
+use super::{MediaLimits, RgbaBackground};
 
 /// A decoded image: packed 8-bit RGB, row-major, `width · height · 3` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,12 +104,30 @@ pub fn decode_image(bytes: &[u8], limits: &MediaLimits) -> Result<RgbImage> {
         None => DynamicImage::from_decoder(decoder).map_err(map_image_error)?,
     };
     img.apply_orientation(orientation);
-    Ok(to_rgb_on_white(img))
+    Ok(to_rgb(img, limits.rgba_background))
+}
+
+/// Converts to RGB8, flattening any alpha channel as `background` says.
+pub fn to_rgb(img: DynamicImage, background: RgbaBackground) -> RgbImage {
+    match background {
+        RgbaBackground::White => to_rgb_on(img, 255),
+        RgbaBackground::Black => to_rgb_on(img, 0),
+        RgbaBackground::Drop => RgbImage {
+            width: img.width(),
+            height: img.height(),
+            data: img.into_rgb8().into_raw(),
+        },
+    }
 }
 
 /// Converts to RGB8; images with alpha are composited on white exactly like
 /// `Image.new("RGB", size, white).paste(img, mask=alpha)` (PIL's `DIV255` rounding).
 pub fn to_rgb_on_white(img: DynamicImage) -> RgbImage {
+    to_rgb_on(img, 255)
+}
+
+/// Alpha compositing onto a grey level `bg` with PIL's `DIV255` rounding.
+fn to_rgb_on(img: DynamicImage, bg: u32) -> RgbImage {
     let (width, height) = (img.width(), img.height());
     let data = if img.color().has_alpha() {
         let rgba = img.into_rgba8().into_raw();
@@ -117,7 +135,7 @@ pub fn to_rgb_on_white(img: DynamicImage) -> RgbImage {
         for px in rgba.chunks_exact(4) {
             let a = px[3] as u32;
             for &c in &px[..3] {
-                let t = 255 * (255 - a) + c as u32 * a + 128;
+                let t = bg * (255 - a) + c as u32 * a + 128;
                 out.push((((t >> 8) + t) >> 8) as u8);
             }
         }
@@ -132,8 +150,9 @@ pub fn to_rgb_on_white(img: DynamicImage) -> RgbImage {
     }
 }
 
-/// Runs the slow `Qwen2VLImageProcessor` on one decoded image: smart_resize, PIL bicubic,
-/// rescale + normalise, temporal duplication and patch flattening.
+/// Runs the image processor on one decoded image: smart_resize, bicubic resampling (torch's
+/// uint8 kernel, or PIL's for the slow-processor parity mode), rescale + normalise, temporal
+/// duplication and patch flattening.
 pub fn preprocess_image(img: &RgbImage, cfg: &ImageProcessorConfig) -> Result<PatchedVisual> {
     let v = &cfg.vision;
     let (h, w) = (img.height as usize, img.width as usize);
@@ -154,8 +173,14 @@ pub fn preprocess_image(img: &RgbImage, cfg: &ImageProcessorConfig) -> Result<Pa
             v.factor()
         )));
     }
-    let resized = resize_rgb8(&img.data, w, h, rw as usize, rh as usize, Resampler::Pil);
-    let lut = value_lut(v, Normalization::Numpy);
+    // The fast processor resizes uint8 tensors with torch and normalises in one fused f32 step;
+    // the slow one resizes with PIL and rescales in f64 first (see `ImageProcessorKind`).
+    let (resampler, norm) = match cfg.kind {
+        ImageProcessorKind::Fast => (Resampler::TorchUint8, Normalization::TorchFused),
+        ImageProcessorKind::SlowPilParity => (Resampler::Pil, Normalization::Numpy),
+    };
+    let resized = resize_rgb8(&img.data, w, h, rw as usize, rh as usize, resampler);
+    let lut = value_lut(v, norm);
     // One frame; `patchify` repeats it to fill the temporal patch.
     let (pixel_values, grid_thw) = patchify(&[resized], rh as usize, rw as usize, v, &lut);
     Ok(PatchedVisual {

@@ -1,7 +1,10 @@
 //! Image and video decoding and preprocessing with Hugging Face processor parity.
 //!
 //! * [`source`] — where bytes come from ([`MediaSource`], [`MediaFetcher`]) and the media root.
-//! * [`image`] — decoding (EXIF, alpha on white) and `Qwen2VLImageProcessor` (slow, PIL) parity.
+//! * [`image`] — decoding (EXIF, alpha flattening) and `Qwen2VLImageProcessorFast` parity (the
+//!   slow PIL processor on request).
+//! * [`overrides`] — per-request / per-item processor settings (`mm_processor_kwargs`) and the
+//!   operator's caps on them.
 //! * [`video`] — FFmpeg decoding, frame sampling and `Qwen3VLVideoProcessor` parity.
 //! * [`resize`] — `smart_resize` and the antialiased bicubic resamplers.
 //! * [`patchify`] — normalisation and patch flattening.
@@ -10,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod image;
 mod jpeg;
+pub mod overrides;
 mod par;
 pub mod patchify;
 pub mod resize;
@@ -20,9 +24,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::config::{ImageProcessorConfig, VideoProcessorConfig, VisionConfig};
+pub use self::config::{
+    ImageProcessorConfig, ImageProcessorKind, VideoProcessorConfig, VisionConfig,
+};
 pub use self::error::MediaError;
 pub use self::image::{decode_image, preprocess_image, PatchedVisual, RgbImage};
+pub use self::overrides::{KwargError, MediaCaps, MediaOverrides, SizeOverride};
 pub use self::source::{MediaFetcher, MediaSource};
 pub use self::video::{load_video, video_from_frames, VideoData, VideoMetadata};
 
@@ -43,6 +50,33 @@ pub struct MediaLimits {
     pub max_image_pixels: u64,
     /// Maximum number of frames kept from one video (after sampling).
     pub max_frames: u64,
+    /// What an image's alpha channel is flattened onto.
+    pub rgba_background: RgbaBackground,
+}
+
+/// How images with an alpha channel become RGB.
+///
+/// vLLM and qwen-vl-utils composite onto white (the default); transformers' `load_image` calls
+/// PIL's `convert("RGB")`, which drops the alpha channel and keeps the colour under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RgbaBackground {
+    #[default]
+    White,
+    Black,
+    /// Drop the alpha channel (transformers' `load_image`).
+    Drop,
+}
+
+impl RgbaBackground {
+    /// `white`, `black` or `drop`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "white" => Some(Self::White),
+            "black" => Some(Self::Black),
+            "drop" => Some(Self::Drop),
+            _ => None,
+        }
+    }
 }
 
 impl Default for MediaLimits {
@@ -55,6 +89,7 @@ impl Default for MediaLimits {
             max_items: 20,
             max_image_pixels: 8192 * 8192,
             max_frames: 768,
+            rgba_background: RgbaBackground::White,
         }
     }
 }

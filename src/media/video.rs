@@ -53,13 +53,17 @@ impl VideoMetadata {
 }
 
 /// `sample_frames` of the HF video processor: `int(total / fps · target_fps)` frames clamped to
-/// `[min_frames, max_frames]` and to `total`, at `round(linspace(0, total − 1, n))`.
+/// `[min_frames, max_frames]` and to `total`, at `round(linspace(0, total − 1, n))`; with
+/// `num_frames` set, exactly that many (repeating frames of a shorter video, as transformers does).
 pub fn sample_indices(total: u64, video_fps: Option<f64>, cfg: &VideoProcessorConfig) -> Vec<u64> {
     if total == 0 {
         return Vec::new();
     }
     if !cfg.do_sample_frames {
         return (0..total).collect();
+    }
+    if let Some(n) = cfg.num_frames {
+        return linspace_round(total - 1, n.max(1) as u64);
     }
     let fps = video_fps.unwrap_or(24.0);
     let n = ((total as f64 / fps) * cfg.fps) as i64;

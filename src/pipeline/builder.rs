@@ -20,7 +20,7 @@ use crate::actors::vision::{spawn_vision_worker, VisionActor, VisionSharing};
 use crate::engine::paged::{cache_blocks_for_bytes, DEFAULT_BLOCK_SIZE};
 use crate::engine::sampling::GenerationDefaults;
 use crate::engine::{EngineError, LoadOptions, Qwen3VlModel};
-use crate::media::{ImageProcessorConfig, VideoProcessorConfig};
+use crate::media::{ImageProcessorConfig, MediaCaps, MediaOverrides, VideoProcessorConfig};
 use crate::prompt::{ChatTemplate, Tokenizer};
 
 /// MindIE's `ScheduleConfig` / `ModelDeployConfig` knobs (defaults are MindIE's).
@@ -108,6 +108,8 @@ pub struct PipelineBuilder {
     processor: Option<Processor>,
     tokenizer: Option<PathBuf>,
     media_limits: MediaLimits,
+    media_defaults: MediaOverrides,
+    media_caps: MediaCaps,
     progress: Option<ProgressFn>,
 }
 
@@ -130,6 +132,8 @@ impl Default for PipelineBuilder {
             processor: None,
             tokenizer: None,
             media_limits: MediaLimits::default(),
+            media_defaults: MediaOverrides::default(),
+            media_caps: MediaCaps::default(),
             progress: None,
         }
     }
@@ -212,6 +216,16 @@ impl PipelineBuilder {
     /// Where media may be read from and how large it may be.
     pub fn media_limits(mut self, l: MediaLimits) -> Self {
         self.media_limits = l;
+        self
+    }
+    /// Processor settings for every request (`--mm-processor-kwargs`), under each request's own.
+    pub fn media_defaults(mut self, d: MediaOverrides) -> Self {
+        self.media_defaults = d;
+        self
+    }
+    /// Caps on the pixel budget and frame count that requests may lower but never raise.
+    pub fn media_caps(mut self, c: MediaCaps) -> Self {
+        self.media_caps = c;
         self
     }
     /// Called with progress messages while loading.
@@ -414,13 +428,10 @@ impl PipelineBuilder {
         let template = ChatTemplate::from_model_dir(dir).map_err(|e| err(e.to_string()))?;
         let img = ImageProcessorConfig::from_model_dir(dir).map_err(|e| err(e.to_string()))?;
         let vid = VideoProcessorConfig::from_model_dir(dir).map_err(|e| err(e.to_string()))?;
-        Ok(Some(Processor::new(
-            tok,
-            template,
-            img,
-            vid,
-            self.media_limits.clone(),
-        )))
+        Processor::new(tok, template, img, vid, self.media_limits.clone())
+            .with_media_settings(self.media_defaults.clone(), self.media_caps)
+            .map(Some)
+            .map_err(|e| err(e.to_string()))
     }
 
     fn num_blocks(&self, model: &Qwen3VlModel) -> Result<usize, PipelineError> {

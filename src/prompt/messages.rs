@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::media::{ImageInput, MediaError, MediaSource, VideoInput};
+use crate::media::overrides::KwargScope;
+use crate::media::{ImageInput, KwargError, MediaError, MediaOverrides, MediaSource, VideoInput};
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,19 +42,33 @@ pub enum ContentPart {
     },
     ImageUrl {
         image_url: UrlRef,
+        /// Processor settings beside `image_url` (see [`MediaOverrides`]).
+        #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
+        settings: Map<String, Value>,
     },
     VideoUrl {
         video_url: VideoRef,
+        #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
+        settings: Map<String, Value>,
     },
     Image {
         #[serde(alias = "url", alias = "path")]
         image: String,
+        /// qwen-vl-utils' per-image fields: `min_pixels`, `max_pixels`, `size`.
+        #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
+        settings: Map<String, Value>,
     },
     Video {
         #[serde(alias = "url", alias = "path")]
         video: VideoRef,
+        /// For a frame list, the rate the frames were taken at; for a video file, the sampling
+        /// rate (qwen-vl-utils' meaning).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fps: Option<f64>,
+        /// qwen-vl-utils' per-video fields: `nframes`/`num_frames`, `min_frames`, `max_frames`,
+        /// `total_pixels`, `size`.
+        #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
+        settings: Map<String, Value>,
     },
 }
 
@@ -66,6 +81,9 @@ pub enum UrlRef {
         url: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        /// Processor settings inside the object (`{"url": …, "max_pixels": 200704}`).
+        #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
+        settings: Map<String, Value>,
     },
 }
 
@@ -73,6 +91,13 @@ impl UrlRef {
     pub fn url(&self) -> &str {
         match self {
             UrlRef::Url(u) | UrlRef::Object { url: u, .. } => u,
+        }
+    }
+
+    fn settings(&self) -> Option<&Map<String, Value>> {
+        match self {
+            UrlRef::Url(_) => None,
+            UrlRef::Object { settings, .. } => Some(settings),
         }
     }
 }
@@ -85,12 +110,27 @@ pub enum VideoRef {
     Frames(Vec<String>),
     Object {
         url: String,
+        #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
+        settings: Map<String, Value>,
     },
     FrameObject {
         frames: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fps: Option<f64>,
+        #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
+        settings: Map<String, Value>,
     },
+}
+
+impl VideoRef {
+    fn settings(&self) -> Option<&Map<String, Value>> {
+        match self {
+            VideoRef::Url(_) | VideoRef::Frames(_) => None,
+            VideoRef::Object { settings, .. } | VideoRef::FrameObject { settings, .. } => {
+                Some(settings)
+            }
+        }
+    }
 }
 
 /// An assistant tool call.
@@ -118,6 +158,16 @@ pub enum Visual {
     Video(VideoInput),
 }
 
+/// A visual item with the processor settings given on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisualRef {
+    pub visual: Visual,
+    /// Per-item settings (empty when none were given).
+    pub overrides: MediaOverrides,
+    /// Where the item is in the request (`messages[i].content[j]`), for error messages.
+    pub path: String,
+}
+
 fn video_input(v: &VideoRef, fps: Option<f64>) -> Result<VideoInput, MediaError> {
     let frames = |list: &[String], fps: Option<f64>| -> Result<VideoInput, MediaError> {
         Ok(VideoInput::Frames {
@@ -129,39 +179,126 @@ fn video_input(v: &VideoRef, fps: Option<f64>) -> Result<VideoInput, MediaError>
         })
     };
     match v {
-        VideoRef::Url(u) | VideoRef::Object { url: u } => {
+        VideoRef::Url(u) | VideoRef::Object { url: u, .. } => {
             Ok(VideoInput::Source(MediaSource::parse(u)?))
         }
         VideoRef::Frames(list) => frames(list, fps),
         VideoRef::FrameObject {
             frames: list,
             fps: f,
+            ..
         } => frames(list, f.or(fps)),
     }
 }
 
 /// Collects the images and videos of all messages in order of appearance (the order in which the
 /// chat template emits their placeholders).
-pub fn collect_visuals(messages: &[ChatMessage]) -> Result<Vec<Visual>, MediaError> {
+pub fn collect_visuals(messages: &[ChatMessage]) -> Result<Vec<Visual>, VisualRefError> {
+    Ok(collect_visual_refs(messages)?
+        .into_iter()
+        .map(|v| v.visual)
+        .collect())
+}
+
+/// A bad media reference or a bad per-item processor setting.
+#[derive(Debug, thiserror::Error)]
+pub enum VisualRefError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Setting(#[from] KwargError),
+}
+
+/// [`collect_visuals`] with each item's processor settings (qwen-vl-utils fields on the part, or
+/// inside the `image_url` / `video_url` object; the inner ones win).
+pub fn collect_visual_refs(messages: &[ChatMessage]) -> Result<Vec<VisualRef>, VisualRefError> {
     let mut out = Vec::new();
-    for m in messages {
+    for (mi, m) in messages.iter().enumerate() {
         if let Some(MessageContent::Parts(parts)) = &m.content {
-            for p in parts {
-                match p {
-                    ContentPart::Text { .. } => {}
-                    ContentPart::ImageUrl { image_url } => out.push(Visual::Image(ImageInput {
-                        source: MediaSource::parse(image_url.url())?,
-                    })),
-                    ContentPart::Image { image } => out.push(Visual::Image(ImageInput {
-                        source: MediaSource::parse(image)?,
-                    })),
-                    ContentPart::VideoUrl { video_url } => {
-                        out.push(Visual::Video(video_input(video_url, None)?))
+            for (pi, p) in parts.iter().enumerate() {
+                let path = format!("messages[{mi}].content[{pi}]");
+                let layered = |outer: &Map<String, Value>,
+                               inner: Option<&Map<String, Value>>,
+                               inner_name: &str,
+                               scope: KwargScope|
+                 -> Result<MediaOverrides, KwargError> {
+                    let o = MediaOverrides::from_item(outer, &path, scope)?;
+                    Ok(match inner {
+                        Some(i) => o.then(&MediaOverrides::from_item(
+                            i,
+                            &format!("{path}.{inner_name}"),
+                            scope,
+                        )?),
+                        None => o,
+                    })
+                };
+                let item = match p {
+                    ContentPart::Text { .. } => continue,
+                    ContentPart::ImageUrl {
+                        image_url,
+                        settings,
+                    } => VisualRef {
+                        visual: Visual::Image(ImageInput {
+                            source: MediaSource::parse(image_url.url())?,
+                        }),
+                        overrides: layered(
+                            settings,
+                            image_url.settings(),
+                            "image_url",
+                            KwargScope::Image,
+                        )?,
+                        path: path.clone(),
+                    },
+                    ContentPart::Image { image, settings } => VisualRef {
+                        visual: Visual::Image(ImageInput {
+                            source: MediaSource::parse(image)?,
+                        }),
+                        overrides: layered(settings, None, "", KwargScope::Image)?,
+                        path: path.clone(),
+                    },
+                    ContentPart::VideoUrl {
+                        video_url,
+                        settings,
+                    } => VisualRef {
+                        visual: Visual::Video(video_input(video_url, None)?),
+                        overrides: layered(
+                            settings,
+                            video_url.settings(),
+                            "video_url",
+                            KwargScope::Video,
+                        )?,
+                        path: path.clone(),
+                    },
+                    ContentPart::Video {
+                        video,
+                        fps,
+                        settings,
+                    } => {
+                        let visual = video_input(video, *fps)?;
+                        let mut overrides =
+                            layered(settings, video.settings(), "video", KwargScope::Video)?;
+                        // On a video file, `fps` is the sampling rate (on a frame list it is
+                        // the rate the frames were taken at, used above).
+                        if let (VideoInput::Source(_), Some(f)) = (&visual, fps) {
+                            if !(*f > 0.0 && f.is_finite()) {
+                                return Err(KwargError {
+                                    field: format!("{path}.fps"),
+                                    message: format!("must be a positive number, got {f}"),
+                                }
+                                .into());
+                            }
+                            if overrides.num_frames.is_none() {
+                                overrides.fps = Some(*f);
+                            }
+                        }
+                        VisualRef {
+                            visual: Visual::Video(visual),
+                            overrides,
+                            path: path.clone(),
+                        }
                     }
-                    ContentPart::Video { video, fps } => {
-                        out.push(Visual::Video(video_input(video, *fps)?))
-                    }
-                }
+                };
+                out.push(item);
             }
         }
     }

@@ -49,6 +49,8 @@ pub enum PromptError {
         placeholders: usize,
         items: usize,
     },
+    #[error("invalid processor setting {0}")]
+    Setting(#[from] crate::media::KwargError),
     #[error("writing output: {0}")]
     Output(String),
     #[error("internal error: {0}")]

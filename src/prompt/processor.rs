@@ -5,12 +5,15 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
-use super::messages::{collect_visuals, template_messages, ChatMessage, Visual};
+use super::messages::{
+    collect_visual_refs, template_messages, ChatMessage, Visual, VisualRef, VisualRefError,
+};
 use super::template::{ChatTemplate, RenderOptions};
 use super::{PromptError, Tokenizer};
+use crate::media::overrides::capped_defaults;
 use crate::media::{
-    ImageProcessorConfig, MediaError, MediaFetcher, MediaLimits, PatchedVisual, VideoMetadata,
-    VideoProcessorConfig,
+    ImageProcessorConfig, ImageProcessorKind, MediaCaps, MediaError, MediaFetcher, MediaLimits,
+    MediaOverrides, PatchedVisual, VideoMetadata, VideoProcessorConfig,
 };
 
 const IMAGE_PAD: &str = "<|image_pad|>";
@@ -39,6 +42,8 @@ pub struct ProcessedInputs {
     pub patch_dim: usize,
     /// The rendered chat template before placeholder expansion.
     pub prompt: String,
+    /// How many of `input_ids` are image or video placeholders (reported in `usage`).
+    pub visual_tokens: usize,
 }
 
 impl ProcessedInputs {
@@ -114,6 +119,10 @@ pub struct Processor {
     pub template: ChatTemplate,
     pub image_config: ImageProcessorConfig,
     pub video_config: VideoProcessorConfig,
+    /// Server-wide processor settings (`--mm-processor-kwargs`), under each request's own.
+    pub defaults: MediaOverrides,
+    /// Operator caps that requests may lower but never raise.
+    pub caps: MediaCaps,
     fetcher: MediaFetcher,
 }
 
@@ -147,8 +156,34 @@ impl Processor {
             template,
             image_config,
             video_config,
+            defaults: MediaOverrides::default(),
+            caps: MediaCaps::default(),
             fetcher: MediaFetcher::new(limits),
         }
+    }
+
+    /// Applies server-wide settings and caps. The checkpoint's defaults are lowered to the caps;
+    /// `defaults` themselves must respect them (an error names the offending setting).
+    pub fn with_media_settings(
+        mut self,
+        defaults: MediaOverrides,
+        caps: MediaCaps,
+    ) -> Result<Self, PromptError> {
+        capped_defaults(&mut self.image_config, &mut self.video_config, &caps);
+        defaults.image_config(&self.image_config, &caps, "mm_processor_kwargs")?;
+        defaults.video_config(&self.video_config, &caps, "mm_processor_kwargs")?;
+        self.defaults = defaults;
+        self.caps = caps;
+        Ok(self)
+    }
+
+    /// Uses the slow PIL image processor's arithmetic and pixel-budget quirk (parity
+    /// experiments only; see [`ImageProcessorKind::SlowPilParity`]).
+    pub fn with_slow_image_processor_parity(mut self, dir: &Path) -> Result<Self, PromptError> {
+        self.image_config =
+            ImageProcessorConfig::from_model_dir_as(dir, ImageProcessorKind::SlowPilParity)
+                .map_err(|e| PromptError::Config(e.to_string()))?;
+        Ok(self)
     }
 
     /// Relative media paths resolve against `dir` (e.g. the folder of a messages file).
@@ -192,10 +227,25 @@ impl Processor {
         messages: &[ChatMessage],
         opts: &RenderOptions,
     ) -> Result<ProcessedInputs, PromptError> {
-        let visuals = collect_visuals(messages).map_err(|e| PromptError::Media {
-            index: 0,
-            source: e,
+        self.process_request(messages, opts, &MediaOverrides::default())
+    }
+
+    /// [`Processor::process_with`] with a request's `mm_processor_kwargs`, layered over the
+    /// server's and under each item's own settings.
+    pub fn process_request(
+        &self,
+        messages: &[ChatMessage],
+        opts: &RenderOptions,
+        request: &MediaOverrides,
+    ) -> Result<ProcessedInputs, PromptError> {
+        let visuals = collect_visual_refs(messages).map_err(|e| match e {
+            VisualRefError::Media(source) => PromptError::Media { index: 0, source },
+            VisualRefError::Setting(k) => PromptError::Setting(k),
         })?;
+        // Caps are checked layer by layer so that an error names the field the caller sent.
+        request.image_config(&self.image_config, &self.caps, "mm_processor_kwargs")?;
+        request.video_config(&self.video_config, &self.caps, "mm_processor_kwargs")?;
+        let base = self.defaults.then(request);
         let limit = self.limits().max_items;
         if visuals.len() > limit {
             return Err(PromptError::Media {
@@ -206,8 +256,26 @@ impl Processor {
                 },
             });
         }
+        let mut configs = Vec::with_capacity(visuals.len());
+        for v in &visuals {
+            let unchecked = MediaCaps::default();
+            let layered = base.then(&v.overrides);
+            let path = &v.path;
+            configs.push(match v.visual {
+                Visual::Image(_) => {
+                    v.overrides
+                        .image_config(&self.image_config, &self.caps, path)?;
+                    ItemConfig::Image(layered.image_config(&self.image_config, &unchecked, path)?)
+                }
+                Visual::Video(_) => {
+                    v.overrides
+                        .video_config(&self.video_config, &self.caps, path)?;
+                    ItemConfig::Video(layered.video_config(&self.video_config, &unchecked, path)?)
+                }
+            });
+        }
         let prompt = self.render(messages, opts)?;
-        let loaded = self.load_visuals(&visuals)?;
+        let loaded = self.load_visuals(&visuals, &configs)?;
         let mut out = ProcessedInputs {
             patch_dim: self.image_config.vision.patch_dim(),
             prompt,
@@ -249,21 +317,34 @@ impl Processor {
         }
         let ids = self.tokenizer.encode(&text)?;
         out.input_ids = self.expand_ids(&ids, &image_tokens, &out.video_grid_thw, &video_slices)?;
+        let tk = &self.tokenizer;
+        out.visual_tokens = out
+            .input_ids
+            .iter()
+            .filter(|&&t| t == tk.image_pad_id || t == tk.video_pad_id)
+            .count();
         Ok(out)
     }
 
-    fn load_visuals(&self, visuals: &[Visual]) -> Result<Vec<Loaded>, PromptError> {
-        let load = |(index, v): (usize, &Visual)| -> Result<Loaded, PromptError> {
+    fn load_visuals(
+        &self,
+        visuals: &[VisualRef],
+        configs: &[ItemConfig],
+    ) -> Result<Vec<Loaded>, PromptError> {
+        let load = |(index, v): (usize, &VisualRef)| -> Result<Loaded, PromptError> {
             let wrap = |source| PromptError::Media { index, source };
-            match v {
-                Visual::Image(img) => img
-                    .load(&self.fetcher, &self.image_config)
+            match (&v.visual, &configs[index]) {
+                (Visual::Image(img), ItemConfig::Image(cfg)) => img
+                    .load(&self.fetcher, cfg)
                     .map(Loaded::Image)
                     .map_err(wrap),
-                Visual::Video(vid) => vid
-                    .load(&self.fetcher, &self.video_config)
+                (Visual::Video(vid), ItemConfig::Video(cfg)) => vid
+                    .load(&self.fetcher, cfg)
                     .map(|(p, m)| Loaded::Video(p, m))
                     .map_err(wrap),
+                _ => Err(PromptError::Internal(format!(
+                    "media item {index}: settings of the other kind"
+                ))),
             }
         };
         if visuals.len() <= 1 {
@@ -273,7 +354,7 @@ impl Processor {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(visuals.len());
-        let items: Vec<(usize, &Visual)> = visuals.iter().enumerate().collect();
+        let items: Vec<(usize, &VisualRef)> = visuals.iter().enumerate().collect();
         let mut results: Vec<Option<Result<Loaded, PromptError>>> =
             (0..visuals.len()).map(|_| None).collect();
         std::thread::scope(|s| {
@@ -365,6 +446,12 @@ impl Processor {
 enum Loaded {
     Image(PatchedVisual),
     Video(PatchedVisual, VideoMetadata),
+}
+
+/// The processor settings one item is preprocessed with.
+enum ItemConfig {
+    Image(ImageProcessorConfig),
+    Video(VideoProcessorConfig),
 }
 
 /// Python's `f"{x:.1f}"`.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::engine::LoadOptions;
-use crate::media::MediaLimits;
+use crate::media::{MediaCaps, MediaLimits, MediaOverrides, RgbaBackground};
 use crate::pipeline::{KvCacheSize, ScheduleConfig, Truncation};
 
 /// MindIE's hard-coded local media directory (`_ALLOWED_LOCAL_MEDIA_PATH`), our default root.
@@ -51,6 +51,10 @@ pub struct ServiceConfig {
     /// `cacheBlockSize`.
     pub block_size: Option<usize>,
     pub media: MediaLimits,
+    /// `--mm-processor-kwargs`: processor settings under every request's own.
+    pub media_defaults: MediaOverrides,
+    /// `--max-image-pixels` / `--max-video-frames`.
+    pub media_caps: MediaCaps,
     /// `tokenizerProcessNumber`: requests preprocessed at once.
     pub media_workers: usize,
     /// HTTP worker threads.
@@ -95,6 +99,11 @@ pub struct Settings {
     pub media_root: Option<PathBuf>,
     pub allow_http_media: Option<bool>,
     pub max_media_items: Option<usize>,
+    /// `--mm-processor-kwargs` (a JSON object, checked in `finish`).
+    pub mm_processor_kwargs: Option<serde_json::Value>,
+    pub max_image_pixels: Option<u64>,
+    pub max_video_frames: Option<u32>,
+    pub rgba_background: Option<RgbaBackground>,
     pub media_workers: Option<usize>,
     pub http_workers: Option<usize>,
     pub shutdown_timeout_s: Option<u64>,
@@ -115,7 +124,8 @@ impl Settings {
             token_timeout_s, e2e_timeout_s, full_text, https, tls_cert, tls_key, max_seq_len,
             max_input_token_len, truncation, max_iter_times, max_batch_size,
             max_prefill_batch_size, max_prefill_tokens, prefill_chunk, block_size, kv_cache_gib, media_root,
-            allow_http_media, max_media_items, media_workers, http_workers, shutdown_timeout_s)
+            allow_http_media, max_media_items, mm_processor_kwargs, max_image_pixels,
+            max_video_frames, rgba_background, media_workers, http_workers, shutdown_timeout_s)
     }
 
     /// Apply defaults and check ranges.
@@ -212,7 +222,20 @@ impl Settings {
             allow_http: self.allow_http_media.unwrap_or(true),
             max_item_bytes: mb << 20,
             max_items: self.max_media_items.unwrap_or(20),
+            rgba_background: self.rgba_background.unwrap_or_default(),
             ..Default::default()
+        };
+        let media_caps = MediaCaps {
+            max_image_pixels: self.max_image_pixels,
+            max_video_frames: self.max_video_frames,
+        };
+        if media_caps.max_image_pixels == Some(0) || media_caps.max_video_frames == Some(0) {
+            return Err("--max-image-pixels and --max-video-frames must be positive".into());
+        }
+        let media_defaults = match &self.mm_processor_kwargs {
+            None => MediaOverrides::default(),
+            Some(v) => MediaOverrides::from_json(v, "--mm-processor-kwargs")
+                .map_err(|e| format!("invalid {}: {}", e.field, e.message))?,
         };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let served_model_name = self.served_model_name.unwrap_or_else(|| "qwen3vl".into());
@@ -236,6 +259,8 @@ impl Settings {
             kv_cache,
             block_size: self.block_size,
             media,
+            media_defaults,
+            media_caps,
             media_workers: self.media_workers.unwrap_or(cores.clamp(1, 8)),
             http_workers: self.http_workers.unwrap_or(cores.clamp(1, 4)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_s.unwrap_or(30)),

@@ -138,6 +138,18 @@ impl Collected {
     pub fn usage(&self) -> (usize, usize) {
         usage_of(self.choices.iter().filter_map(|c| c.finish.as_ref()))
     }
+
+    /// (cached, visual) prompt tokens, for `usage.prompt_tokens_details`.
+    pub fn prompt_details(&self) -> (usize, usize) {
+        details_of(self.choices.iter().filter_map(|c| c.finish.as_ref()))
+    }
+}
+
+/// (cached, visual) prompt tokens of a request from its choices' finishes.
+pub fn details_of<'a>(finishes: impl Iterator<Item = &'a Finish>) -> (usize, usize) {
+    finishes.fold((0, 0), |(c, v), f| {
+        (c.max(f.usage.cached_tokens), v.max(f.usage.visual_tokens))
+    })
 }
 
 /// (prompt, completion) tokens of a request from its choices' finishes.
@@ -386,6 +398,11 @@ impl Generation {
     /// Usage so far over the finished choices.
     pub fn usage(&self) -> (usize, usize) {
         usage_of(self.finished.iter().flatten())
+    }
+
+    /// (cached, visual) prompt tokens of the choices finished so far.
+    pub fn prompt_details(&self) -> (usize, usize) {
+        details_of(self.finished.iter().flatten())
     }
 
     fn record_success(&mut self) {

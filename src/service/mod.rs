@@ -64,6 +64,8 @@ pub fn pipeline_builder(config: &ServiceConfig) -> PipelineBuilder {
         .schedule(config.schedule.clone())
         .kv_cache(config.kv_cache)
         .media_limits(config.media.clone())
+        .media_defaults(config.media_defaults.clone())
+        .media_caps(config.media_caps)
         .media_workers(config.media_workers);
     if let Some(t) = &config.tokenizer {
         b = b.tokenizer(t);

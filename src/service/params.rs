@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::errors::ApiError;
 use super::state::AppState;
+use crate::media::MediaOverrides;
 use crate::pipeline::SamplingParams;
 use crate::prompt::ContentPart;
 
@@ -93,6 +94,15 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 
 /// Deserialize a request (or a part of it); unknown fields are ignored, wrong types name the
 /// offending field.
+/// The request's `mm_processor_kwargs` (vLLM): a bad value is a 422 naming the field.
+pub fn media_overrides(v: Option<&Value>) -> Result<MediaOverrides, ApiError> {
+    match v {
+        None => Ok(MediaOverrides::default()),
+        Some(v) => MediaOverrides::from_json(v, "mm_processor_kwargs")
+            .map_err(|e| ApiError::validation(format!("invalid `{}`: {}", e.field, e.message))),
+    }
+}
+
 pub fn from_value<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();

@@ -13,6 +13,7 @@ use super::generation::Generation;
 use super::limits::{LinkLimiter, LinkPermit};
 use super::metrics::Metrics;
 use crate::engine::MultimodalInput;
+use crate::media::MediaOverrides;
 use crate::pipeline::{ChatMessage, Pipeline, SamplingParams};
 use crate::prompt::{ContentPart, MessageContent, Tokenizer};
 
@@ -36,22 +37,25 @@ pub enum PromptInput {
     Text(String),
     /// Token ids.
     Tokens(Vec<u32>),
-    /// Chat messages (chat template, media).
-    Chat(Vec<ChatMessage>),
+    /// Chat messages (chat template, media) with the request's `mm_processor_kwargs`.
+    Chat(Vec<ChatMessage>, MediaOverrides),
 }
 
 impl PromptInput {
     /// MindIE's list prompts (`/generate` `prompt`, `/infer` and TGI `inputs`): the parts
     /// become one user message and go through the chat template with the generation prompt.
-    pub fn from_parts(parts: Vec<ContentPart>) -> Self {
-        PromptInput::Chat(vec![ChatMessage {
-            role: "user".into(),
-            content: Some(MessageContent::Parts(parts)),
-            tool_calls: None,
-            tool_call_id: None,
-            name: None,
-            reasoning_content: None,
-        }])
+    pub fn from_parts(parts: Vec<ContentPart>, media: MediaOverrides) -> Self {
+        PromptInput::Chat(
+            vec![ChatMessage {
+                role: "user".into(),
+                content: Some(MessageContent::Parts(parts)),
+                tool_calls: None,
+                tool_call_id: None,
+                name: None,
+                reasoning_content: None,
+            }],
+            media,
+        )
     }
 }
 
@@ -172,7 +176,7 @@ impl AppState {
                 }
                 self.pipeline.generate(tokens_input(ids), params)
             }
-            PromptInput::Chat(messages) => {
+            PromptInput::Chat(messages, media) => {
                 if messages.is_empty() {
                     return Err(ApiError::validation("`messages` must not be empty"));
                 }
@@ -188,7 +192,7 @@ impl AppState {
                         "chat requests need a tokenizer (tokenizer.json in the model folder or --tokenizer)",
                     ));
                 }
-                self.pipeline.chat(messages, params)
+                self.pipeline.chat_with_media(messages, params, media)
             }
         };
         Generation::start(self.clone(), events, n, seed, permit, peer).await

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use qwen3vl::media::MediaLimits;
+use qwen3vl::media::{MediaLimits, RgbaBackground};
 use qwen3vl::prompt::{write_default_processor_files, Processor};
 use serde_json::Value;
 
@@ -74,14 +74,27 @@ pub fn model_dir(config: &str) -> tempfile::TempDir {
 
 /// A processor for `config` that may read files under the fixtures folder.
 pub fn processor(config: &str) -> Processor {
+    processor_with(config, RgbaBackground::White)
+}
+
+/// [`processor`] flattening alpha onto `background`; a config marked `"slow": true` in
+/// cases.json uses the slow PIL image processor's parity mode.
+pub fn processor_with(config: &str, background: RgbaBackground) -> Processor {
     let dir = model_dir(config);
     let limits = MediaLimits {
         media_root: Some(fixtures()),
+        rgba_background: background,
         ..Default::default()
     };
-    Processor::from_model_dir(dir.path(), limits)
+    let p = Processor::from_model_dir(dir.path(), limits)
         .expect("processor loads")
-        .with_base_dir(fixtures())
+        .with_base_dir(fixtures());
+    if cases()["configs"][config]["slow"].as_bool() == Some(true) {
+        p.with_slow_image_processor_parity(dir.path())
+            .expect("slow processor config")
+    } else {
+        p
+    }
 }
 
 /// Reads a safetensors file into name → (dtype, shape, bytes).

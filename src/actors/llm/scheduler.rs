@@ -37,6 +37,7 @@ pub struct SeqUpdate {
     pub completion_tokens: usize,
     pub prompt_tokens: usize,
     pub cached_tokens: usize,
+    pub visual_tokens: usize,
     pub timings: crate::actors::request::Timings,
 }
 
@@ -248,6 +249,7 @@ fn update(s: &mut Sequence, sampled: Option<Sampled>, finish: Option<FinishReaso
         completion_tokens: s.output.len(),
         prompt_tokens: s.prompt_len(),
         cached_tokens: s.cached_tokens,
+        visual_tokens: s.prompt.visual_tokens,
         timings: s.timings,
     }
 }

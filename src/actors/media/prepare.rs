@@ -62,16 +62,24 @@ impl MediaContext {
         } = req;
         let mut mm = match input {
             RequestInput::Tokens(mm) => mm,
-            RequestInput::Chat(messages) => {
+            RequestInput::Chat(messages, media) => {
                 let processor = self.processor.as_ref().ok_or_else(|| {
                     RequestError::Invalid(
                         "chat messages need a tokenizer (tokenizer.json in the model folder or PipelineBuilder::tokenizer); submit token ids instead".into(),
                     )
                 })?;
-                let p = processor.process(&messages).map_err(|e| match e {
-                    crate::prompt::PromptError::Media { .. } => RequestError::Media(e.to_string()),
-                    _ => RequestError::Invalid(e.to_string()),
-                })?;
+                let opts = crate::prompt::RenderOptions {
+                    add_generation_prompt: true,
+                    ..Default::default()
+                };
+                let p = processor
+                    .process_request(&messages, &opts, &media)
+                    .map_err(|e| match e {
+                        crate::prompt::PromptError::Media { .. } => {
+                            RequestError::Media(e.to_string())
+                        }
+                        _ => RequestError::Invalid(e.to_string()),
+                    })?;
                 let grids = |g: &[[u32; 3]]| -> Vec<[usize; 3]> {
                     g.iter().map(|x| x.map(|d| d as usize)).collect()
                 };
@@ -130,6 +138,14 @@ impl MediaContext {
         Ok(PreparedRequest {
             id,
             prompt: Prompt {
+                visual_tokens: mm
+                    .input_ids
+                    .iter()
+                    .filter(|&&t| {
+                        t == self.model.config.image_token_id
+                            || t == self.model.config.video_token_id
+                    })
+                    .count(),
                 ids: mm.input_ids,
                 positions,
                 keys,

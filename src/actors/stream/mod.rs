@@ -175,6 +175,7 @@ fn deliver_one(s: &mut Stream, u: SeqUpdate) {
         prompt_tokens: u.prompt_tokens,
         completion_tokens: completion,
         cached_tokens: u.cached_tokens,
+        visual_tokens: u.visual_tokens,
     };
     let mut events = Vec::new();
     if let Some(sm) = &u.sampled {

@@ -50,10 +50,16 @@ pub fn chat_messages(parts: &[Part]) -> std::result::Result<Vec<ChatMessage>, St
                 image_url: UrlRef::Object {
                     url: u.clone(),
                     detail: None,
+                    settings: Default::default(),
                 },
+                settings: Default::default(),
             }),
             Part::Video(u) => Ok(ContentPart::VideoUrl {
-                video_url: VideoRef::Object { url: u.clone() },
+                video_url: VideoRef::Object {
+                    url: u.clone(),
+                    settings: Default::default(),
+                },
+                settings: Default::default(),
             }),
             Part::Audio(_) => {
                 Err("audio inputs are not supported: Qwen3-VL has no audio encoder".to_string())

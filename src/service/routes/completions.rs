@@ -12,7 +12,7 @@ use crate::pipeline::TokenLogprob;
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::{Failure, Generation};
-use crate::service::params::{from_value, parse_json, Body, VllmSampling};
+use crate::service::params::{from_value, media_overrides, parse_json, Body, VllmSampling};
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
 
@@ -34,6 +34,9 @@ struct CompletionRequest {
     /// Number of most likely alternatives per token (OpenAI completions semantics).
     #[serde(default)]
     logprobs: Option<i64>,
+    /// Checked like chat's; a text prompt has no media for it to change.
+    #[serde(default)]
+    mm_processor_kwargs: Option<Value>,
 }
 
 pub async fn handle(
@@ -47,6 +50,7 @@ pub async fn handle(
     let cr: CompletionRequest = from_value(&v)?;
     let sampling: VllmSampling = from_value(&v)?;
     state.check_model(cr.model.as_deref(), true)?;
+    media_overrides(cr.mm_processor_kwargs.as_ref())?;
     let mut params = sampling.to_params(2.0)?;
     if let Some(k) = cr.logprobs {
         if !(0..=20).contains(&k) {
@@ -96,7 +100,7 @@ pub async fn handle(
         "created": meta.created,
         "model": meta.model,
         "choices": choices,
-        "usage": usage_json(p, n, 0),
+        "usage": usage_json(p, n, 0, 0),
     })))
 }
 
@@ -175,7 +179,7 @@ fn stream(
             }
             let usage = (c.finish.is_some() && g.all_finished()).then(|| {
                 let (p, n) = g.usage();
-                usage_json(p, n, 0)
+                usage_json(p, n, 0, 0)
             });
             let lp = logprobs_json(&state, &c.logprobs);
             yield Ok(sse::data(&frame(
@@ -187,7 +191,7 @@ fn stream(
         }
         if include_usage {
             let (p, n) = g.usage();
-            yield Ok(sse::data(&frame(json!([]), Some(usage_json(p, n, 0)))));
+            yield Ok(sse::data(&frame(json!([]), Some(usage_json(p, n, 0, 0)))));
         }
         yield Ok(sse::done());
     };

@@ -9,11 +9,13 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::media::MediaOverrides;
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::Failure;
 use crate::service::params::{
-    from_value, parse_body, parse_json, Body, TextOrParts, TgiParameters, VllmSampling,
+    from_value, media_overrides, parse_body, parse_json, Body, TextOrParts, TgiParameters,
+    VllmSampling,
 };
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
@@ -26,6 +28,8 @@ struct VllmRequest {
     model: Option<String>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    mm_processor_kwargs: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,10 +99,11 @@ async fn vllm(
 ) -> Result<HttpResponse, ApiError> {
     state.check_model(req.model.as_deref(), false)?;
     let params = sampling.to_params(f32::MAX)?;
+    let media = media_overrides(req.mm_processor_kwargs.as_ref())?;
     let head = req.prompt.first_text().to_string();
     let prompt = match req.prompt {
         TextOrParts::Text(t) => PromptInput::Text(t),
-        TextOrParts::Parts(p) => PromptInput::from_parts(p),
+        TextOrParts::Parts(p) => PromptInput::from_parts(p, media),
     };
     let permit = state.admit().await?;
     let mut g = state.generate(prompt, params, permit, peer).await?;
@@ -174,7 +179,7 @@ pub(crate) async fn tgi_prompt(
             }
             None => PromptInput::Text(t),
         },
-        TextOrParts::Parts(p) => PromptInput::from_parts(p),
+        TextOrParts::Parts(p) => PromptInput::from_parts(p, MediaOverrides::default()),
     })
 }
 

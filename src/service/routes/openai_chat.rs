@@ -17,7 +17,7 @@ use crate::pipeline::{ChatMessage, TokenLogprob};
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::{Chunk, Failure, Generation};
-use crate::service::params::{from_value, parse_json, Body, VllmSampling};
+use crate::service::params::{from_value, media_overrides, parse_json, Body, VllmSampling};
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
 
@@ -33,6 +33,8 @@ struct ChatRequest {
     logprobs: Option<bool>,
     #[serde(default)]
     top_logprobs: Option<i64>,
+    #[serde(default)]
+    mm_processor_kwargs: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +70,7 @@ pub async fn handle(
             return Err(ApiError::validation("tool messages need `tool_call_id`"));
         }
     }
+    let media = media_overrides(chat.mm_processor_kwargs.as_ref())?;
     let mut params = sampling.to_params(2.0)?;
     let top = chat.top_logprobs.unwrap_or(0);
     if !(0..=20).contains(&top) {
@@ -77,7 +80,12 @@ pub async fn handle(
     params.top_logprobs = if params.logprobs { top as usize } else { 0 };
     let permit = state.admit().await?;
     let g = state
-        .generate(PromptInput::Chat(chat.messages), params, permit, peer)
+        .generate(
+            PromptInput::Chat(chat.messages, media),
+            params,
+            permit,
+            peer,
+        )
         .await?;
     let meta = Meta {
         id: state.request_id(),
@@ -105,13 +113,7 @@ pub async fn handle(
                 })
             })
             .collect();
-        let cached = c
-            .choices
-            .iter()
-            .filter_map(|c| c.finish.as_ref())
-            .map(|f| f.usage.cached_tokens)
-            .max()
-            .unwrap_or(0);
+        let (cached, visual) = c.prompt_details();
         let (p, n) = c.usage();
         Ok(sse::json(&json!({
             "id": meta.id,
@@ -119,7 +121,7 @@ pub async fn handle(
             "created": meta.created,
             "model": meta.model,
             "choices": choices,
-            "usage": usage_json(p, n, cached),
+            "usage": usage_json(p, n, cached, visual),
         })))
     }
 }
@@ -136,14 +138,16 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-pub(crate) fn usage_json(prompt: usize, completion: usize, cached: usize) -> Value {
+/// `usage`; `prompt_tokens_details` appears when the prompt had cached or visual tokens
+/// (`visual_tokens`: image and video placeholders, part of `prompt_tokens`).
+pub(crate) fn usage_json(prompt: usize, completion: usize, cached: usize, visual: usize) -> Value {
     let mut u = json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     });
-    if cached > 0 {
-        u["prompt_tokens_details"] = json!({"cached_tokens": cached});
+    if cached > 0 || visual > 0 {
+        u["prompt_tokens_details"] = json!({"cached_tokens": cached, "visual_tokens": visual});
     }
     u
 }
@@ -230,7 +234,8 @@ fn stream(
             let last = c.finish.is_some() && g.all_finished();
             let usage = last.then(|| {
                 let (p, n) = g.usage();
-                usage_json(p, n, 0)
+                let (cached, visual) = g.prompt_details();
+                usage_json(p, n, cached, visual)
             });
             yield Ok(sse::data(&chunk(
                 json!([{"index": c.choice, "delta": {"role": "assistant", "content": c.text},
@@ -240,7 +245,8 @@ fn stream(
         }
         if include_usage {
             let (p, n) = g.usage();
-            yield Ok(sse::data(&chunk(json!([]), Some(usage_json(p, n, 0)))));
+            let (cached, visual) = g.prompt_details();
+            yield Ok(sse::data(&chunk(json!([]), Some(usage_json(p, n, cached, visual)))));
         }
         yield Ok(sse::done());
     };
