@@ -35,6 +35,8 @@ pub struct MediaOverrides {
     pub num_frames: Option<u32>,
     pub min_frames: Option<u32>,
     pub max_frames: Option<u32>,
+    /// Videos: `false` keeps every frame (still subject to the frame limits).
+    pub do_sample_frames: Option<bool>,
 }
 
 /// A bad processor setting: `field` is the JSON path of the offending value.
@@ -81,6 +83,7 @@ const VIDEO_KEYS: &[&str] = &[
     "nframes",
     "min_frames",
     "max_frames",
+    "do_sample_frames",
 ];
 
 fn positive_int(v: &Value, field: &str) -> Result<u64, KwargError> {
@@ -171,7 +174,7 @@ impl MediaOverrides {
                 if strict {
                     return Err(bad(
                         field,
-                        "unknown processor setting (expected one of size, min_pixels, max_pixels, total_pixels, fps, num_frames, min_frames, max_frames)",
+                        "unknown processor setting (expected one of size, min_pixels, max_pixels, total_pixels, fps, num_frames, min_frames, max_frames, do_sample_frames)",
                     ));
                 }
                 continue;
@@ -194,6 +197,14 @@ impl MediaOverrides {
                 "num_frames" | "nframes" => o.num_frames = Some(frames(v, &field)?),
                 "min_frames" => o.min_frames = Some(frames(v, &field)?),
                 "max_frames" => o.max_frames = Some(frames(v, &field)?),
+                "do_sample_frames" => {
+                    o.do_sample_frames = Some(v.as_bool().ok_or_else(|| {
+                        bad(
+                            &field,
+                            format!("must be true or false, got {}", type_name(v)),
+                        )
+                    })?)
+                }
                 _ => unreachable!("key checked against the allowed lists"),
             }
         }
@@ -239,6 +250,7 @@ impl MediaOverrides {
             num_frames: top.num_frames.or(self.num_frames),
             min_frames: top.min_frames.or(self.min_frames),
             max_frames: top.max_frames.or(self.max_frames),
+            do_sample_frames: top.do_sample_frames.or(self.do_sample_frames),
         };
         if top.fps.is_some() {
             o.num_frames = None;
@@ -318,6 +330,9 @@ impl MediaOverrides {
         if let Some(n) = self.max_frames {
             check_frames(n, caps.max_video_frames, &format!("{path}.max_frames"))?;
             cfg.max_frames = n;
+        }
+        if let Some(b) = self.do_sample_frames {
+            cfg.do_sample_frames = b;
         }
         if cfg.min_frames > cfg.max_frames {
             return Err(bad(
@@ -458,6 +473,13 @@ mod tests {
             assert_eq!(e.field, field, "{v}: {e}");
         }
         assert_eq!(parse(json!(3)).unwrap_err().field, "mm_processor_kwargs");
+        let e = parse(json!({"do_sample_frames": "yes"})).unwrap_err();
+        assert_eq!(e.field, "mm_processor_kwargs.do_sample_frames");
+        // The spec's typical vLLM request parses.
+        let o = parse(json!({"fps": 2, "do_sample_frames": true})).unwrap();
+        assert_eq!((o.fps, o.do_sample_frames), (Some(2.0), Some(true)));
+        // `null` is "not set".
+        assert!(parse(json!({"max_pixels": null})).unwrap().is_empty());
     }
 
     #[test]

@@ -243,11 +243,13 @@ pub fn onednn_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {
 
 /// Whether oneDNN is present and its matmuls compute every row of a call the same way whatever
 /// the row count. Batched and single requests then give bit-identical logits on weights it holds.
-/// True for its AVX-512 kernels. Not for its AVX2 GEMM, which re-blocks by M, nor on AMX: there
-/// (oneDNN 2.6, measured) a few rows run on AVX-512 and more on AMX tiles, and even between two
+/// True for its AVX-512 BF16 kernels (Zen 4 / 5). Not for its AVX2 GEMM, which re-blocks by M;
+/// not on AVX-512 CPUs without BF16 (Ice Lake: `avx512_core_vnni`, measured with oneDNN 2.6.3: a
+/// single row goes through `gemm:jit`'s GEMV and its last bits differ from the same row in a
+/// batch); nor on AMX: there a few rows run on AVX-512 and more on AMX tiles, and even between two
 /// AMX row counts the blocking changes, so the last bits of a row depend on its batch.
 pub fn onednn_row_invariant() -> bool {
-    OneDnn::get().is_some_and(|d| d.has_avx512() && !d.has_amx())
+    OneDnn::get().is_some_and(|d| d.has_avx512_bf16() && !d.has_amx())
 }
 
 /// Whether oneDNN has a non-reference bf16 matmul on this CPU (none on AVX2-only CPUs, where the

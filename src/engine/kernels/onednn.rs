@@ -155,6 +155,12 @@ impl OneDnn {
         isa_name(self.isa).starts_with("avx512")
     }
 
+    /// Whether oneDNN's effective ISA is AVX-512 with native BF16 (`avx512_core_bf16`).
+    pub fn has_avx512_bf16(&self) -> bool {
+        let isa = isa_name(self.isa);
+        isa.starts_with("avx512") && isa.contains("bf16")
+    }
+
     fn load() -> Result<OneDnn, String> {
         if std::env::var("QWEN3VL_NO_ONEDNN").is_ok_and(|v| !v.is_empty() && v != "0") {
             return Err("disabled by QWEN3VL_NO_ONEDNN".into());
