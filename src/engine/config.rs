@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, Result};
+use super::kernels::ops::Activation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModelKind {
@@ -21,13 +22,23 @@ pub struct RopeScaling {
     pub rope_type: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub legacy_type: Option<String>,
+    /// transformers' `Qwen3VLTextRotaryEmbedding` falls back to `[24, 20, 20]` when absent.
+    #[serde(default = "default_mrope_section")]
     pub mrope_section: Vec<usize>,
+    /// Read for round trips only: transformers 4.57 always interleaves for Qwen3-VL, whatever
+    /// this says (see `docs/config-audit.md`).
     #[serde(default = "yes")]
     pub mrope_interleaved: bool,
+    /// `rope_type: "linear"`: positions are divided by this factor (inv_freq / factor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
 }
 
 fn yes() -> bool {
     true
+}
+fn default_mrope_section() -> Vec<usize> {
+    vec![24, 20, 20]
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +116,28 @@ pub struct VisionConfig {
     #[serde(default = "default_gelu_tanh")]
     pub hidden_act: String,
     pub deepstack_visual_indexes: Vec<usize>,
+}
+
+impl VisionConfig {
+    /// The vision MLP activation named by `vision_config.hidden_act`.
+    pub fn activation(&self) -> Option<Activation> {
+        match self.hidden_act.as_str() {
+            "gelu_pytorch_tanh" => Some(Activation::GeluTanh),
+            "gelu" => Some(Activation::GeluErf),
+            "silu" | "swish" => Some(Activation::Silu),
+            _ => None,
+        }
+    }
+
+    /// DeepStack taps as (vision block, merger) in block order. transformers runs merger
+    /// `deepstack_visual_indexes.index(block)` after each block listed (first occurrence wins),
+    /// skips indexes beyond the depth, and feeds the features to the decoder in block order.
+    pub fn deepstack_taps(&self) -> Vec<(usize, usize)> {
+        let idx = &self.deepstack_visual_indexes;
+        (0..self.depth)
+            .filter_map(|b| idx.iter().position(|&i| i == b).map(|m| (b, m)))
+            .collect()
+    }
 }
 
 fn default_patch() -> usize {
@@ -206,6 +239,10 @@ impl Qwen3VlConfig {
         Ok(())
     }
 
+    /// Rejects only what transformers 4.57.6 cannot build or run either (or builds into a model
+    /// with no hidden state); every rule is listed with transformers' behaviour in
+    /// `docs/config-audit.md`. Configs whose vision tower transformers builds but cannot run are
+    /// loaded, and image/video inputs are refused later ([`Self::vision_defect`]).
     fn validate(&self) -> std::result::Result<(), String> {
         let t = &self.text_config;
         let v = &self.vision_config;
@@ -214,11 +251,16 @@ impl Qwen3VlConfig {
             ("text_config.num_attention_heads", t.num_attention_heads),
             ("text_config.num_key_value_heads", t.num_key_value_heads),
             ("text_config.vocab_size", t.vocab_size),
+            ("text_config.head_dim", self.head_dim()),
             ("vision_config.hidden_size", v.hidden_size),
             ("vision_config.num_heads", v.num_heads),
             ("vision_config.patch_size", v.patch_size),
             ("vision_config.spatial_merge_size", v.spatial_merge_size),
             ("vision_config.temporal_patch_size", v.temporal_patch_size),
+            (
+                "vision_config.num_position_embeddings",
+                v.num_position_embeddings,
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -227,91 +269,146 @@ impl Qwen3VlConfig {
         }
         if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
             return Err(format!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                "text_config.num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads, t.num_key_value_heads
             ));
         }
         let hd = self.head_dim();
         if !hd.is_multiple_of(2) {
-            return Err(format!("head_dim {hd} must be even"));
+            return Err(format!("text_config.head_dim {hd} must be even"));
         }
+        // transformers 4.57.6 reads `rope_scaling.get(...)` unconditionally (AttributeError).
+        if t.rope_scaling.is_none() {
+            return Err("text_config.rope_scaling is missing (needed for mrope_section)".into());
+        }
+        // Only entries 1 and 2 are read (and clipped to head_dim/2); fewer than 3 is an
+        // IndexError in transformers.
         let section = self.mrope_section();
-        if section.len() != 3 || section.iter().sum::<usize>() != hd / 2 {
+        if section.len() < 3 {
             return Err(format!(
-                "rope_scaling.mrope_section {section:?} must have 3 entries summing to head_dim/2 = {}",
-                hd / 2
+                "text_config.rope_scaling.mrope_section {section:?} needs at least 3 entries"
             ));
         }
-        if section[1] * 3 > hd / 2 || section[2] * 3 > hd / 2 {
+        match self.rope_type() {
+            "default" => {}
+            "linear" => match t.rope_scaling.as_ref().and_then(|r| r.factor) {
+                Some(f) if f.is_finite() && f > 0.0 => {}
+                other => {
+                    return Err(format!(
+                        "text_config.rope_scaling.factor {other:?} must be a positive number for rope_type linear"
+                    ))
+                }
+            },
+            other => {
+                return Err(format!(
+                    "text_config.rope_scaling.rope_type `{other}` is not supported (only default and linear)"
+                ))
+            }
+        }
+        if !matches!(t.hidden_act.as_str(), "silu" | "swish") {
             return Err(format!(
-                "mrope_section {section:?} does not fit the interleaved layout for head_dim {hd}"
+                "text_config.hidden_act `{}` is not supported (only silu)",
+                t.hidden_act
             ));
         }
-        if !v.hidden_size.is_multiple_of(v.num_heads)
-            || !(v.hidden_size / v.num_heads).is_multiple_of(4)
-        {
+        if v.activation().is_none() {
             return Err(format!(
-                "vision hidden_size {} / num_heads {} must give a head dim divisible by 4",
-                v.hidden_size, v.num_heads
+                "vision_config.hidden_act `{}` is not supported (gelu_pytorch_tanh, gelu, silu)",
+                v.hidden_act
             ));
         }
-        let side = (v.num_position_embeddings as f64).sqrt() as usize;
-        if side * side != v.num_position_embeddings {
-            return Err(format!(
-                "vision num_position_embeddings {} is not a square",
-                v.num_position_embeddings
-            ));
-        }
-        if let Some(&bad) = v.deepstack_visual_indexes.iter().find(|&&i| i >= v.depth) {
-            return Err(format!(
-                "deepstack_visual_indexes contains {bad} but vision depth is {}",
-                v.depth
-            ));
-        }
-        if v.out_hidden_size != t.hidden_size {
-            return Err(format!(
-                "vision out_hidden_size {} != text hidden_size {}",
-                v.out_hidden_size, t.hidden_size
-            ));
-        }
-        if self.model_type == ModelKind::Moe {
+        if self.model_type == ModelKind::Moe && t.num_experts.unwrap_or(0) > 0 {
             let e = t.num_experts.unwrap_or(0);
             let k = t.num_experts_per_tok.unwrap_or(0);
-            if e == 0 || k == 0 || k > e || t.moe_intermediate_size.unwrap_or(0) == 0 {
-                return Err("MoE config needs num_experts ≥ num_experts_per_tok ≥ 1 and moe_intermediate_size".into());
+            if k == 0 || k > e || t.moe_intermediate_size.unwrap_or(0) == 0 {
+                return Err(format!(
+                    "text_config: MoE needs num_experts {e} >= num_experts_per_tok {k} >= 1 and moe_intermediate_size >= 1"
+                ));
+            }
+            let mlp_only = t.mlp_only_layers.as_deref().unwrap_or(&[]);
+            let sparse_candidate = (0..t.num_hidden_layers).any(|l| !mlp_only.contains(&l));
+            if t.decoder_sparse_step == Some(0) && sparse_candidate {
+                return Err("text_config.decoder_sparse_step must be positive".into());
             }
         }
         Ok(())
     }
 
+    /// Why this config's vision tower cannot run, if it cannot. transformers 4.57.6 builds such
+    /// models and runs text prompts, but raises on every image or video forward; we do the same.
+    pub fn vision_defect(&self) -> Option<String> {
+        let v = &self.vision_config;
+        if !v.hidden_size.is_multiple_of(v.num_heads)
+            || !(v.hidden_size / v.num_heads).is_multiple_of(4)
+        {
+            return Some(format!(
+                "vision_config.hidden_size {} / num_heads {} must give a head dim divisible by 4",
+                v.hidden_size, v.num_heads
+            ));
+        }
+        if v.out_hidden_size != self.text_config.hidden_size {
+            return Some(format!(
+                "vision_config.out_hidden_size {} != text_config.hidden_size {}",
+                v.out_hidden_size, self.text_config.hidden_size
+            ));
+        }
+        None
+    }
+
+    /// `rope_scaling.rope_type`, `default` when absent; the legacy `type` key is not read by
+    /// transformers' Qwen3-VL rotary embedding either.
+    pub fn rope_type(&self) -> &str {
+        self.text_config
+            .rope_scaling
+            .as_ref()
+            .and_then(|r| r.rope_type.as_deref())
+            .unwrap_or("default")
+    }
+
+    /// Positions are divided by this (1 unless `rope_type` is `linear`).
+    pub fn rope_linear_factor(&self) -> f64 {
+        match self.rope_type() {
+            "linear" => self
+                .text_config
+                .rope_scaling
+                .as_ref()
+                .and_then(|r| r.factor)
+                .unwrap_or(1.0),
+            _ => 1.0,
+        }
+    }
+
+    /// Absent `head_dim`: the dense `Qwen3VLTextConfig` class default is 128, while
+    /// `Qwen3VLMoeTextConfig` uses hidden_size / num_attention_heads.
     pub fn head_dim(&self) -> usize {
         let t = &self.text_config;
-        t.head_dim.unwrap_or(t.hidden_size / t.num_attention_heads)
+        t.head_dim.unwrap_or(match self.model_type {
+            ModelKind::Dense => 128,
+            ModelKind::Moe => t
+                .hidden_size
+                .checked_div(t.num_attention_heads)
+                .unwrap_or(0),
+        })
     }
 
     pub fn mrope_section(&self) -> Vec<usize> {
         match &self.text_config.rope_scaling {
             Some(r) => r.mrope_section.clone(),
-            // Without rope_scaling every slot is temporal: plain 1-D RoPE.
-            None => vec![self.head_dim() / 2, 0, 0],
+            // Unreachable after validate (a config without rope_scaling is rejected).
+            None => default_mrope_section(),
         }
     }
 
-    pub fn mrope_interleaved(&self) -> bool {
-        self.text_config
-            .rope_scaling
-            .as_ref()
-            .map(|r| r.mrope_interleaved)
-            .unwrap_or(true)
-    }
-
-    /// `tie_word_embeddings` is read from `text_config` first (that is what transformers ties on),
-    /// then the top level.
-    pub fn tie_word_embeddings(&self) -> bool {
-        self.text_config
-            .tie_word_embeddings
-            .or(self.tie_word_embeddings)
-            .unwrap_or(false)
+    /// Whether the LM head is the embedding matrix. transformers ties on
+    /// `text_config.tie_word_embeddings` alone (class default false), so a top-level `true` with
+    /// an `lm_head.weight` on disk is untied. A top-level `true` without `text_config`'s value and
+    /// without `lm_head.weight` would leave transformers with a randomly initialised head; the
+    /// only meaningful reading of that checkpoint is tied.
+    pub fn tie_word_embeddings(&self, has_lm_head: bool) -> bool {
+        match self.text_config.tie_word_embeddings {
+            Some(tie) => tie,
+            None => self.tie_word_embeddings.unwrap_or(false) && !has_lm_head,
+        }
     }
 
     /// Whether decoder layer `layer` uses the sparse MoE block.
@@ -320,9 +417,13 @@ impl Qwen3VlConfig {
             return false;
         }
         let t = &self.text_config;
+        // transformers: `num_experts > 0 and (layer + 1) % decoder_sparse_step == 0`, unless the
+        // layer is in `mlp_only_layers` (step 0 with a candidate layer is rejected in validate).
         let step = t.decoder_sparse_step.unwrap_or(1).max(1);
         let mlp_only = t.mlp_only_layers.as_deref().unwrap_or(&[]);
-        !mlp_only.contains(&layer) && (layer + 1).is_multiple_of(step)
+        t.num_experts.unwrap_or(0) > 0
+            && !mlp_only.contains(&layer)
+            && (layer + 1).is_multiple_of(step)
     }
 
     /// Number of pixel values per patch row: C · T · P · P.

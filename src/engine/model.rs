@@ -182,6 +182,12 @@ impl Qwen3VlModel {
 
     /// Run the vision tower on images (or on video slices).
     pub fn encode_vision(&self, pixels: &[f32], grids: &[[usize; 3]]) -> Result<VisionOutput> {
+        // A config transformers loads but cannot run images through (see `vision_defect`).
+        if let Some(why) = self.config.vision_defect() {
+            return Err(EngineError::input(format!(
+                "this checkpoint cannot take images or videos: {why}"
+            )));
+        }
         self.vision.forward(self.pool, pixels, grids)
     }
 
@@ -218,7 +224,7 @@ impl Qwen3VlModel {
                 "pixel_values_videos given without video_grid_thw",
             ));
         }
-        let levels = self.config.vision_config.deepstack_visual_indexes.len();
+        let levels = self.config.vision_config.deepstack_taps().len();
         let mut rows = Vec::new();
         let mut deepstack: Vec<Vec<f32>> = vec![Vec::new(); levels];
         let (mut ni, mut nv) = (0usize, 0usize);

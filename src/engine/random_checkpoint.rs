@@ -239,7 +239,7 @@ pub fn tensor_list(cfg: &Qwen3VlConfig) -> Vec<(String, Vec<usize>, Fill)> {
         }
     }
     add(format!("{lp}.norm.weight"), vec![h], Fill::Norm);
-    if !cfg.tie_word_embeddings() {
+    if !cfg.tie_word_embeddings(false) {
         add("lm_head.weight".into(), vec![t.vocab_size, h], Fill::Weight);
     }
     out

@@ -13,38 +13,39 @@ pub struct TextRope {
 }
 
 impl TextRope {
-    pub fn new(head_dim: usize, theta: f64, section: &[usize], interleaved: bool) -> Self {
+    /// `section` is `mrope_section`; `linear_factor` divides every frequency (`rope_type: linear`,
+    /// 1 otherwise).
+    ///
+    /// The layout is always interleaved, as in transformers 4.57's `apply_interleaved_mrope`
+    /// (it ignores `mrope_interleaved`): slot j ≡ 1 (mod 3) takes H and j ≡ 2 (mod 3) takes W
+    /// for j below 3·section[1] and 3·section[2] respectively, every other slot T. Python's
+    /// slice `offset:3·s:3` stops at the end of the head_dim/2 slots, so a section whose 3·s
+    /// exceeds head_dim/2 is clipped there; section[0] is never read.
+    pub fn new(head_dim: usize, theta: f64, section: &[usize], linear_factor: f64) -> Self {
         let half = head_dim / 2;
+        let factor = linear_factor as f32;
         // inv_freq = 1 / theta^(2j/d), evaluated in f32 by PyTorch; f64 then rounding gives the
-        // correctly rounded value, which is what PyTorch's pow returns for these inputs.
+        // correctly rounded value, which is what PyTorch's pow returns for these inputs. The
+        // linear scaling is one more f32 division, as in transformers.
         let inv_freq: Vec<f32> = (0..half)
             .map(|j| {
                 let e = ((2 * j) as f32 / head_dim as f32) as f64;
                 let pow = theta.powf(e) as f32;
-                1.0f32 / pow
+                let f = 1.0f32 / pow;
+                if factor == 1.0 {
+                    f
+                } else {
+                    f / factor
+                }
             })
             .collect();
         let mut slot_stream = vec![0usize; half];
-        if interleaved {
-            // Slots j ≡ 1 (mod 3) below 3·section[1] come from H, j ≡ 2 (mod 3) below 3·section[2] from W.
-            for (dim, offset) in [(1usize, 1usize), (2, 2)] {
-                let end = (section.get(dim).copied().unwrap_or(0) * 3).min(half);
-                let mut j = offset;
-                while j < end {
-                    slot_stream[j] = dim;
-                    j += 3;
-                }
-            }
-        } else {
-            // Chunked layout (Qwen2-VL style): [T | H | W] sections.
-            let mut j = 0;
-            for (dim, &len) in section.iter().enumerate().take(3) {
-                for _ in 0..len {
-                    if j < half {
-                        slot_stream[j] = dim;
-                        j += 1;
-                    }
-                }
+        for (dim, offset) in [(1usize, 1usize), (2, 2)] {
+            let end = (section.get(dim).copied().unwrap_or(0) * 3).min(half);
+            let mut j = offset;
+            while j < end {
+                slot_stream[j] = dim;
+                j += 3;
             }
         }
         TextRope {

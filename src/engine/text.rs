@@ -103,7 +103,9 @@ impl TextDecoder {
                     t.num_experts.unwrap_or(0),
                     t.num_experts_per_tok.unwrap_or(0),
                     t.moe_intermediate_size.unwrap_or(0),
-                    t.norm_topk_prob.unwrap_or(true),
+                    // transformers 4.57 always renormalises the top-k weights, whatever
+                    // `norm_topk_prob` says (its MoE block leaves the field unread).
+                    true,
                 )?)
             } else {
                 let im = t.intermediate_size;
@@ -149,7 +151,7 @@ impl TextDecoder {
         // `qwen3vl quantize` writes one); it takes precedence over re-using the embedding. A
         // float `lm_head.weight` in a tied checkpoint is ignored, as transformers ties over it.
         let own_head = l.ckpt.contains("lm_head.weight") && l.is_quantized("lm_head")?;
-        let lm_head = if cfg.tie_word_embeddings() && !own_head {
+        let lm_head = if cfg.tie_word_embeddings(l.ckpt.contains("lm_head.weight")) && !own_head {
             // The embedding matrix read as a (float) linear.
             let prefix = embed_name.strip_suffix(".weight").unwrap_or(&embed_name);
             l.text_linear(prefix, t.vocab_size, h, false)?
@@ -165,7 +167,7 @@ impl TextDecoder {
                 hd,
                 t.rope_theta,
                 &cfg.mrope_section(),
-                cfg.mrope_interleaved(),
+                cfg.rope_linear_factor(),
             ),
             precision: l.precision,
             hidden: h,

@@ -100,6 +100,9 @@ pub struct VisionTower {
     blocks: Vec<Block>,
     merger: Merger,
     deepstack: Vec<Merger>,
+    /// (block, merger) DeepStack taps in block order ([`VisionConfig::deepstack_taps`]).
+    taps: Vec<(usize, usize)>,
+    act: Activation,
 }
 
 /// Output of one tower pass: merged visual tokens and one DeepStack feature set per level.
@@ -192,6 +195,14 @@ impl VisionTower {
             blocks,
             merger,
             deepstack,
+            taps: cfg.deepstack_taps(),
+            act: cfg.activation().ok_or_else(|| EngineError::Config {
+                path: "config.json".into(),
+                msg: format!(
+                    "vision_config.hidden_act `{}` is not supported",
+                    cfg.hidden_act
+                ),
+            })?,
         })
     }
 
@@ -382,28 +393,22 @@ impl VisionTower {
             attention(pool, shape, &q, &k, &v, &segments, scale, p, &mut attn);
             b.proj.forward(pool, &attn, np, &mut h)?;
             b.norm2.add_then_apply(pool, &mut x, &mut h, p);
-            b.fc1
-                .forward_activated(pool, &h, np, &mut a, Activation::GeluTanh)?;
+            b.fc1.forward_activated(pool, &h, np, &mut a, self.act)?;
             b.fc2.forward(pool, &a, np, &mut h)?;
             match self.blocks.get(bi + 1) {
                 Some(next) => next.norm1.add_then_apply(pool, &mut x, &mut h, p),
                 None => residual_add(pool, &mut x, &h, hv, p),
             }
-            if let Some(level) = self
-                .cfg
-                .deepstack_visual_indexes
-                .iter()
-                .position(|&d| d == bi)
-            {
-                deepstack.push((level, self.deepstack[level].forward(pool, &x, p)?));
+            // Block order, as transformers appends them (not merger order).
+            if let Some(&(_, merger)) = self.taps.iter().find(|&&(b, _)| b == bi) {
+                deepstack.push(self.deepstack[merger].forward(pool, &x, p)?);
             }
         }
-        deepstack.sort_by_key(|(level, _)| *level);
         let embeds = self.merger.forward(pool, &x, p)?;
         let unit = self.cfg.spatial_merge_size * self.cfg.spatial_merge_size;
         Ok(VisionOutput {
             embeds,
-            deepstack: deepstack.into_iter().map(|(_, d)| d).collect(),
+            deepstack,
             n_tokens: np / unit,
         })
     }

@@ -82,7 +82,7 @@ impl Qwen3VlModel {
         videos: &[VisionOutput],
     ) -> Result<VisualFeatures> {
         let h = self.text.hidden;
-        let levels = self.config.vision_config.deepstack_visual_indexes.len();
+        let levels = self.config.vision_config.deepstack_taps().len();
         let n_img: usize = images.iter().map(|o| o.n_tokens).sum();
         let n_vid: usize = videos.iter().map(|o| o.n_tokens).sum();
         let pads_img = ids.iter().filter(|&&t| t == self.tokens.image).count();
@@ -167,7 +167,7 @@ impl Qwen3VlModel {
             }
         }
         let mut x = self.text.embed(&ids)?;
-        let levels = self.config.vision_config.deepstack_visual_indexes.len();
+        let levels = self.config.vision_config.deepstack_taps().len();
         let mut rows = Vec::new();
         let mut deepstack: Vec<Vec<f32>> = vec![Vec::new(); levels];
         for (b, s) in batch.iter().zip(&seqs) {
