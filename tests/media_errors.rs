@@ -305,6 +305,40 @@ fn bad_processor_configs() {
     assert!(ImageProcessorConfig::from_json(r#"{"resample": 2}"#).is_err());
     assert!(ImageProcessorConfig::from_json(r#"{"image_mean": [1, 2]}"#).is_err());
     assert!(ImageProcessorConfig::from_json(r#"{"patch_size": 0}"#).is_err());
-    assert!(VideoProcessorConfig::from_json(r#"{"fps": -1}"#).is_err());
+    assert!(VideoProcessorConfig::from_json(r#"{"max_frames": 0}"#).is_err());
+    assert!(ImageProcessorConfig::from_json(r#"{"image_std": [0.5, 0, 0.5]}"#).is_err());
     assert!(ImageProcessorConfig::from_json("not json").is_err());
+}
+
+/// What transformers 4.57.6 (fast image processor, video processor) accepts, we load too
+/// (docs/config-audit.md): a bare number or a one-element list for mean / std, min_pixels above
+/// max_pixels (smart_resize tests `> max` first), fps ≤ 0 (sampling falls back to min_frames).
+#[test]
+fn odd_processor_configs_transformers_accepts() {
+    let c = ImageProcessorConfig::from_json(r#"{"image_mean": 0.25, "image_std": [0.5]}"#).unwrap();
+    assert_eq!(
+        (c.vision.image_mean, c.vision.image_std),
+        ([0.25; 3], [0.5; 3])
+    );
+    let c =
+        ImageProcessorConfig::from_json(r#"{"min_pixels": 20000, "max_pixels": 5000}"#).unwrap();
+    // transformers: a 64×64 image is under max → not downscaled; under min → upscaled to 160×160.
+    let img = qwen3vl::media::RgbImage {
+        width: 64,
+        height: 64,
+        data: vec![128; 64 * 64 * 3],
+    };
+    let p = qwen3vl::media::preprocess_image(&img, &c).unwrap();
+    assert_eq!(p.grid_thw, [1, 10, 10]);
+    let v = VideoProcessorConfig::from_json(r#"{"fps": 0}"#).unwrap();
+    // int(total / fps · 0) = 0 frames → min_frames (4).
+    assert_eq!(
+        qwen3vl::media::video::sample_indices(300, Some(30.0), &v).len(),
+        4
+    );
+    let v = VideoProcessorConfig::from_json(r#"{"fps": -1}"#).unwrap();
+    assert_eq!(
+        qwen3vl::media::video::sample_indices(300, Some(30.0), &v).len(),
+        4
+    );
 }

@@ -36,22 +36,24 @@ impl VisionConfig {
         3 * (self.temporal_patch_size * self.patch_size * self.patch_size) as usize
     }
 
+    /// The rules transformers also has (sizes of zero divide by zero, a zero std makes inf/NaN
+    /// pixels) plus overflow guards no real config comes near. `min_pixels > max_pixels` is
+    /// allowed, as in transformers: `smart_resize` tests `> max` first, then `< min`.
     fn validate(&self) -> Result<()> {
-        let ok = self.patch_size > 0
-            && self.merge_size > 0
-            && self.temporal_patch_size > 0
-            && self.patch_size <= 1024
-            && self.merge_size <= 16
-            && self.temporal_patch_size <= 16
-            && self.image_std.iter().all(|s| *s != 0.0)
-            && self.min_pixels <= self.max_pixels;
-        if ok {
-            Ok(())
-        } else {
-            Err(MediaError::Config(format!(
-                "inconsistent settings: {self:?}"
-            )))
+        let bad = |what: &str| Err(MediaError::Config(what.to_string()));
+        if !(1..=1024).contains(&self.patch_size) {
+            return bad("patch_size must be in [1, 1024]");
         }
+        if !(1..=16).contains(&self.merge_size) {
+            return bad("merge_size must be in [1, 16]");
+        }
+        if !(1..=16).contains(&self.temporal_patch_size) {
+            return bad("temporal_patch_size must be in [1, 16]");
+        }
+        if self.image_std.contains(&0.0) {
+            return bad("image_std must not contain 0 (normalisation would divide by zero)");
+        }
+        Ok(())
     }
 }
 
@@ -99,8 +101,8 @@ struct RawConfig {
     patch_size: Option<u32>,
     temporal_patch_size: Option<u32>,
     merge_size: Option<u32>,
-    image_mean: Option<Vec<f32>>,
-    image_std: Option<Vec<f32>>,
+    image_mean: Option<OneOrMany>,
+    image_std: Option<OneOrMany>,
     rescale_factor: Option<f64>,
     do_resize: Option<bool>,
     do_rescale: Option<bool>,
@@ -122,13 +124,23 @@ struct RawSize {
 /// PIL's code for bicubic; the only filter implemented (and the only one Qwen3-VL ships).
 const RESAMPLE_BICUBIC: u32 = 3;
 
-fn triple(v: Option<Vec<f32>>, name: &str) -> Result<[f32; 3]> {
+/// `image_mean` / `image_std`: a number or a list (the fast processors broadcast both a bare
+/// number and a one-element list over the channels).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(f32),
+    Many(Vec<f32>),
+}
+
+fn triple(v: Option<OneOrMany>, name: &str) -> Result<[f32; 3]> {
     match v {
         None => Ok([0.5; 3]),
-        Some(v) if v.len() == 3 => Ok([v[0], v[1], v[2]]),
-        Some(v) if v.len() == 1 => Ok([v[0]; 3]),
-        Some(v) => Err(MediaError::Config(format!(
-            "{name} must have 3 values, got {}",
+        Some(OneOrMany::One(x)) => Ok([x; 3]),
+        Some(OneOrMany::Many(v)) if v.len() == 3 => Ok([v[0], v[1], v[2]]),
+        Some(OneOrMany::Many(v)) if v.len() == 1 => Ok([v[0]; 3]),
+        Some(OneOrMany::Many(v)) => Err(MediaError::Config(format!(
+            "{name} must have 1 or 3 values, got {}",
             v.len()
         ))),
     }
@@ -293,10 +305,13 @@ impl VideoProcessorConfig {
             num_frames: raw.num_frames.filter(|&n| n > 0),
             do_sample_frames: raw.do_sample_frames.unwrap_or(true),
         };
-        if !(cfg.fps > 0.0 && cfg.fps.is_finite()) || cfg.max_frames == 0 {
-            return Err(MediaError::Config(format!(
-                "bad video sampling settings: {cfg:?}"
-            )));
+        // fps ≤ 0 is what transformers accepts (it samples `min_frames` frames); max_frames 0
+        // would give an empty video, which transformers fails on later.
+        if !cfg.fps.is_finite() {
+            return Err(MediaError::Config("fps must be a finite number".into()));
+        }
+        if cfg.max_frames == 0 {
+            return Err(MediaError::Config("max_frames must be at least 1".into()));
         }
         Ok(cfg)
     }
