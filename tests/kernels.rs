@@ -41,7 +41,7 @@ fn linear_backends_agree_on_odd_shapes() {
         (1, 2048, 300),
         (40, 33, 1),
     ] {
-        for precision in [Precision::F32, Precision::Bf16] {
+        for precision in [Precision::F32, Precision::Bf16, Precision::F16] {
             let mut x = noise(m * k, 1 + m as u32);
             let mut w = noise(n * k, 7 + n as u32);
             let b = noise(n, 3);
@@ -51,6 +51,9 @@ fn linear_backends_agree_on_odd_shapes() {
                 Precision::F32 => WeightStore::F32(w.clone()),
                 Precision::Bf16 => {
                     WeightStore::Bf16(w.iter().map(|&v| bf16::from_f32(v)).collect())
+                }
+                Precision::F16 => {
+                    WeightStore::F16(w.iter().map(|&v| half::f16::from_f32(v)).collect())
                 }
             };
             let mut bias = b.clone();
@@ -62,6 +65,8 @@ fn linear_backends_agree_on_odd_shapes() {
                 Precision::F32 => 1e-4 * (1.0 + want[i].abs()),
                 // One bf16 rounding of the output.
                 Precision::Bf16 => 8e-3 * want[i].abs() + 1e-6,
+                // One f16 rounding of the output.
+                Precision::F16 => 1e-3 * want[i].abs() + 1e-6,
             };
             for i in 0..m * n {
                 assert!(
@@ -75,8 +80,10 @@ fn linear_backends_agree_on_odd_shapes() {
                 let fast =
                     Linear::new(store(), n, k, Some(b.clone()), precision, Some(be)).unwrap();
                 // Without a bf16 matmul in oneDNN (AVX2-only CPUs) bf16 weights stay portable.
-                let takes =
-                    precision == Precision::F32 || qwen3vl::engine::kernels::onednn_runs_bf16();
+                // f16 weights never go to oneDNN (no fast f16 matmul without AVX512-FP16).
+                let takes = precision == Precision::F32
+                    || (precision == Precision::Bf16
+                        && qwen3vl::engine::kernels::onednn_runs_bf16());
                 assert_eq!(
                     fast.backend_name().starts_with("oneDNN"),
                     takes,

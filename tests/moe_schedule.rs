@@ -43,6 +43,7 @@ fn linear(pool: &ThreadPool, n: usize, k: usize, seed: u64, p: Precision, path: 
     let w = values(n * k, seed, 0.3);
     let store = match p {
         Precision::Bf16 => WeightStore::Bf16(w.iter().map(|&v| bf16::from_f32(v)).collect()),
+        Precision::F16 => WeightStore::F16(w.iter().map(|&v| half::f16::from_f32(v)).collect()),
         Precision::F32 => WeightStore::F32(w),
     };
     match path {
@@ -150,7 +151,7 @@ fn parts(pool: &ThreadPool, p: Precision, path: Path) -> (Linear, Vec<(Linear, L
 /// as a fraction of the largest reference value.
 fn check(label: &str, path: Path, tolerance: Option<(f32, f32)>) {
     let pool = ThreadPool::new(2);
-    for p in [Precision::Bf16, Precision::F32] {
+    for p in [Precision::Bf16, Precision::F32, Precision::F16] {
         for norm_topk in [true, false] {
             let moe = block(&pool, p, path, norm_topk);
             let same = parts(&pool, p, path);
@@ -185,7 +186,8 @@ fn check(label: &str, path: Path, tolerance: Option<(f32, f32)>) {
                         diff.unwrap()
                     );
                 }
-                let bound = tolerance.map(|(b, f)| if p == Precision::Bf16 { b } else { f });
+                // f16 keeps more bits than bf16: the bf16 bound covers it.
+                let bound = tolerance.map(|(b, f)| if p.is_half() { b } else { f });
                 for (i, (a, b)) in split.iter().zip(&want).enumerate() {
                     let ok = match bound {
                         None => a.to_bits() == b.to_bits(),

@@ -71,6 +71,52 @@ fn w8a8_logits_stay_close_to_bf16_on_every_fixture() {
     }
 }
 
+/// `--quantize w8a8 --dtype f16`: the int8 linears with everything else (vision tower, router,
+/// norms, attention, KV cache) in f16. Close to the f16 float model and to transformers' f16
+/// run, and not the bf16 W8A8 model's logits (the float parts really run in f16).
+#[test]
+fn w8a8_with_f16_stays_close_to_the_f16_model() {
+    let f16_load = |dir: &Path, quantization| {
+        let opts = LoadOptions {
+            precision: Precision::F16,
+            backend: BackendChoice::Auto,
+            quantization,
+        };
+        Qwen3VlModel::load(dir, opts).expect("load f16 model")
+    };
+    for name in ["dense_tied", "moe"] {
+        let dir = model_dir(name);
+        let float = f16_load(&dir, Quantization::None);
+        let q = f16_load(&dir, Quantization::W8A8);
+        let q_bf16 = load(&dir, Quantization::W8A8);
+        assert!(q.backend_name().contains("int8"), "{}", q.backend_name());
+        let vocab = q.vocab_size();
+        let (mut agree, mut rows) = (0f64, 0usize);
+        for c in CASES {
+            let input = case(name, c, "f32").input;
+            let want = case(name, c, "f16").f32("logits");
+            let (fo, _) = float.generate_greedy(&input, 0).unwrap();
+            let (qo, _) = q.generate_greedy(&input, 0).unwrap();
+            let (qb, _) = q_bf16.generate_greedy(&input, 0).unwrap();
+            let vs_f16 = rel_l2(&qo.logits, &fo.logits);
+            let a = argmax_agreement(&qo.logits, &want, vocab);
+            eprintln!(
+                "{name}/{c}: W8A8 f16 vs f16 rel-L2 {vs_f16:.4}, argmax vs transformers f16 {a:.3}"
+            );
+            assert!(vs_f16 < 0.08, "{name}/{c}: W8A8 f16 rel-L2 vs f16 {vs_f16}");
+            assert_ne!(
+                qo.logits, qb.logits,
+                "{name}/{c}: f16 W8A8 equals bf16 W8A8"
+            );
+            let r = want.len() / vocab;
+            agree += a * r as f64;
+            rows += r;
+        }
+        let agree = agree / rows as f64;
+        assert!(agree >= 0.85, "{name}: W8A8 f16 argmax agreement {agree}");
+    }
+}
+
 #[test]
 fn w8a8_vision_keeps_image_and_video_logits_close() {
     for name in MODELS {

@@ -20,6 +20,7 @@ use super::forward::{parse_backend, parse_precision, parse_quantization};
 pub struct BenchModelArgs {
     #[arg(long)]
     pub model: PathBuf,
+    /// Compute precision: bf16 (default), f16 or f32.
     #[arg(long, default_value = "bf16", value_parser = parse_precision)]
     pub dtype: Precision,
     /// Image side in pixels (a multiple of 32).
@@ -104,7 +105,7 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
     eprintln!(
         "model {} ({}), {} threads, backend {}, loaded in {load_s:.1}s",
         args.model.display(),
-        format!("{:?}", args.dtype).to_lowercase(),
+        args.dtype.name(),
         ThreadPool::global().threads(),
         model.backend_name()
     );
@@ -249,7 +250,7 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
     }
     if let Some(path) = &args.json {
         let v = json!({
-            "model": args.model, "dtype": format!("{:?}", args.dtype).to_lowercase(),
+            "model": args.model, "dtype": args.dtype.name(),
             "threads": ThreadPool::global().threads(), "backend": model.backend_name(),
             "load_s": load_s, "vision_s": vision_s, "ttft_s": ttft_s, "prompt_tokens": ids.len(),
             "prefill_tokens": args.prefill_tokens, "prefill_tok_s": prefill_tps,

@@ -21,7 +21,7 @@ pub struct ForwardArgs {
     /// Output file: logits F32 [seq, vocab], position_ids I64 [3, seq] (+ generated I64 [N]).
     #[arg(long)]
     pub output: PathBuf,
-    /// Compute precision.
+    /// Compute precision: bf16 (default), f16 (PyTorch float16 numerics) or f32.
     #[arg(long, default_value = "bf16", value_parser = parse_precision)]
     pub dtype: Precision,
     /// Greedily generate N tokens through the KV-cache decode path.
@@ -36,7 +36,7 @@ pub struct ForwardArgs {
 }
 
 pub fn parse_precision(s: &str) -> Result<Precision, String> {
-    Precision::parse(s).ok_or_else(|| format!("unknown dtype `{s}` (expected f32 or bf16)"))
+    Precision::parse(s).ok_or_else(|| format!("unknown dtype `{s}` (expected f32, bf16 or f16)"))
 }
 
 pub fn parse_quantization(s: &str) -> Result<Quantization, String> {

@@ -70,6 +70,7 @@ pub struct RunArgs {
     /// Tokens per KV block (cacheBlockSize).
     #[arg(long, default_value_t = 128)]
     pub block_size: usize,
+    /// Compute precision: bf16 (default), f16 or f32.
     #[arg(long, default_value = "bf16", value_parser = parse_precision)]
     pub dtype: Precision,
     #[arg(long, default_value = "auto", value_parser = parse_backend)]

@@ -123,7 +123,7 @@ pub struct ServeArgs {
     /// Stream frames carry the whole text so far (MindIE `fullTextEnabled`).
     #[arg(long)]
     pub full_text: bool,
-    /// Weight precision: bf16 (default) or f32.
+    /// Weight precision: bf16 (default), f16 or f32.
     #[arg(long, value_parser = parse_precision)]
     pub dtype: Option<qwen3vl::engine::Precision>,
     /// Kernel backend: auto (default), portable, onednn, fma, dot or amx.

@@ -40,6 +40,7 @@ impl<'a> Loader<'a> {
         let w = match self.precision {
             Precision::F32 => WeightStore::F32(t.to_f32()),
             Precision::Bf16 => WeightStore::Bf16(t.to_bf16()),
+            Precision::F16 => WeightStore::F16(t.to_f16()),
         };
         self.ckpt.release(name);
         Ok(w)
@@ -77,6 +78,14 @@ impl<'a> Loader<'a> {
                     self.ckpt.release_part(name, c0 * row_bytes, c1 * row_bytes);
                 }
                 WeightStore::Bf16(v)
+            }
+            Precision::F16 => {
+                let mut v = Vec::with_capacity((r1 - r0) * k);
+                for (c0, c1) in parts {
+                    t.rows_f16(c0, c1 - c0, k, &mut v);
+                    self.ckpt.release_part(name, c0 * row_bytes, c1 * row_bytes);
+                }
+                WeightStore::F16(v)
             }
         };
         Ok(store)
@@ -246,6 +255,11 @@ impl<'a> Loader<'a> {
         match self.precision {
             Precision::F32 => WeightStore::F32(v),
             Precision::Bf16 => WeightStore::Bf16(v.into_iter().map(half::bf16::from_f32).collect()),
+            Precision::F16 => {
+                let mut w = vec![half::f16::ZERO; v.len()];
+                super::kernels::bf16::narrow_f16(&mut w, &v);
+                WeightStore::F16(w)
+            }
         }
     }
 }

@@ -270,6 +270,33 @@ impl TensorView<'_> {
         }
     }
 
+    /// Rows [r0, r0 + rows) of a [_, cols] float tensor, appended to `out` as f16: an f16 tensor's
+    /// bits are copied as stored (no detour through another format), f32/bf16 sources are
+    /// rounded to nearest-even as PyTorch's `.to(float16)` does.
+    pub fn rows_f16(&self, r0: usize, rows: usize, cols: usize, out: &mut Vec<f16>) {
+        if self.dtype == StoredDtype::F16 {
+            let b = &self.bytes[r0 * cols * 2..(r0 + rows) * cols * 2];
+            out.extend(
+                b.chunks_exact(2)
+                    .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]]))),
+            );
+        } else {
+            let mut f = Vec::with_capacity(rows * cols);
+            self.rows_f32(r0, rows, cols, &mut f);
+            let at = out.len();
+            out.resize(at + f.len(), f16::ZERO);
+            super::kernels::bf16::narrow_f16(&mut out[at..], &f);
+        }
+    }
+
+    /// Values as f16 ([`Self::rows_f16`] over the whole tensor).
+    pub fn to_f16(&self) -> Vec<f16> {
+        let n = self.numel();
+        let mut out = Vec::with_capacity(n);
+        self.rows_f16(0, 1, n, &mut out);
+        out
+    }
+
     /// Bytes per stored value.
     pub fn elem_size(&self) -> usize {
         self.dtype.size()

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use super::aligned::AlignedBuf;
 use super::amx::{self, Tiles};
 use super::attention_bf16::{self as words, PackedRight, TILE_COLS, TILE_ROWS};
-use super::bf16::Precision;
+use super::bf16::{by_precision, Precision};
 use super::gemm_portable::gemm_strided;
 use super::ops::SyncSlice;
 use super::pool::ThreadPool;
@@ -226,7 +226,7 @@ pub fn attention_with(
                     1,
                 )
             };
-            if p == Precision::Bf16 {
+            if p.is_half() {
                 for r in 0..rows {
                     // SAFETY: same disjoint block as the GEMM above.
                     let o = unsafe { out_cell.range(base + r * qs, base + r * qs + hd) };
@@ -446,47 +446,61 @@ multiversion! {
     /// exp(x − max) over the visible keys; masked keys become 0. Returns 1/Σ: PyTorch's CPU
     /// softmax also scales by the reciprocal rather than dividing.
     fn softmax_numerators(row: &mut [f32], visible: usize, scale: f32, p: Precision) -> f32 {
-        // 16 lanes with a fixed reduction order: vectorises (a single running max/sum is a
-        // loop-carried dependency the compiler must keep scalar) and stays deterministic.
-        const L: usize = 16;
-        let (vis, masked) = row.split_at_mut(visible);
-        masked.iter_mut().for_each(|x| *x = 0.0);
-        let mut lanes = [f32::NEG_INFINITY; L];
-        let mut chunks = vis.chunks_exact_mut(L);
-        for c in &mut chunks {
-            for i in 0..L {
-                c[i] = p.round(p.round(c[i]) * scale);
-                lanes[i] = lanes[i].max(c[i]);
-            }
-        }
-        let mut max = f32::NEG_INFINITY;
-        for x in chunks.into_remainder() {
-            *x = p.round(p.round(*x) * scale);
-            max = max.max(*x);
-        }
-        let max = lanes.iter().fold(max, |a, &b| a.max(b));
-        let mut acc = [0f32; L];
-        let mut chunks = vis.chunks_exact_mut(L);
-        for c in &mut chunks {
-            for i in 0..L {
-                c[i] = exp_f32(c[i] - max);
-                acc[i] += c[i];
-            }
-        }
-        let mut sum = 0f32;
-        for x in chunks.into_remainder() {
-            *x = exp_f32(*x - max);
-            sum += *x;
-        }
-        1.0 / acc.iter().fold(sum, |a, &b| a + b)
+        by_precision!(p, round => softmax_numerators_with(row, visible, scale, round))
     }
+}
+
+/// [`softmax_numerators`] with the precision's rounding function (one copy per precision, so
+/// the loops carry no branch on it).
+#[inline(always)]
+fn softmax_numerators_with<R: Fn(f32) -> f32>(
+    row: &mut [f32],
+    visible: usize,
+    scale: f32,
+    round: R,
+) -> f32 {
+    // 16 lanes with a fixed reduction order: vectorises (a single running max/sum is a
+    // loop-carried dependency the compiler must keep scalar) and stays deterministic.
+    const L: usize = 16;
+    let (vis, masked) = row.split_at_mut(visible);
+    masked.iter_mut().for_each(|x| *x = 0.0);
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut chunks = vis.chunks_exact_mut(L);
+    for c in &mut chunks {
+        for i in 0..L {
+            c[i] = round(round(c[i]) * scale);
+            lanes[i] = lanes[i].max(c[i]);
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    for x in chunks.into_remainder() {
+        *x = round(round(*x) * scale);
+        max = max.max(*x);
+    }
+    let max = lanes.iter().fold(max, |a, &b| a.max(b));
+    let mut acc = [0f32; L];
+    let mut chunks = vis.chunks_exact_mut(L);
+    for c in &mut chunks {
+        for i in 0..L {
+            c[i] = exp_f32(c[i] - max);
+            acc[i] += c[i];
+        }
+    }
+    let mut sum = 0f32;
+    for x in chunks.into_remainder() {
+        *x = exp_f32(*x - max);
+        sum += *x;
+    }
+    1.0 / acc.iter().fold(sum, |a, &b| a + b)
 }
 
 multiversion! {
     fn normalize(xs: &mut [f32], inv: f32, p: Precision) {
-        for x in xs {
-            *x = p.round(*x * inv);
-        }
+        by_precision!(p, round => {
+            for x in xs {
+                *x = round(*x * inv);
+            }
+        })
     }
 }
 

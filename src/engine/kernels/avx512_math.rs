@@ -20,6 +20,20 @@ pub fn round_bf16(x: __m512) -> __m512 {
     _mm512_castsi512_ps(_mm512_mask_mov_epi32(r, nan, b))
 }
 
+/// `bf16::round_f16` on 16 lanes: NaN kept, otherwise the nearest f16 (ties to even, overflow
+/// to ±inf, f16 subnormals kept) through the AVX-512F conversions, which round exactly so.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub fn round_f16(x: __m512) -> __m512 {
+    let b = _mm512_castps_si512(x);
+    let abs = _mm512_and_si512(b, _mm512_set1_epi32(0x7fff_ffff));
+    let nan = _mm512_cmpgt_epi32_mask(abs, _mm512_set1_epi32(0x7f80_0000));
+    let r = _mm512_cvtph_ps(_mm512_cvtps_ph::<
+        { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+    >(x));
+    _mm512_mask_mov_ps(r, nan, x)
+}
+
 /// `simd::exp_f32` on 16 lanes.
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -99,11 +113,31 @@ mod tests {
         }
         type Lane = fn(__m512) -> __m512;
         type Case = (&'static str, Lane, fn(f32) -> f32);
-        let cases: [Case; 3] = [
+        // f16's subnormal, overflow and tie boundaries.
+        xs.extend([
+            6.1e-5,
+            6.097_555e-5,
+            2.980_232_2e-8,
+            3e-8,
+            65504.0,
+            65519.0,
+            65520.0,
+            7e4,
+        ]);
+        xs.extend((0..4000).map(|i| f32::from_bits(0x3300_0000 + i * 0x3_1001)));
+        while !xs.len().is_multiple_of(16) {
+            xs.push(0.5);
+        }
+        let cases: [Case; 4] = [
             (
                 "round_bf16",
                 |v| unsafe { round_bf16(v) },
                 super::super::bf16::round_bf16,
+            ),
+            (
+                "round_f16",
+                |v| unsafe { round_f16(v) },
+                super::super::bf16::round_f16,
             ),
             ("exp", |v| unsafe { exp(v) }, super::super::simd::exp_f32),
             (

@@ -106,6 +106,13 @@ impl AmxPanels {
                             }
                         }
                         WeightStore::F32(w) => narrow_scaled(&w[first..first + k], 1.0, h),
+                        // A bf16 unit: f16 weights are never routed here (the backends send
+                        // them to the f16 FMA panels); called directly, they round to bf16.
+                        WeightStore::F16(w) => {
+                            let wide: Vec<f32> =
+                                w[first..first + k].iter().map(|v| v.to_f32()).collect();
+                            narrow_scaled(&wide, 1.0, h)
+                        }
                     }
                 }
                 for (j, tile) in dst.chunks_exact_mut(TILE_WORDS).enumerate() {

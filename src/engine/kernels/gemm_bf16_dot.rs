@@ -116,6 +116,12 @@ impl DotPanels {
                             .iter()
                             .map(|&v| (super::bf16::round_bf16(v).to_bits() >> 16) as u16)
                             .collect(),
+                        // A bf16 unit: f16 weights are never routed here (the backends send
+                        // them to the f16 FMA panels); called directly, they round to bf16.
+                        WeightStore::F16(w) => w[first..first + rows_here * k]
+                            .iter()
+                            .map(|v| (super::bf16::round_bf16(v.to_f32()).to_bits() >> 16) as u16)
+                            .collect(),
                     };
                     pack_chunk(&bits, rows_here, k, dst);
                 });

@@ -20,6 +20,12 @@
 //! `line & 0xffff0000` (the odd halves) channels 16..32: one load and two integer ops widen 32
 //! weights. N is padded to a multiple of 32 with zero weights. On AVX2 each half line (16 values)
 //! widens the same way into 8 + 8 channels (lanes 0..8 and 16..24, or 8..16 and 24..32).
+//!
+//! f16 weights (`--dtype f16`, [`PanelFormat::F16`]) use the same panels, tiles and FMA chains:
+//! a line holds the chunk's 32 channels in order, and `vcvtph2ps` (AVX-512F on zmm, F16C on ymm)
+//! widens each half exactly, so the 32 weights reach the same accumulators as in bf16. The input
+//! is rounded to f16 instead of bf16; a product of two f16 values (11-bit significands) is exact
+//! in f32 too, so the result is PyTorch's f16 matmul (f32 accumulation) up to summation order.
 
 use std::cell::RefCell;
 
@@ -48,7 +54,8 @@ enum Isa {
     Avx2,
 }
 
-/// The best tiles this CPU runs at the current dispatch level ([`super::simd::level`]).
+/// The best tiles this CPU runs at the current dispatch level ([`super::simd::level`]). The AVX2
+/// tiles also need F16C (for f16 panels; every AVX2 CPU has it).
 fn isa() -> Option<Isa> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -58,7 +65,9 @@ fn isa() -> Option<Isa> {
         let (avx512, avx2) = *CPU.get_or_init(|| {
             (
                 is_x86_feature_detected!("avx512f"),
-                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c"),
             )
         });
         match level() {
@@ -88,32 +97,52 @@ pub fn available() -> bool {
     isa().is_some()
 }
 
-/// A bf16 weight [n, k] packed into 32-channel chunks.
+/// The 16-bit format of the packed weights (and of the rounded input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanelFormat {
+    Bf16,
+    F16,
+}
+
+impl PanelFormat {
+    /// The bits of `v` rounded to this format.
+    #[inline(always)]
+    fn bits(self, v: f32) -> u16 {
+        match self {
+            PanelFormat::Bf16 => (super::bf16::round_bf16(v).to_bits() >> 16) as u16,
+            PanelFormat::F16 => half::f16::from_f32(v).to_bits(),
+        }
+    }
+}
+
+/// A bf16 (or f16) weight [n, k] packed into 32-channel chunks.
 pub struct Bf16Panels {
     n: usize,
     k: usize,
     chunks: usize,
-    /// chunks × k × 32 bf16 bit patterns.
+    format: PanelFormat,
+    /// chunks × k × 32 bf16 (f16) bit patterns.
     data: Vec<u16>,
 }
 
-/// Where chunk lane `j` (0..32) of a row lands inside its 32-value line.
+/// Where chunk lane `j` (0..32) of a row lands inside its 32-value line: bf16 interleaves the
+/// halves (widened by shift and mask), f16 keeps channel order (widened by `vcvtph2ps`).
 #[inline(always)]
-fn lane_slot(j: usize) -> usize {
-    if j < 16 {
-        2 * j
-    } else {
-        2 * (j - 16) + 1
+fn lane_slot(j: usize, format: PanelFormat) -> usize {
+    match format {
+        PanelFormat::F16 => j,
+        PanelFormat::Bf16 if j < 16 => 2 * j,
+        PanelFormat::Bf16 => 2 * (j - 16) + 1,
     }
 }
 
 /// `rows` (≤ 32) rows of `k` values into one chunk's k lines of 32 (missing rows stay zero):
 /// each output line is written once, in order.
-fn transpose_chunk(bits: &[u16], rows: usize, k: usize, dst: &mut [u16]) {
+fn transpose_chunk(bits: &[u16], rows: usize, k: usize, format: PanelFormat, dst: &mut [u16]) {
     let src: Vec<&[u16]> = bits.chunks_exact(k).collect();
     for (kk, line) in dst.chunks_exact_mut(CHUNK).enumerate() {
         for (j, row) in src.iter().enumerate().take(rows) {
-            line[lane_slot(j)] = row[kk];
+            line[lane_slot(j, format)] = row[kk];
         }
     }
 }
@@ -122,6 +151,18 @@ impl Bf16Panels {
     /// Packs a weight handed over in row blocks (`rows(r0, r1)` = rows [r0, r1) as bf16 or
     /// f32, rounded to bf16), so the source never needs to exist whole next to the packed copy.
     pub fn from_rows(pool: &ThreadPool, n: usize, k: usize, rows: RowSource) -> Result<Self> {
+        Self::from_rows_as(pool, n, k, rows, PanelFormat::Bf16)
+    }
+
+    /// [`Self::from_rows`] into panels of `format`: rows already in that format keep their
+    /// bits, others are rounded to it (nearest-even).
+    pub fn from_rows_as(
+        pool: &ThreadPool,
+        n: usize,
+        k: usize,
+        rows: RowSource,
+        format: PanelFormat,
+    ) -> Result<Self> {
         if n == 0 || k == 0 {
             return Err(EngineError::Kernel(format!(
                 "bf16 panels: empty weight {n}×{k}"
@@ -145,20 +186,32 @@ impl Bf16Panels {
                 let rows_here = ((c + 1) * CHUNK).min(r1) - c * CHUNK;
                 let first = (c * CHUNK - r0) * k;
                 // Bit patterns of this chunk's rows, then one transposing pass over them.
-                let bits: Vec<u16> = match part {
-                    WeightStore::Bf16(w) => w[first..first + rows_here * k]
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .collect(),
-                    WeightStore::F32(w) => w[first..first + rows_here * k]
-                        .iter()
-                        .map(|&v| (super::bf16::round_bf16(v).to_bits() >> 16) as u16)
-                        .collect(),
+                let span = first..first + rows_here * k;
+                let bits: Vec<u16> = match (part, format) {
+                    (WeightStore::Bf16(w), PanelFormat::Bf16) => {
+                        w[span].iter().map(|v| v.to_bits()).collect()
+                    }
+                    (WeightStore::F16(w), PanelFormat::F16) => {
+                        w[span].iter().map(|v| v.to_bits()).collect()
+                    }
+                    (WeightStore::F32(w), _) => w[span].iter().map(|&v| format.bits(v)).collect(),
+                    (WeightStore::Bf16(w), _) => {
+                        w[span].iter().map(|v| format.bits(v.to_f32())).collect()
+                    }
+                    (WeightStore::F16(w), _) => {
+                        w[span].iter().map(|v| format.bits(v.to_f32())).collect()
+                    }
                 };
-                transpose_chunk(&bits, rows_here, k, dst);
+                transpose_chunk(&bits, rows_here, k, format, dst);
             });
         })?;
-        Ok(Bf16Panels { n, k, chunks, data })
+        Ok(Bf16Panels {
+            n,
+            k,
+            chunks,
+            format,
+            data,
+        })
     }
 
     pub fn n(&self) -> usize {
@@ -171,6 +224,10 @@ impl Bf16Panels {
 
     pub fn bytes(&self) -> usize {
         self.data.len() * 2
+    }
+
+    pub fn format(&self) -> PanelFormat {
+        self.format
     }
 
     /// y[m, n] = bf16(x[m, k]) · Wᵀ (+ bias), f32 out. Must only be called when [`available`].
@@ -194,7 +251,7 @@ impl Bf16Panels {
         let (mr, _) = plan(isa, m);
         INPUT.with(|cell| {
             let mut a = cell.borrow_mut();
-            pack_input(&x[..m * k], m, k, mr, &mut a);
+            pack_input(&x[..m * k], m, k, mr, self.format, &mut a);
             let tasks = self.chunks.min(pool.threads() * TASKS_PER_THREAD).max(1);
             let out = super::ops::RawRows(y.as_mut_ptr());
             let a = &a[..];
@@ -245,6 +302,7 @@ impl Bf16Panels {
                         cols: n - c * CHUNK,
                         first,
                         bias: last_bias.map(|b| &b[c * CHUNK..]),
+                        f16: self.format == PanelFormat::F16,
                     };
                     t.run(isa, rows, run);
                     r += rows;
@@ -256,11 +314,15 @@ impl Bf16Panels {
     }
 }
 
-/// The input rounded to bf16 and packed tile by tile (tiles of `mr` rows, the last one shorter),
+/// The input rounded to the panels' format and packed tile by tile (tiles of `mr` rows, the last one shorter),
 /// each tile k-major: element (r, kk) of the tile starting at row r0 sits at `r0·k + kk·rows + r`.
 /// A tile's rows are then one contiguous stream instead of `mr` rows a row stride apart (rows of
 /// 8 KiB stride fall into the same L1 set and evict each other).
-fn pack_input(x: &[f32], m: usize, k: usize, mr: usize, out: &mut Vec<f32>) {
+fn pack_input(x: &[f32], m: usize, k: usize, mr: usize, format: PanelFormat, out: &mut Vec<f32>) {
+    let round = match format {
+        PanelFormat::Bf16 => super::bf16::round_bf16,
+        PanelFormat::F16 => super::bf16::round_f16,
+    };
     out.clear();
     out.resize(m * k, 0.0);
     let mut r0 = 0;
@@ -270,7 +332,7 @@ fn pack_input(x: &[f32], m: usize, k: usize, mr: usize, out: &mut Vec<f32>) {
         for r in 0..rows {
             let src = &x[(r0 + r) * k..(r0 + r + 1) * k];
             for (kk, &v) in src.iter().enumerate() {
-                tile[kk * rows + r] = super::bf16::round_bf16(v);
+                tile[kk * rows + r] = round(v);
             }
         }
         r0 += rows;
@@ -313,6 +375,8 @@ struct Tile<'a> {
     first: bool,
     /// Added after the last reduction block.
     bias: Option<&'a [f32]>,
+    /// f16 panels (channel order, `vcvtph2ps`) rather than bf16 ones.
+    f16: bool,
 }
 
 impl Tile<'_> {
@@ -346,7 +410,13 @@ impl Tile<'_> {
                         // asserts above bound every read of `a` and `b`; `y` is written only
                         // through masks limited to `cols` columns of `rows` rows that the caller
                         // owns.
-                        $(($r, $v) => unsafe { imp::tile::<$r, $v>(self) },)*
+                        $(($r, $v) => unsafe {
+                            if self.f16 {
+                                imp::tile::<$r, $v, true>(self)
+                            } else {
+                                imp::tile::<$r, $v, false>(self)
+                            }
+                        },)*
                         _ => {
                             // Shapes without their own instance: one chunk at a time.
                             for s in 0..chunks {
@@ -390,24 +460,37 @@ mod imp {
     use super::super::chunk_acc;
     use super::{Tile, CHUNK};
 
-    /// MR rows × NV vectors (NV/2 chunks) of accumulators.
+    /// MR rows × NV vectors (NV/2 chunks) of accumulators; `F16`: f16 panels.
     ///
     /// # Safety
     /// AVX-512F must be present; `t.a` / `t.b` must hold the tile's operands (checked by
     /// [`Tile::run`]); `t.y` must be writable for MR rows of `min(cols, NV·16)` columns.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
+    pub unsafe fn tile<const MR: usize, const NV: usize, const F16: bool>(t: &Tile) {
         let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
         // SAFETY: AVX-512F is present; `t.y` holds this tile's outputs (the caller's contract).
         let mut acc = unsafe { chunk_acc::start::<MR, NV>(!t.first, t.y, t.ldy, t.cols) };
         let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
         for kk in 0..t.kc {
             for s in 0..NV / 2 {
-                // SAFETY: chunk s, step kk lies inside `t.b` (asserted by the caller).
-                let w =
-                    unsafe { _mm512_loadu_si512(b.add(s * t.chunk_stride + kk * CHUNK).cast()) };
-                let lo = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w));
-                let hi = _mm512_castsi512_ps(_mm512_and_si512(w, high));
+                let line = b.wrapping_add(s * t.chunk_stride + kk * CHUNK);
+                let (lo, hi) = if F16 {
+                    // SAFETY: chunk s, step kk (32 values) lies inside `t.b` (asserted by the
+                    // caller); the two loads read its halves.
+                    unsafe {
+                        (
+                            _mm512_cvtph_ps(_mm256_loadu_si256(line.cast())),
+                            _mm512_cvtph_ps(_mm256_loadu_si256(line.add(16).cast())),
+                        )
+                    }
+                } else {
+                    // SAFETY: as above, one load of the whole line.
+                    let w = unsafe { _mm512_loadu_si512(line.cast()) };
+                    (
+                        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w)),
+                        _mm512_castsi512_ps(_mm512_and_si512(w, high)),
+                    )
+                };
                 for (r, row) in acc.iter_mut().enumerate() {
                     // SAFETY: step kk < kc, row r < MR: inside `t.a` (asserted by the caller).
                     let x = _mm512_set1_ps(unsafe { *a.add(kk * MR + r) });

@@ -1,8 +1,8 @@
 //! Portable GEMM: the `gemm` crate (AVX-512 when the CPU has it, selected at run time), split over
-//! output columns on the compute pool. bf16 weights are widened to f32 one column block at a time
-//! so the whole matrix is never converted.
+//! output columns on the compute pool. bf16 and f16 weights are widened to f32 (exactly) one column
+//! block at a time so the whole matrix is never converted.
 
-use half::bf16;
+use half::{bf16, f16};
 
 use super::pool::ThreadPool;
 use super::simd::multiversion;
@@ -84,6 +84,34 @@ pub fn matmul_bf16(
     n: usize,
     y: &mut [f32],
 ) {
+    matmul_widened(pool, x, m, k, w, n, y, super::bf16::widen)
+}
+
+/// y[m, n] = x[m, k] · wᵀ with f16 weights [n, k], f32 accumulation.
+pub fn matmul_f16(
+    pool: &ThreadPool,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f16],
+    n: usize,
+    y: &mut [f32],
+) {
+    matmul_widened(pool, x, m, k, w, n, y, super::bf16::widen_f16)
+}
+
+/// y[m, n] = x[m, k] · wᵀ with 16-bit weights that `widen` turns into f32 exactly.
+#[allow(clippy::too_many_arguments)]
+fn matmul_widened<T: Sync>(
+    pool: &ThreadPool,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[T],
+    n: usize,
+    y: &mut [f32],
+    widen: fn(&mut [f32], &[T]),
+) {
     assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n);
     let out = SendPtr(y.as_mut_ptr());
     pool.run_chunks(n, BLOCK_N, &|n0, n1| {
@@ -93,7 +121,7 @@ pub fn matmul_bf16(
         while j < n1 {
             let jb = (j + BLOCK_N).min(n1);
             let rows = jb - j;
-            super::bf16::widen(&mut wide[..rows * k], &w[j * k..jb * k]);
+            widen(&mut wide[..rows * k], &w[j * k..jb * k]);
             if m == 1 {
                 // GEMV: a plain dot product per column beats gemm's packing overhead.
                 for r in 0..rows {

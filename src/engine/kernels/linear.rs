@@ -3,7 +3,7 @@
 //! Weights keep the PyTorch layout [out, in]. A fast backend (oneDNN today, others later) may
 //! take over a weight at load time through [`FastMatmul`]; otherwise the portable GEMM runs.
 
-use half::bf16;
+use half::{bf16, f16};
 
 use super::bf16::Precision;
 use super::gemm_portable;
@@ -17,6 +17,7 @@ use crate::engine::error::{EngineError, Result};
 pub enum WeightStore {
     F32(Vec<f32>),
     Bf16(Vec<bf16>),
+    F16(Vec<f16>),
 }
 
 /// What a matmul does to each finished output after adding the bias, in the same pass while the
@@ -158,6 +159,7 @@ impl WeightStore {
         match self {
             WeightStore::F32(w) => w.len(),
             WeightStore::Bf16(w) => w.len(),
+            WeightStore::F16(w) => w.len(),
         }
     }
 
@@ -170,6 +172,7 @@ impl WeightStore {
         match self {
             WeightStore::F32(w) => out.copy_from_slice(&w[r * cols..(r + 1) * cols]),
             WeightStore::Bf16(w) => super::bf16::widen(out, &w[r * cols..(r + 1) * cols]),
+            WeightStore::F16(w) => super::bf16::widen_f16(out, &w[r * cols..(r + 1) * cols]),
         }
     }
 }
@@ -425,6 +428,7 @@ impl Linear {
             )));
         }
         let y = &mut y[..m * self.n];
+        // The fused epilogues round to bf16; f16 outputs are rounded after the matmul below.
         let bf16 = self.precision == Precision::Bf16;
         let epilogue = match act {
             None if bf16 => Epilogue::RoundBf16,
@@ -444,6 +448,7 @@ impl Linear {
                 WeightStore::Bf16(w) => {
                     gemm_portable::matmul_bf16(pool, x, m, self.k, w, self.n, y)
                 }
+                WeightStore::F16(w) => gemm_portable::matmul_f16(pool, x, m, self.k, w, self.n, y),
             }
             if let Some(b) = &self.bias {
                 for row in y.chunks_exact_mut(self.n) {

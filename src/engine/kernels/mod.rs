@@ -43,7 +43,9 @@ pub const AUTO_MIN_ELEMENTS: usize = 1 << 18;
 /// faster ones on this CPU: [`gemm_amx`] wherever AMX tiles run (twice oneDNN 2.6's rate on
 /// the vision and prefill shapes), else [`gemm_bf16_dot`] where `vdpbf16ps` is the fast unit,
 /// else [`gemm_bf16_fma`] where that kernel wins (a slow `vdpbf16ps`, or no oneDNN bf16 matmul
-/// at all; see [`gemm_bf16_fma::preferred`]).
+/// at all; see [`gemm_bf16_fma::preferred`]). f16 weights go to [`gemm_bf16_fma`]'s f16 panels
+/// wherever that kernel runs (oneDNN has no fast f16 matmul without AVX512-FP16 / AMX-FP16, and
+/// our bf16-only units cannot take f16).
 pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
     let dnn = onednn_backend(AUTO_MIN_ELEMENTS);
     let amx = OneDnn::get().is_some_and(|d| d.has_amx());
@@ -54,14 +56,14 @@ pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
     } else {
         gemm_bf16_fma::preferred(amx, onednn_runs_bf16()).then_some(PanelKernel::Fma)
     };
-    match ours {
-        Some(kernel) => Some(Box::new(Bf16PanelBackend {
-            kernel,
-            fallback: dnn,
-            min_elements: AUTO_MIN_ELEMENTS,
-        })),
-        None => dnn,
+    if ours.is_none() && !gemm_bf16_fma::available() {
+        return dnn;
     }
+    Some(Box::new(Bf16PanelBackend {
+        kernel: ours,
+        fallback: dnn,
+        min_elements: AUTO_MIN_ELEMENTS,
+    }))
 }
 
 /// [`gemm_bf16_fma`] for every bf16 weight of at least `min_elements` (f32 weights go to oneDNN
@@ -85,7 +87,7 @@ pub fn amx_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {
 fn panel_backend(kernel: PanelKernel, min_elements: usize) -> Option<Box<dyn FastBackend>> {
     kernel.available().then(|| {
         Box::new(Bf16PanelBackend {
-            kernel,
+            kernel: Some(kernel),
             fallback: onednn_backend(min_elements),
             min_elements,
         }) as Box<dyn FastBackend>
@@ -110,6 +112,18 @@ impl PanelKernel {
     }
 
     fn pack(self, n: usize, k: usize, rows: linear::RowSource) -> Result<Box<dyn FastMatmul>> {
+        if let WeightStore::F16(_) = rows(0, 1)? {
+            // Only the FMA panels widen f16 (`takes` routes f16 weights nowhere else).
+            return Ok(Box::new(FmaMatmul(
+                gemm_bf16_fma::Bf16Panels::from_rows_as(
+                    pool::ThreadPool::global(),
+                    n,
+                    k,
+                    rows,
+                    gemm_bf16_fma::PanelFormat::F16,
+                )?,
+            )));
+        }
         let pool = pool::ThreadPool::global();
         Ok(match self {
             PanelKernel::Fma => Box::new(FmaMatmul(gemm_bf16_fma::Bf16Panels::from_rows(
@@ -125,27 +139,39 @@ impl PanelKernel {
     }
 }
 
-/// bf16 weights to one of our [`PanelKernel`]s; everything else to `fallback`.
+/// bf16 weights to one of our [`PanelKernel`]s (when `kernel` is set), f16 weights to the FMA
+/// panels in f16 format; everything else to `fallback`.
 struct Bf16PanelBackend {
-    kernel: PanelKernel,
+    kernel: Option<PanelKernel>,
     fallback: Option<Box<dyn FastBackend>>,
     min_elements: usize,
 }
 
 impl Bf16PanelBackend {
-    fn takes(&self, n: usize, k: usize) -> bool {
-        n * k >= self.min_elements && self.kernel.available()
+    /// The kernel that packs a weight of this store's kind, if one of ours takes it.
+    fn takes(&self, w: &WeightStore, n: usize, k: usize) -> Option<PanelKernel> {
+        if n * k < self.min_elements {
+            return None;
+        }
+        match w {
+            WeightStore::Bf16(_) => self.kernel.filter(|k| k.available()),
+            WeightStore::F16(_) => gemm_bf16_fma::available().then_some(PanelKernel::Fma),
+            WeightStore::F32(_) => None,
+        }
     }
 }
 
 impl FastBackend for Bf16PanelBackend {
     fn prepare(&self, w: &WeightStore, n: usize, k: usize) -> Result<Option<Box<dyn FastMatmul>>> {
-        if matches!(w, WeightStore::Bf16(_)) && self.takes(n, k) {
-            let rows = |r0: usize, r1: usize| match w {
-                WeightStore::Bf16(v) => Ok(WeightStore::Bf16(v[r0 * k..r1 * k].to_vec())),
-                WeightStore::F32(v) => Ok(WeightStore::F32(v[r0 * k..r1 * k].to_vec())),
+        if let Some(kernel) = self.takes(w, n, k) {
+            let rows = |r0: usize, r1: usize| {
+                Ok(match w {
+                    WeightStore::Bf16(v) => WeightStore::Bf16(v[r0 * k..r1 * k].to_vec()),
+                    WeightStore::F16(v) => WeightStore::F16(v[r0 * k..r1 * k].to_vec()),
+                    WeightStore::F32(v) => WeightStore::F32(v[r0 * k..r1 * k].to_vec()),
+                })
             };
-            return self.kernel.pack(n, k, &rows).map(Some);
+            return kernel.pack(n, k, &rows).map(Some);
         }
         match &self.fallback {
             Some(be) => be.prepare(w, n, k),
@@ -160,8 +186,10 @@ impl FastBackend for Bf16PanelBackend {
         rows: &dyn Fn(usize, usize) -> Result<WeightStore>,
     ) -> Result<Option<Box<dyn FastMatmul>>> {
         // The loader hands rows in the model precision: one row tells which it is.
-        if self.takes(n, k) && matches!(rows(0, 1)?, WeightStore::Bf16(_)) {
-            return self.kernel.pack(n, k, rows).map(Some);
+        if n * k >= self.min_elements {
+            if let Some(kernel) = self.takes(&rows(0, 1)?, n, k) {
+                return kernel.pack(n, k, rows).map(Some);
+            }
         }
         match &self.fallback {
             Some(be) => be.prepare_rows(n, k, rows),
@@ -170,14 +198,16 @@ impl FastBackend for Bf16PanelBackend {
     }
 
     fn name(&self) -> String {
-        let ours = match self.kernel {
-            PanelKernel::Fma => "bf16 FMA panels",
-            PanelKernel::Dot => "bf16 dot panels",
-            PanelKernel::Amx => "bf16 AMX tiles",
+        let bf16 = match self.kernel {
+            Some(PanelKernel::Fma) => "bf16 FMA panels + ",
+            Some(PanelKernel::Dot) => "bf16 dot panels + ",
+            Some(PanelKernel::Amx) => "bf16 AMX tiles + ",
+            None => "",
         };
+        let ours = format!("{bf16}f16 FMA panels");
         match &self.fallback {
             Some(be) => format!("{ours} + {}", be.name()),
-            None => ours.into(),
+            None => ours,
         }
     }
 }
@@ -190,7 +220,11 @@ impl FastMatmul for FmaMatmul {
     }
 
     fn name(&self) -> String {
-        format!("bf16 panels ({} FMA)", gemm_bf16_fma::tiles_name())
+        let format = match self.0.format() {
+            gemm_bf16_fma::PanelFormat::Bf16 => "bf16",
+            gemm_bf16_fma::PanelFormat::F16 => "f16",
+        };
+        format!("{format} panels ({} FMA)", gemm_bf16_fma::tiles_name())
     }
 }
 
@@ -297,6 +331,8 @@ impl FastBackend for OneDnnBackend {
         let data = match w {
             WeightStore::F32(v) => WeightData::F32(v),
             WeightStore::Bf16(v) => WeightData::Bf16(v),
+            // No fast oneDNN f16 matmul on CPUs without AVX512-FP16 / AMX-FP16: stays ours.
+            WeightStore::F16(_) => return Ok(None),
         };
         self.pack_slices(n, k, &mut |n0, n1, pack| {
             pack(match data {
@@ -313,7 +349,7 @@ impl FastBackend for OneDnnBackend {
         k: usize,
         rows: &dyn Fn(usize, usize) -> Result<WeightStore>,
     ) -> Result<Option<Box<dyn FastMatmul>>> {
-        if n * k < self.min_elements {
+        if n * k < self.min_elements || matches!(rows(0, 1)?, WeightStore::F16(_)) {
             return Ok(None);
         }
         // Each slice's rows exist only while that slice is packed.
@@ -322,6 +358,11 @@ impl FastBackend for OneDnnBackend {
             pack(match &part {
                 WeightStore::F32(v) => WeightData::F32(v),
                 WeightStore::Bf16(v) => WeightData::Bf16(v),
+                WeightStore::F16(_) => {
+                    return Err(EngineError::Kernel(
+                        "oneDNN backend handed f16 rows after f32/bf16 ones".into(),
+                    ))
+                }
             })
         })
     }

@@ -2,7 +2,7 @@
 //! PyTorch reference (statistics in f32, one rounding to the activation precision where PyTorch
 //! materialises a bf16 tensor).
 
-use super::bf16::{round_bf16, Precision};
+use super::bf16::{by_precision, Precision};
 use super::pool::ThreadPool;
 use super::simd::{erf_f32, multiversion, sigmoid_f32};
 
@@ -85,18 +85,14 @@ multiversion! {
     }
 }
 
-/// row = round(w · round(row · inv)) in bf16, w · (row · inv) otherwise.
+/// row = round(w · round(row · inv)) in bf16 / f16, w · (row · inv) in f32.
 #[inline(always)]
 fn scale_row(row: &mut [f32], w: &[f32], inv: f32, p: Precision) {
-    if p == Precision::Bf16 {
+    by_precision!(p, round => {
         for (v, wi) in row.iter_mut().zip(w) {
-            *v = round_bf16(wi * round_bf16(*v * inv));
+            *v = round(wi * round(*v * inv));
         }
-    } else {
-        for (v, wi) in row.iter_mut().zip(w) {
-            *v = wi * (*v * inv);
-        }
-    }
+    })
 }
 
 /// LayerNorm with bias (vision). PyTorch's CPU kernel evaluates `(x·rstd + (−mean·rstd))·γ + β`
@@ -222,15 +218,11 @@ multiversion! {
 multiversion! {
     fn layer_norm_apply(row: &mut [f32], m: (f32, f32), w: &[f32], b: &[f32], p: Precision) {
         let (rstd, shift) = m;
-        if p == Precision::Bf16 {
+        by_precision!(p, round => {
             for ((v, wi), bi) in row.iter_mut().zip(w).zip(b) {
-                *v = round_bf16(v.mul_add(rstd, shift).mul_add(*wi, *bi));
+                *v = round(v.mul_add(rstd, shift).mul_add(*wi, *bi));
             }
-        } else {
-            for ((v, wi), bi) in row.iter_mut().zip(w).zip(b) {
-                *v = v.mul_add(rstd, shift).mul_add(*wi, *bi);
-            }
-        }
+        })
     }
 }
 
@@ -282,27 +274,27 @@ pub fn activate(pool: &ThreadPool, x: &mut [f32], act: Activation, p: Precision)
     });
 }
 
-/// `activate(round(x))`: a bf16 linear's rounding and its activation in one pass over `x` (the
-/// same bits as [`round_par`] then [`activate`], element by element).
+/// `activate(round(x))`: a bf16 / f16 linear's rounding and its activation in one pass over `x`
+/// (the same bits as [`round_par`] then [`activate`], element by element).
 pub fn round_then_activate(pool: &ThreadPool, x: &mut [f32], act: Activation, p: Precision) {
-    if p != Precision::Bf16 {
+    if !p.is_half() {
         return activate(pool, x, act, p);
     }
     let len = x.len();
     let cell = SyncSlice(x.as_mut_ptr(), len);
     pool.run_chunks(len, 1024, &|a, b| {
         // SAFETY: chunks [a, b) are disjoint sub-ranges of the buffer.
-        round_then_activate_slice(unsafe { cell.range(a, b) }, act);
+        round_then_activate_slice(unsafe { cell.range(a, b) }, act, p);
     });
 }
 
 multiversion! {
-    fn round_then_activate_slice(s: &mut [f32], act: Activation) {
-        match act {
-            Activation::GeluTanh => s.iter_mut().for_each(|v| *v = round_bf16(gelu_tanh(round_bf16(*v)))),
-            Activation::GeluErf => s.iter_mut().for_each(|v| *v = round_bf16(gelu_erf(round_bf16(*v)))),
-            Activation::Silu => s.iter_mut().for_each(|v| *v = round_bf16(silu(round_bf16(*v)))),
-        }
+    fn round_then_activate_slice(s: &mut [f32], act: Activation, p: Precision) {
+        by_precision!(p, r => match act {
+            Activation::GeluTanh => s.iter_mut().for_each(|v| *v = r(gelu_tanh(r(*v)))),
+            Activation::GeluErf => s.iter_mut().for_each(|v| *v = r(gelu_erf(r(*v)))),
+            Activation::Silu => s.iter_mut().for_each(|v| *v = r(silu(r(*v)))),
+        })
     }
 }
 
@@ -311,11 +303,7 @@ multiversion! {
         // One loop per activation so each vectorises without a per-element branch.
         macro_rules! each {
             ($f:expr) => {
-                if p == Precision::Bf16 {
-                    s.iter_mut().for_each(|v| *v = round_bf16($f(*v)));
-                } else {
-                    s.iter_mut().for_each(|v| *v = $f(*v));
-                }
+                by_precision!(p, r => s.iter_mut().for_each(|v| *v = r($f(*v))))
             };
         }
         match act {
@@ -350,13 +338,7 @@ multiversion! {
                 }
             };
         }
-        let keep = |x: f32| x;
-        match (p == Precision::Bf16, each_op) {
-            (true, true) => each!(round_bf16, true),
-            (true, false) => each!(round_bf16, false),
-            (false, true) => each!(keep, true),
-            (false, false) => each!(keep, false),
-        }
+        by_precision!(p, r => if each_op { each!(r, true) } else { each!(r, false) })
     }
 }
 
@@ -376,30 +358,22 @@ pub fn sized(buf: &mut Vec<f32>, len: usize) {
 multiversion! {
     /// SwiGLU combine: gate[i] = round(round(silu(gate[i])) · up[i]).
     pub fn silu_mul(gate: &mut [f32], up: &[f32], p: Precision) {
-        if p == Precision::Bf16 {
+        by_precision!(p, r => {
             for (g, u) in gate.iter_mut().zip(up) {
-                *g = round_bf16(round_bf16(silu(*g)) * u);
+                *g = r(r(silu(*g)) * u);
             }
-        } else {
-            for (g, u) in gate.iter_mut().zip(up) {
-                *g = silu(*g) * u;
-            }
-        }
+        })
     }
 }
 
 multiversion! {
     /// Residual add: x += y with one rounding.
     pub fn add_inplace(x: &mut [f32], y: &[f32], p: Precision) {
-        if p == Precision::Bf16 {
+        by_precision!(p, r => {
             for (a, b) in x.iter_mut().zip(y) {
-                *a = round_bf16(*a + b);
+                *a = r(*a + b);
             }
-        } else {
-            for (a, b) in x.iter_mut().zip(y) {
-                *a += b;
-            }
-        }
+        })
     }
 }
 
@@ -484,7 +458,7 @@ pub fn par_row_blocks<const N: usize>(
 
 /// `p.round_slice(xs)` on all cores.
 pub fn round_par(pool: &ThreadPool, xs: &mut [f32], p: Precision) {
-    if p == Precision::Bf16 {
+    if p.is_half() {
         let n = xs.len();
         par_row_blocks(pool, n, [xs], [1], &|_, _, [x]: [&mut [f32]; 1]| {
             p.round_slice(x)
@@ -509,7 +483,7 @@ mod tests {
             let w: Vec<f32> = (0..dim).map(|_| next() * 2.0).collect();
             for rows in [1usize, 7, 8, 9, 17, 24] {
                 let x: Vec<f32> = (0..rows * dim).map(|_| next() * 9.0).collect();
-                for p in [Precision::Bf16, Precision::F32] {
+                for p in [Precision::Bf16, Precision::F32, Precision::F16] {
                     let mut one = x.clone();
                     for row in one.chunks_exact_mut(dim) {
                         rms_norm_row(row, &w, 1e-6, p);
@@ -573,7 +547,7 @@ mod tests {
             .collect();
         let cos: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.05).cos()).collect();
         let sin: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.05).sin()).collect();
-        for p in [Precision::F32, Precision::Bf16] {
+        for p in [Precision::F32, Precision::Bf16, Precision::F16] {
             for each_op in [false, true] {
                 let half = hd / 2;
                 let want: Vec<f32> = (0..hd)
@@ -613,7 +587,7 @@ mod tests {
             .collect();
         let w: Vec<f32> = (0..dim).map(|i| 0.5 + (i % 13) as f32 * 0.1).collect();
         let b: Vec<f32> = (0..dim).map(|i| (i % 7) as f32 * 0.01 - 0.03).collect();
-        for p in [Precision::F32, Precision::Bf16] {
+        for p in [Precision::F32, Precision::Bf16, Precision::F16] {
             let want: Vec<f32> = x
                 .chunks_exact(dim)
                 .flat_map(|row| {

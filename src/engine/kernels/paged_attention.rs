@@ -16,11 +16,12 @@ use super::paged_attention_avx512::{self as blocks, LANES};
 use super::pool::ThreadPool;
 use super::simd::{exp_f32, multiversion};
 
-/// Key/value rows of one layer: `n_slots × kv_dim` values, f32 or bf16 bit patterns.
+/// Key/value rows of one layer: `n_slots × kv_dim` values, f32, bf16 bit patterns or f16.
 #[derive(Clone, Copy)]
 pub enum KvRows<'a> {
     F32(&'a [f32]),
     Bf16(&'a [u16]),
+    F16(&'a [half::f16]),
 }
 
 impl KvRows<'_> {
@@ -35,6 +36,7 @@ impl KvRows<'_> {
                     *d = f32::from_bits((b as u32) << 16);
                 }
             }
+            KvRows::F16(s) => super::bf16::widen_f16(dst, &s[at..at + dst.len()]),
         }
     }
 }
@@ -225,11 +227,10 @@ multiversion! {
                         (q_rows[li], ends[li]) = line_at(l0 + li);
                     }
                     let last = ends[..nl].iter().copied().max().unwrap_or(j0);
-                    let bf16 = p == Precision::Bf16;
                     let mut jb = j0;
                     while jb < last {
                         let tile = &kt[jb - j0..];
-                        let d = blocks::dots_lines(&q_rows[..nl], tile, KEY_TILE, scale, bf16);
+                        let d = blocks::dots_lines(&q_rows[..nl], tile, KEY_TILE, scale, p);
                         for (li, &end) in ends[..nl].iter().enumerate() {
                             let n = end.saturating_sub(jb).min(blocks::KEYS);
                             let at = (l0 + li) * kmax + jb;
@@ -428,7 +429,7 @@ mod tests {
             );
             out
         };
-        for p in [Precision::F32, Precision::Bf16] {
+        for p in [Precision::F32, Precision::Bf16, Precision::F16] {
             force_level(None);
             let best = run(p);
             force_level(Some(Level::Base));
@@ -462,6 +463,8 @@ mod tests {
             let q = rnd(2 * rows * qs, &mut seed);
             let kb: Vec<u16> = k.iter().map(|x| (x.to_bits() >> 16) as u16).collect();
             let vb: Vec<u16> = v.iter().map(|x| (x.to_bits() >> 16) as u16).collect();
+            let kh: Vec<half::f16> = k.iter().map(|&x| half::f16::from_f32(x)).collect();
+            let vh: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
             let blocks: Vec<u32> = vec![0];
             // One prefill with a cached prefix, and a 3-row chunk (fewer rows than the blocked
             // score loop wants) after it.
@@ -479,14 +482,14 @@ mod tests {
                     blocks: &blocks,
                 },
             ];
-            for bf16_cache in [false, true] {
-                for p in [Precision::F32, Precision::Bf16] {
+            for cache in [Precision::F32, Precision::Bf16, Precision::F16] {
+                for p in [Precision::F32, Precision::Bf16, Precision::F16] {
                     let go = |blocked: bool| {
                         let mut out = vec![0f32; 2 * rows * qs];
-                        let (kr, vr) = if bf16_cache {
-                            (KvRows::Bf16(&kb), KvRows::Bf16(&vb))
-                        } else {
-                            (KvRows::F32(&k), KvRows::F32(&v))
+                        let (kr, vr) = match cache {
+                            Precision::Bf16 => (KvRows::Bf16(&kb), KvRows::Bf16(&vb)),
+                            Precision::F16 => (KvRows::F16(&kh), KvRows::F16(&vh)),
+                            Precision::F32 => (KvRows::F32(&k), KvRows::F32(&v)),
                         };
                         run(
                             &pool,
@@ -508,7 +511,7 @@ mod tests {
                         fast.iter()
                             .zip(&plain)
                             .all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "hd {hd}, bf16 cache {bf16_cache}, {p:?}"
+                        "hd {hd}, {cache:?} cache, {p:?}"
                     );
                     assert!(fast[..(rows + 3) * qs].iter().all(|x| x.is_finite()));
                 }

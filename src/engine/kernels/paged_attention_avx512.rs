@@ -4,6 +4,8 @@
 //! vector registers. Written with intrinsics because the auto-vectoriser, given the same loops
 //! over arrays, vectorised across the wrong dimension (gathers and scatters, 4× slower).
 
+use super::bf16::Precision;
+
 /// Keys per [`dots16`] call, values per vector.
 pub const LANES: usize = 16;
 
@@ -34,7 +36,7 @@ pub const KEYS: usize = 2 * LANES;
 /// The plain loop's `dot(q, k)` of up to [`LINES`] query rows with [`KEYS`] keys at once, from a
 /// transposed tile: key `l`'s value `d` at `kt[d·stride + l]`. Out row `r`, lane `l` = the score
 /// of `q_rows[r]` and key `l`, finished as the plain loop finishes it: `round(round(dot)·scale)`
-/// with `bf16` (the bf16 rounding, [`super::bf16::round_bf16`]), else `dot·scale`.
+/// with the rounding of `p` ([`super::bf16::Precision::round`]; none in f32).
 ///
 /// The plain loop keeps 16 lane sums (lane i adds the terms d ≡ i mod 16 in increasing d) and
 /// then adds them to 0 in lane order, then the tail (0.0 when `hd % 16 == 0`). Here lane sum i
@@ -47,7 +49,7 @@ pub fn dots_lines(
     kt: &[f32],
     stride: usize,
     scale: f32,
-    bf16: bool,
+    p: Precision,
 ) -> [[f32; KEYS]; LINES] {
     // The CPU check, not the level: another thread may lower the level after the caller chose.
     assert!(
@@ -66,7 +68,7 @@ pub fn dots_lines(
             *p = q.as_ptr();
         }
         let (chunks, k) = (hd / LANES, kt.as_ptr());
-        let o = (&mut out, scale, bf16);
+        let o = (&mut out, scale, p);
         // SAFETY: the CPU has AVX512F (asserted); the asserts bound every read: hd values of
         // each query row, and KEYS values at each of the hd rows `d·stride` of `kt`.
         unsafe {
@@ -111,8 +113,9 @@ pub fn axpy_keys(acc: &mut [f32], p: &[f32], tile: &[f32], n: usize) {
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::avx512_math::round_bf16;
+    use super::super::avx512_math::{round_bf16, round_f16};
     use super::LANES;
+    use crate::engine::kernels::bf16::Precision;
 
     /// # Safety
     /// The CPU must have AVX512F; `q[r]` (r < R) readable for `chunks`·16 values, `kt` for 32
@@ -123,7 +126,7 @@ mod imp {
         chunks: usize,
         kt: *const f32,
         stride: usize,
-        (out, scale, bf16): (&mut [[f32; super::KEYS]; super::LINES], f32, bool),
+        (out, scale, p): (&mut [[f32; super::KEYS]; super::LINES], f32, Precision),
     ) {
         let zero = _mm512_setzero_ps();
         let mut total = [[zero; 2]; R];
@@ -148,10 +151,10 @@ mod imp {
         let finish = |t: __m512| {
             // The plain loop's `+ tail` (0.0): turns a -0.0 sum into +0.0, as there.
             let dot = _mm512_add_ps(t, zero);
-            if bf16 {
-                round_bf16(_mm512_mul_ps(round_bf16(dot), scale))
-            } else {
-                _mm512_mul_ps(dot, scale)
+            match p {
+                Precision::Bf16 => round_bf16(_mm512_mul_ps(round_bf16(dot), scale)),
+                Precision::F16 => round_f16(_mm512_mul_ps(round_f16(dot), scale)),
+                Precision::F32 => _mm512_mul_ps(dot, scale),
             }
         };
         for (o, t) in out.iter_mut().zip(&total) {

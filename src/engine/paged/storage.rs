@@ -1,14 +1,16 @@
 //! Block storage: per layer, one K and one V buffer of `n_blocks × block_size` rows of
-//! `kv_dim` values. In bf16 mode the rows are stored as bf16 bit patterns: K and V are already
-//! rounded to bf16 by the decoder, so this halves memory without changing a single value.
+//! `kv_dim` values. In bf16 (f16) mode the rows are stored as bf16 (f16) bit patterns: K and V are
+//! already rounded to that precision by the decoder, so this halves memory without changing a
+//! single value.
 
-use crate::engine::kernels::bf16::Precision;
+use crate::engine::kernels::bf16::{narrow_f16, Precision};
 use crate::engine::kernels::mmap::advise_huge_pages;
 use crate::engine::kernels::paged_attention::KvRows;
 
 enum Rows {
     F32(Vec<f32>),
     Bf16(Vec<u16>),
+    F16(Vec<half::f16>),
 }
 
 impl Rows {
@@ -27,6 +29,11 @@ impl Rows {
                 advise_huge_pages(v.as_mut_ptr().cast(), len * 2);
                 Rows::Bf16(v)
             }
+            Precision::F16 => {
+                let mut v = vec![half::f16::ZERO; len];
+                advise_huge_pages(v.as_mut_ptr().cast(), len * 2);
+                Rows::F16(v)
+            }
         }
     }
 
@@ -39,6 +46,8 @@ impl Rows {
                     *o = (x.to_bits() >> 16) as u16;
                 }
             }
+            // Values are f16-representable: the narrowing is exact.
+            Rows::F16(d) => narrow_f16(&mut d[at..at + src.len()], src),
         }
     }
 
@@ -46,6 +55,7 @@ impl Rows {
         match self {
             Rows::F32(d) => KvRows::F32(d),
             Rows::Bf16(d) => KvRows::Bf16(d),
+            Rows::F16(d) => KvRows::F16(d),
         }
     }
 }
@@ -61,7 +71,7 @@ pub struct KvBlocks {
 pub fn block_bytes(n_layers: usize, kv_dim: usize, block_size: usize, p: Precision) -> usize {
     let elem = match p {
         Precision::F32 => 4,
-        Precision::Bf16 => 2,
+        Precision::Bf16 | Precision::F16 => 2,
     };
     2 * n_layers * kv_dim * block_size * elem
 }
