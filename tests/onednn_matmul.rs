@@ -272,7 +272,12 @@ fn row_blocks_pack_like_the_whole_weight() {
         parts.apply(pool, &x, m).unwrap(),
         whole.apply(pool, &x, m).unwrap()
     );
-    let asked = asked.into_inner().unwrap();
+    let mut asked = asked.into_inner().unwrap();
+    // The backend first reads one row to learn the stored format (f16 weights are not oneDNN's);
+    // after that probe, the blocks are what is packed.
+    if asked.first() == Some(&(0, 1)) {
+        asked.remove(0);
+    }
     // One block per compute thread (≥ 64 rows each).
     assert_eq!(asked.len(), pool.threads().min(n / 64), "{asked:?}");
     let mut covered = 0;
