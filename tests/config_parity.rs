@@ -79,6 +79,35 @@ fn clipped_mrope_sections_linear_rope_and_ignored_interleave_flag_match() {
 }
 
 #[test]
+fn yarn_rope_matches() {
+    check("rope_yarn", &["text", "image"]);
+}
+
+#[test]
+fn llama3_rope_matches() {
+    check("rope_llama3", &["text", "image"]);
+}
+
+#[test]
+fn rope_scaling_keys_transformers_requires_are_required() {
+    // transformers indexes `factor` (yarn, llama3) and the llama3 band keys without defaults.
+    let e = config_error("rope_yarn", |v| {
+        v["text_config"]["rope_scaling"]
+            .as_object_mut()
+            .unwrap()
+            .remove("factor");
+    });
+    assert!(e.contains("rope_scaling.factor"), "{e}");
+    let e = config_error("rope_llama3", |v| {
+        v["text_config"]["rope_scaling"]
+            .as_object_mut()
+            .unwrap()
+            .remove("low_freq_factor");
+    });
+    assert!(e.contains("low_freq_factor"), "{e}");
+}
+
+#[test]
 fn unsorted_out_of_range_and_duplicate_deepstack_indexes_and_non_square_positions_match() {
     check("vision_odd", &["image", "video"]);
 }
@@ -222,7 +251,7 @@ fn features_we_do_not_implement_are_refused_not_run_wrongly() {
     type Edit = fn(&mut serde_json::Value);
     let cases: [(Edit, &str); 3] = [
         (
-            |v| v["text_config"]["rope_scaling"]["rope_type"] = "yarn".into(),
+            |v| v["text_config"]["rope_scaling"]["rope_type"] = "dynamic".into(),
             "rope_type",
         ),
         (

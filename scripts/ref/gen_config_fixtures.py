@@ -82,6 +82,24 @@ MODELS = {
         "mrope_section [10,2,10]: 3*10 > head_dim/2 = 16 (clipped), sum 22 != 16, section[0] unused; "
         "mrope_interleaved false (ignored: always interleaved); rope_type linear, factor 2",
     ),
+    "rope_yarn": (
+        False, 2006,
+        dict(num_hidden_layers=1, max_position_embeddings=2048, rope_scaling={
+            "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 512,
+            "beta_fast": 16, "mscale": 0.707, "mscale_all_dim": 1.0, "mrope_section": [6, 5, 5]}),
+        {}, {}, [], ["text", "image"],
+        "rope_type yarn (factor 4, original 512 positions, beta_fast 16): blended frequencies, cos/sin "
+        "scaled by mscale(4, 0.707) / mscale(4, 1)",
+    ),
+    "rope_llama3": (
+        False, 2007,
+        dict(num_hidden_layers=1, rope_theta=10000.0, rope_scaling={
+            "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64, "mrope_section": [6, 5, 5]}),
+        {}, {}, [], ["text", "image"],
+        "rope_type llama3 (factor 8, low 1, high 4, original 64 positions with theta 1e4, so low, medium "
+        "and high frequency bands all occur)",
+    ),
     "vision_odd": (
         False, 2002, {},
         dict(depth=3, deepstack_visual_indexes=[2, 0, 9, 0, 1], num_position_embeddings=70, hidden_act="gelu"),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, Result};
 use super::kernels::ops::Activation;
+pub use super::rope::RopeKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModelKind {
@@ -29,9 +30,30 @@ pub struct RopeScaling {
     /// this says (see `docs/config-audit.md`).
     #[serde(default = "yes")]
     pub mrope_interleaved: bool,
-    /// `rope_type: "linear"`: positions are divided by this factor (inv_freq / factor).
+    /// `linear`, `yarn`, `llama3`: the context extension factor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factor: Option<f64>,
+    /// `yarn`: cos/sin scale (inferred from `factor`, `mscale`, `mscale_all_dim` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_fast: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_slow: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mscale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mscale_all_dim: Option<f64>,
+    /// `yarn` (falls back to `max_position_embeddings`), `llama3` (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_max_position_embeddings: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
+    /// `llama3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_freq_factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_freq_factor: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -289,22 +311,7 @@ impl Qwen3VlConfig {
                 "text_config.rope_scaling.mrope_section {section:?} needs at least 3 entries"
             ));
         }
-        match self.rope_type() {
-            "default" => {}
-            "linear" => match t.rope_scaling.as_ref().and_then(|r| r.factor) {
-                Some(f) if f.is_finite() && f > 0.0 => {}
-                other => {
-                    return Err(format!(
-                        "text_config.rope_scaling.factor {other:?} must be a positive number for rope_type linear"
-                    ))
-                }
-            },
-            other => {
-                return Err(format!(
-                    "text_config.rope_scaling.rope_type `{other}` is not supported (only default and linear)"
-                ))
-            }
-        }
+        self.rope_kind()?;
         if !matches!(t.hidden_act.as_str(), "silu" | "swish") {
             return Err(format!(
                 "text_config.hidden_act `{}` is not supported (only silu)",
@@ -365,17 +372,66 @@ impl Qwen3VlConfig {
             .unwrap_or("default")
     }
 
-    /// Positions are divided by this (1 unless `rope_type` is `linear`).
-    pub fn rope_linear_factor(&self) -> f64 {
-        match self.rope_type() {
-            "linear" => self
-                .text_config
-                .rope_scaling
-                .as_ref()
-                .and_then(|r| r.factor)
-                .unwrap_or(1.0),
-            _ => 1.0,
-        }
+    /// The RoPE frequency scheme (`rope_type` and its parameters), checked as transformers
+    /// reads them: a key it indexes without a default is required here too.
+    pub fn rope_kind(&self) -> std::result::Result<RopeKind, String> {
+        let r = self.text_config.rope_scaling.as_ref();
+        let ty = self.rope_type().to_string();
+        let positive = |name: &str, v: Option<f64>| -> std::result::Result<f64, String> {
+            match v {
+                Some(x) if x.is_finite() && x > 0.0 => Ok(x),
+                other => Err(format!(
+                    "text_config.rope_scaling.{name} {other:?} must be a positive number for rope_type {ty}"
+                )),
+            }
+        };
+        let get = |f: fn(&RopeScaling) -> Option<f64>| r.and_then(f);
+        Ok(match ty.as_str() {
+            "default" => RopeKind::Default,
+            "linear" => RopeKind::Linear {
+                factor: positive("factor", get(|r| r.factor))?,
+            },
+            "yarn" => RopeKind::Yarn {
+                factor: positive("factor", get(|r| r.factor))?,
+                attention_factor: get(|r| r.attention_factor),
+                mscale: get(|r| r.mscale),
+                mscale_all_dim: get(|r| r.mscale_all_dim),
+                // `get(...) or default`: a 0 falls back as well.
+                beta_fast: get(|r| r.beta_fast).filter(|&b| b != 0.0).unwrap_or(32.0),
+                beta_slow: get(|r| r.beta_slow).filter(|&b| b != 0.0).unwrap_or(1.0),
+                original_max_position_embeddings: positive(
+                    "original_max_position_embeddings",
+                    get(|r| r.original_max_position_embeddings)
+                        .filter(|&m| m != 0.0)
+                        .or(Some(self.text_config.max_position_embeddings as f64)),
+                )?,
+                truncate: r.and_then(|r| r.truncate).unwrap_or(true),
+            },
+            "llama3" => {
+                let low = positive("low_freq_factor", get(|r| r.low_freq_factor))?;
+                let high = positive("high_freq_factor", get(|r| r.high_freq_factor))?;
+                if low == high {
+                    return Err("text_config.rope_scaling: llama3 needs low_freq_factor != high_freq_factor (transformers divides by their difference)".into());
+                }
+                RopeKind::Llama3 {
+                    factor: positive("factor", get(|r| r.factor))?,
+                    low_freq_factor: low,
+                    high_freq_factor: high,
+                    original_max_position_embeddings: positive(
+                        "original_max_position_embeddings",
+                        get(|r| r.original_max_position_embeddings),
+                    )?,
+                }
+            }
+            // `dynamic` recomputes the frequencies from the running sequence length at every
+            // forward (already-cached keys keep the old ones), `longrope` needs per-frequency
+            // factor lists: neither is implemented, so they are refused by name.
+            other => {
+                return Err(format!(
+                    "text_config.rope_scaling.rope_type `{other}` is not supported (default, linear, yarn and llama3 are)"
+                ))
+            }
+        })
     }
 
     /// Absent `head_dim`: the dense `Qwen3VLTextConfig` class default is 128, while

@@ -167,7 +167,10 @@ impl TextDecoder {
                 hd,
                 t.rope_theta,
                 &cfg.mrope_section(),
-                cfg.rope_linear_factor(),
+                &cfg.rope_kind().map_err(|e| EngineError::Config {
+                    path: "config.json".into(),
+                    msg: e,
+                })?,
             ),
             precision: l.precision,
             hidden: h,
