@@ -79,6 +79,12 @@ fn clipped_mrope_sections_linear_rope_and_ignored_interleave_flag_match() {
 }
 
 #[test]
+fn text_activations_other_than_silu_match() {
+    check("text_act", &["text"]);
+    check("moe_act", &["text"]);
+}
+
+#[test]
 fn yarn_rope_matches() {
     check("rope_yarn", &["text", "image"]);
 }
@@ -255,7 +261,7 @@ fn features_we_do_not_implement_are_refused_not_run_wrongly() {
             "rope_type",
         ),
         (
-            |v| v["text_config"]["hidden_act"] = "gelu".into(),
+            |v| v["text_config"]["hidden_act"] = "quick_gelu".into(),
             "text_config.hidden_act",
         ),
         (

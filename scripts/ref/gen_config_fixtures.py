@@ -100,6 +100,17 @@ MODELS = {
         "rope_type llama3 (factor 8, low 1, high 4, original 64 positions with theta 1e4, so low, medium "
         "and high frequency bands all occur)",
     ),
+    "text_act": (
+        False, 2008, dict(num_hidden_layers=1, hidden_act="gelu_pytorch_tanh"), {}, {}, [], ["text"],
+        "text_config.hidden_act gelu_pytorch_tanh (the dense MLP's GLU activation)",
+    ),
+    "moe_act": (
+        True, 2009,
+        dict(num_hidden_layers=1, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+             hidden_act="gelu"),
+        {}, {}, [], ["text"],
+        "MoE text_config.hidden_act gelu (erf; the experts' GLU activation)",
+    ),
     "vision_odd": (
         False, 2002, {},
         dict(depth=3, deepstack_visual_indexes=[2, 0, 9, 0, 1], num_position_embeddings=70, hidden_act="gelu"),

@@ -140,15 +140,28 @@ pub struct VisionConfig {
     pub deepstack_visual_indexes: Vec<usize>,
 }
 
+/// `ACT2FN` names we implement (transformers' `gelu_new` and `gelu_fast` are further tanh variants,
+/// `quick_gelu`, `relu`, … other functions: refused by name).
+fn activation_named(name: &str) -> Option<Activation> {
+    match name {
+        "gelu_pytorch_tanh" => Some(Activation::GeluTanh),
+        "gelu" => Some(Activation::GeluErf),
+        "silu" | "swish" => Some(Activation::Silu),
+        _ => None,
+    }
+}
+
+impl TextConfig {
+    /// The MLP activation named by `text_config.hidden_act` (SiLU in every released model).
+    pub fn activation(&self) -> Option<Activation> {
+        activation_named(&self.hidden_act)
+    }
+}
+
 impl VisionConfig {
     /// The vision MLP activation named by `vision_config.hidden_act`.
     pub fn activation(&self) -> Option<Activation> {
-        match self.hidden_act.as_str() {
-            "gelu_pytorch_tanh" => Some(Activation::GeluTanh),
-            "gelu" => Some(Activation::GeluErf),
-            "silu" | "swish" => Some(Activation::Silu),
-            _ => None,
-        }
+        activation_named(&self.hidden_act)
     }
 
     /// DeepStack taps as (vision block, merger) in block order. transformers runs merger
@@ -312,9 +325,9 @@ impl Qwen3VlConfig {
             ));
         }
         self.rope_kind()?;
-        if !matches!(t.hidden_act.as_str(), "silu" | "swish") {
+        if t.activation().is_none() {
             return Err(format!(
-                "text_config.hidden_act `{}` is not supported (only silu)",
+                "text_config.hidden_act `{}` is not supported (silu, gelu, gelu_pytorch_tanh)",
                 t.hidden_act
             ));
         }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use super::error::{EngineError, Result};
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
-use super::kernels::ops::{silu_mul, zeroed};
+use super::kernels::ops::{act_mul, zeroed, Activation};
 use super::kernels::pool::ThreadPool;
 use super::loader::Loader;
 
@@ -28,9 +28,17 @@ pub struct MoeBlock {
     inter: usize,
     hidden: usize,
     norm_topk: bool,
+    /// The experts' GLU activation (`text_config.hidden_act`; SiLU in every released model).
+    act: Activation,
 }
 
 impl MoeBlock {
+    /// The experts apply `act` instead of SiLU.
+    pub fn with_activation(mut self, act: Activation) -> Self {
+        self.act = act;
+        self
+    }
+
     pub fn load(
         l: &Loader,
         prefix: &str,
@@ -128,6 +136,7 @@ impl MoeBlock {
             inter,
             hidden,
             norm_topk,
+            act: Activation::Silu,
         })
     }
 
@@ -244,7 +253,9 @@ impl MoeBlock {
         let run = |e: usize| {
             let mine = &rows[starts[e]..starts[e + 1]];
             let mut out = outputs[e].lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(err) = self.experts[e].run(pool, x, h, self.inter, mine, p, &mut out) {
+            if let Err(err) =
+                self.experts[e].run(pool, x, h, (self.inter, self.act), mine, p, &mut out)
+            {
                 *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
             }
         };
@@ -393,7 +404,7 @@ impl Expert {
         pool: &ThreadPool,
         x: &[f32],
         h: usize,
-        inter: usize,
+        (inter, act_fn): (usize, Activation),
         rows: &[(usize, f32)],
         p: Precision,
         out: &mut Vec<f32>,
@@ -414,7 +425,7 @@ impl Expert {
                 .zip(gate_up.chunks_exact(2 * inter))
             {
                 dst.copy_from_slice(&row[..inter]);
-                silu_mul(dst, &row[inter..], p);
+                act_mul(dst, &row[inter..], act_fn, p);
             }
             zeroed(out, n * h);
             let result = self.down.forward(pool, act, n, out);

@@ -8,7 +8,7 @@ use super::kernels::attention::AttnShape;
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
 use super::kernels::ops::{
-    add_inplace, par_row_blocks, residual_add, rms_norm, silu_mul, sized, zeroed,
+    act_mul, add_inplace, par_row_blocks, residual_add, rms_norm, sized, zeroed, Activation,
 };
 use super::kernels::paged_attention::{paged_attention, KvRows, PagedSeq};
 use super::kernels::pool::ThreadPool;
@@ -75,6 +75,8 @@ pub struct TextDecoder {
     norm: Vec<f32>,
     lm_head: Linear,
     rope: TextRope,
+    /// `text_config.hidden_act` of every MLP (dense and experts).
+    act: Activation,
     precision: Precision,
     pub hidden: usize,
     pub vocab: usize,
@@ -92,21 +94,28 @@ impl TextDecoder {
         let pre = "model.language_model";
         let embed_name = format!("{pre}.embed_tokens.weight");
         let embed = Embedding::new(ckpt, &embed_name, t.vocab_size, h, l.precision)?;
+        let act = t.activation().ok_or_else(|| EngineError::Config {
+            path: "config.json".into(),
+            msg: format!("text_config.hidden_act `{}` is not supported", t.hidden_act),
+        })?;
         let mut layers = Vec::with_capacity(t.num_hidden_layers);
         for i in 0..t.num_hidden_layers {
             let p = format!("{pre}.layers.{i}");
             let mlp = if cfg.is_moe_layer(i) {
-                Mlp::Moe(MoeBlock::load(
-                    l,
-                    &format!("{p}.mlp"),
-                    h,
-                    t.num_experts.unwrap_or(0),
-                    t.num_experts_per_tok.unwrap_or(0),
-                    t.moe_intermediate_size.unwrap_or(0),
-                    // transformers 4.57 always renormalises the top-k weights, whatever
-                    // `norm_topk_prob` says (its MoE block leaves the field unread).
-                    true,
-                )?)
+                Mlp::Moe(
+                    MoeBlock::load(
+                        l,
+                        &format!("{p}.mlp"),
+                        h,
+                        t.num_experts.unwrap_or(0),
+                        t.num_experts_per_tok.unwrap_or(0),
+                        t.moe_intermediate_size.unwrap_or(0),
+                        // transformers 4.57 always renormalises the top-k weights, whatever
+                        // `norm_topk_prob` says (its MoE block leaves the field unread).
+                        true,
+                    )?
+                    .with_activation(act),
+                )
             } else {
                 let im = t.intermediate_size;
                 Mlp::Dense {
@@ -172,6 +181,7 @@ impl TextDecoder {
                     msg: e,
                 })?,
             ),
+            act,
             precision: l.precision,
             hidden: h,
             vocab: t.vocab_size,
@@ -409,7 +419,7 @@ impl TextDecoder {
                         s,
                         [&mut g[..], &mut u[..]],
                         [gate.n, up.n],
-                        &|_, _, [g, u]: [&mut [f32]; 2]| silu_mul(g, u, p),
+                        &|_, _, [g, u]: [&mut [f32]; 2]| act_mul(g, u, self.act, p),
                     );
                     sized(y, s * h);
                     down.forward(pool, g, s, y)?;

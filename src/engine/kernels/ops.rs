@@ -366,6 +366,20 @@ multiversion! {
     }
 }
 
+/// GLU combine with any supported activation: gate[i] = round(round(act(gate[i])) · up[i]), the
+/// two roundings transformers' `act_fn(gate_proj(x)) * up_proj(x)` makes; SiLU takes the
+/// vectorised [`silu_mul`] (same bits).
+pub fn act_mul(gate: &mut [f32], up: &[f32], act: Activation, p: Precision) {
+    match act {
+        Activation::Silu => silu_mul(gate, up, p),
+        other => {
+            for (g, u) in gate.iter_mut().zip(up) {
+                *g = p.round(p.round(other.apply(*g)) * u);
+            }
+        }
+    }
+}
+
 multiversion! {
     /// Residual add: x += y with one rounding.
     pub fn add_inplace(x: &mut [f32], y: &[f32], p: Precision) {
