@@ -302,7 +302,10 @@ fn placeholder_and_message_errors() {
 
 #[test]
 fn bad_processor_configs() {
-    assert!(ImageProcessorConfig::from_json(r#"{"resample": 2}"#).is_err());
+    // LANCZOS (1), BOX (4), HAMMING (5) are not implemented; nearest, bilinear and bicubic are
+    // (checked against transformers in tests/preprocess_parity.rs).
+    assert!(ImageProcessorConfig::from_json(r#"{"resample": 1}"#).is_err());
+    assert!(ImageProcessorConfig::from_json(r#"{"resample": 2}"#).is_ok());
     assert!(ImageProcessorConfig::from_json(r#"{"image_mean": [1, 2]}"#).is_err());
     assert!(ImageProcessorConfig::from_json(r#"{"patch_size": 0}"#).is_err());
     assert!(VideoProcessorConfig::from_json(r#"{"max_frames": 0}"#).is_err());

@@ -52,6 +52,16 @@ CONFIGS = {
         "preprocessor": {**DEFAULT_PRE, "min_pixels": 1024, "max_pixels": 200000},
         "video": {**DEFAULT_VIDEO, "size": {"longest_edge": 300000, "shortest_edge": 4096}},
     },
+    # Other interpolation filters (PIL codes 2 = bilinear, 0 = nearest), shrinking and enlarging.
+    "bilinear": {
+        "preprocessor": {**DEFAULT_PRE, "resample": 2, "min_pixels": 1024, "max_pixels": 200000},
+        "video": {**DEFAULT_VIDEO, "resample": 2, "size": {"longest_edge": 300000, "shortest_edge": 4096}},
+    },
+    "nearest": {
+        "preprocessor": {**DEFAULT_PRE, "resample": 0, "min_pixels": 1024, "max_pixels": 200000},
+        "video": {**DEFAULT_VIDEO, "resample": 0, "size": {"longest_edge": 300000, "shortest_edge": 4096}},
+    },
+    "slow_bilinear": {"preprocessor": {**DEFAULT_PRE, "resample": 2}, "video": DEFAULT_VIDEO, "slow": True},
     # The shipped files through the slow PIL processor, whose __init__ replaces `size` by the
     # Qwen2-VL class defaults [3136, 1003520] (the engine's opt-in `slow_parity` mode).
     "slow": {"preprocessor": DEFAULT_PRE, "video": DEFAULT_VIDEO, "slow": True},
@@ -207,6 +217,11 @@ MEDIA_CASES = [
     # The slow PIL processor (opt-in parity mode): the shipped `size` is ignored.
     ("slow_img_large_jpeg", "slow", [{"role": "user", "content": [part("image", "large.jpg"), text("What is it?")]}]),
     ("slow_img_odd", "slow", [{"role": "user", "content": [part("image", "odd.png")]}]),
+    ("bilinear_mixed", "bilinear", [{"role": "user", "content": [
+        part("image", "large.jpg"), part("image", "small40x70.png"), part("video", "odd.webm")]}]),
+    ("nearest_mixed", "nearest", [{"role": "user", "content": [
+        part("image", "large.jpg"), part("image", "small40x70.png"), part("video", "odd.webm")]}]),
+    ("slow_bilinear_odd", "slow_bilinear", [{"role": "user", "content": [part("image", "odd.png"), part("image", "tiny.png")]}]),
 ]
 
 # Requests with vLLM's mm_processor_kwargs: the grid must change exactly as transformers' does

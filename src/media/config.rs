@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::error::{MediaError, Result};
+use super::resize::Filter;
 
 /// Settings shared by the image and the video processor.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,8 @@ pub struct VisionConfig {
     pub do_resize: bool,
     pub do_rescale: bool,
     pub do_normalize: bool,
+    /// `resample` (PIL code 0 / 2 / 3; every Qwen-VL checkpoint ships 3, bicubic).
+    pub resample: Filter,
 }
 
 impl VisionConfig {
@@ -121,9 +124,6 @@ struct RawSize {
     longest_edge: Option<u64>,
 }
 
-/// PIL's code for bicubic; the only filter implemented (and the only one Qwen3-VL ships).
-const RESAMPLE_BICUBIC: u32 = 3;
-
 /// `image_mean` / `image_std`: a number or a list (the fast processors broadcast both a bare
 /// number and a one-element list over the channels).
 #[derive(Debug, Clone, Deserialize)]
@@ -166,13 +166,14 @@ impl RawConfig {
         default_max: u64,
         honour_size: bool,
     ) -> Result<(VisionConfig, Self)> {
-        if let Some(r) = self.resample {
-            if r != RESAMPLE_BICUBIC {
-                return Err(MediaError::Config(format!(
-                    "resample={r} is not supported (only 3 = bicubic)"
-                )));
-            }
-        }
+        let resample = match self.resample {
+            None => Filter::Bicubic,
+            Some(r) => Filter::from_pil(r).ok_or_else(|| {
+                MediaError::Config(format!(
+                    "resample={r} is not supported (0 = nearest, 2 = bilinear, 3 = bicubic)"
+                ))
+            })?,
+        };
         // Explicit min_pixels/max_pixels override `size`, as in transformers.
         let size = self.size.as_ref().filter(|_| honour_size);
         let min_pixels = self
@@ -195,6 +196,7 @@ impl RawConfig {
             do_resize: self.do_resize.unwrap_or(true),
             do_rescale: self.do_rescale.unwrap_or(true),
             do_normalize: self.do_normalize.unwrap_or(true),
+            resample,
         };
         v.validate()?;
         Ok((v, self))

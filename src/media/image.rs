@@ -7,7 +7,7 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 use super::config::{ImageProcessorConfig, ImageProcessorKind};
 use super::error::{MediaError, Result};
 use super::patchify::{patchify, value_lut, Normalization};
-use super::resize::{resize_rgb8, smart_resize, Resampler};
+use super::resize::{resize_rgb8_with, smart_resize, Resampler};
 use super::{MediaLimits, RgbaBackground};
 
 /// A decoded image: packed 8-bit RGB, row-major, `width · height · 3` bytes.
@@ -179,7 +179,15 @@ pub fn preprocess_image(img: &RgbImage, cfg: &ImageProcessorConfig) -> Result<Pa
         ImageProcessorKind::Fast => (Resampler::TorchUint8, Normalization::TorchFused),
         ImageProcessorKind::SlowPilParity => (Resampler::Pil, Normalization::Numpy),
     };
-    let resized = resize_rgb8(&img.data, w, h, rw as usize, rh as usize, resampler);
+    let resized = resize_rgb8_with(
+        &img.data,
+        w,
+        h,
+        rw as usize,
+        rh as usize,
+        resampler,
+        v.resample,
+    );
     let lut = value_lut(v, norm);
     // One frame; `patchify` repeats it to fill the temporal patch.
     let (pixel_values, grid_thw) = patchify(&[resized], rh as usize, rw as usize, v, &lut);

@@ -113,6 +113,47 @@ pub enum Resampler {
     TorchUint8,
 }
 
+/// The interpolation filter (PIL's `resample` codes 0, 2, 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filter {
+    /// PIL 0: source `floor((x + 0.5) · in/out)` (PIL's affine sampling in f64; the fast
+    /// processors' torchvision `NEAREST_EXACT` in f32).
+    Nearest,
+    /// PIL 2: the triangle filter, support 1 (antialiased when shrinking).
+    Bilinear,
+    /// PIL 3: the cubic filter with a = −0.5, support 2 (antialiased when shrinking).
+    #[default]
+    Bicubic,
+}
+
+impl Filter {
+    /// From PIL's resample code; `None` for the ones not implemented (box, hamming, lanczos).
+    pub fn from_pil(code: u32) -> Option<Self> {
+        match code {
+            0 => Some(Filter::Nearest),
+            2 => Some(Filter::Bilinear),
+            3 => Some(Filter::Bicubic),
+            _ => None,
+        }
+    }
+
+    fn support(self) -> f64 {
+        match self {
+            Filter::Bilinear => 1.0,
+            _ => 2.0,
+        }
+    }
+}
+
+fn triangle(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
 /// Per-output-sample taps along one axis.
 struct Coeffs {
     ksize: usize,
@@ -157,11 +198,11 @@ fn quantize(v: f64, precision: u32) -> i32 {
     }
 }
 
-fn coeffs(in_size: usize, out_size: usize, kind: Resampler) -> Coeffs {
+fn coeffs(in_size: usize, out_size: usize, kind: Resampler, filter: Filter) -> Coeffs {
     // Pillow passes the box edges as C floats; both sides are exact small integers here.
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
-    let support = 2.0 * filterscale;
+    let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
     let mut fweights = vec![0f64; out_size * ksize];
@@ -176,9 +217,10 @@ fn coeffs(in_size: usize, out_size: usize, kind: Resampler) -> Coeffs {
         let mut ww = 0.0;
         for (x, kx) in k.iter_mut().enumerate().take(n) {
             let arg = (x as f64 + xmin as f64 - center + 0.5) * ss;
-            let w = match kind {
-                Resampler::Pil => pil_bicubic(arg),
-                Resampler::TorchUint8 => torch_bicubic(arg),
+            let w = match (filter, kind) {
+                (Filter::Bilinear, _) => triangle(arg),
+                (_, Resampler::Pil) => pil_bicubic(arg),
+                (_, Resampler::TorchUint8) => torch_bicubic(arg),
             };
             *kx = w;
             ww += w;
@@ -220,7 +262,7 @@ fn clip8(v: i32, precision: u32) -> u8 {
     (v >> precision).clamp(0, 255) as u8
 }
 
-/// Resizes a packed RGB8 image (`width·height·3` bytes) to `out_w × out_h`.
+/// Resizes a packed RGB8 image (`width·height·3` bytes) to `out_w × out_h` with the bicubic filter.
 pub fn resize_rgb8(
     src: &[u8],
     width: usize,
@@ -229,12 +271,53 @@ pub fn resize_rgb8(
     out_h: usize,
     kind: Resampler,
 ) -> Vec<u8> {
+    resize_rgb8_with(src, width, height, out_w, out_h, kind, Filter::Bicubic)
+}
+
+/// Nearest-neighbour source index of output sample `x`, as each library computes it.
+fn nearest_index(x: usize, in_size: usize, out_size: usize, kind: Resampler) -> usize {
+    let i = match kind {
+        // transformers maps PIL's NEAREST to torchvision's NEAREST_EXACT, ATen's
+        // `nearest_exact_idx`: floorf((x + 0.5) · (float)in/out).
+        Resampler::TorchUint8 => {
+            let scale = in_size as f32 / out_size as f32;
+            ((x as f32 + 0.5) * scale).floor() as usize
+        }
+        // Pillow's affine transform samples at pixel centres.
+        Resampler::Pil => ((x as f64 + 0.5) * (in_size as f64 / out_size as f64)).floor() as usize,
+    };
+    i.min(in_size - 1)
+}
+
+/// [`resize_rgb8`] with any [`Filter`].
+pub fn resize_rgb8_with(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    out_w: usize,
+    out_h: usize,
+    kind: Resampler,
+    filter: Filter,
+) -> Vec<u8> {
     debug_assert_eq!(src.len(), width * height * 3);
     if width == out_w && height == out_h {
         return src.to_vec();
     }
-    let vert = (height != out_h).then(|| coeffs(height, out_h, kind));
-    let horiz = (width != out_w).then(|| coeffs(width, out_w, kind));
+    if filter == Filter::Nearest {
+        let xs: Vec<usize> = (0..out_w)
+            .map(|x| nearest_index(x, width, out_w, kind))
+            .collect();
+        let mut out = Vec::with_capacity(out_w * out_h * 3);
+        for y in 0..out_h {
+            let row = &src[nearest_index(y, height, out_h, kind) * width * 3..];
+            for &x in &xs {
+                out.extend_from_slice(&row[x * 3..x * 3 + 3]);
+            }
+        }
+        return out;
+    }
+    let vert = (height != out_h).then(|| coeffs(height, out_h, kind, filter));
+    let horiz = (width != out_w).then(|| coeffs(width, out_w, kind, filter));
     // Pillow 13 runs the vertical pass first when it shrinks the image by more than twice the
     // pixels the horizontal pass removes (found by probing Pillow: 300+ random size pairs agree).
     let vertical_first = kind == Resampler::Pil

@@ -14,7 +14,7 @@ use super::config::VideoProcessorConfig;
 use super::error::{MediaError, Result};
 use super::image::{PatchedVisual, RgbImage};
 use super::patchify::{patchify, value_lut, Normalization};
-use super::resize::{resize_rgb8, smart_resize_video, Resampler};
+use super::resize::{resize_rgb8_with, smart_resize_video, Resampler};
 use super::MediaLimits;
 
 /// What the processor learnt about a video; drives the timestamps in the prompt.
@@ -262,13 +262,14 @@ pub fn load_video(
         *decoded += 1;
         if *next < indices.len() && indices[*next] == i {
             let rgb = conv.convert(frame)?;
-            let resized = resize_rgb8(
+            let resized = resize_rgb8_with(
                 &rgb,
                 width as usize,
                 height as usize,
                 rw as usize,
                 rh as usize,
                 Resampler::TorchUint8,
+                cfg.vision.resample,
             );
             // An index repeats only when more frames are asked for than exist.
             let repeats = indices[*next..].iter().take_while(|&&j| j == i).count();
@@ -403,13 +404,14 @@ pub fn video_from_frames(
     let resized: Vec<Vec<u8>> = frames
         .iter()
         .map(|f| {
-            resize_rgb8(
+            resize_rgb8_with(
                 &f.data,
                 f.width as usize,
                 f.height as usize,
                 rw as usize,
                 rh as usize,
                 Resampler::TorchUint8,
+                cfg.vision.resample,
             )
         })
         .collect();
