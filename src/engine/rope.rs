@@ -127,7 +127,8 @@ fn llama3_inv_freq(
             let smooth = ((1.0f32 / wavelen) * f32s(original_max) - f32s(low_freq_factor))
                 / f32s(high_freq_factor - low_freq_factor);
             let smoothed = (1.0 - smooth) * scaled / f32s(factor) + smooth * scaled;
-            let medium = !(wavelen < f32s(high_wavelen)) && !(wavelen > f32s(low_wavelen));
+            // transformers: `~(wavelen < high) * ~(wavelen > low)`; wavelengths are finite.
+            let medium = wavelen >= f32s(high_wavelen) && wavelen <= f32s(low_wavelen);
             if medium {
                 smoothed
             } else {
