@@ -8,11 +8,9 @@
 mod common;
 
 use common::bf16_gemm::{self, bf16_rows, bf16_values, Matmul};
-use common::noise;
 use qwen3vl::engine::kernels::gemm_bf16_fma::{self, Bf16Panels};
 use qwen3vl::engine::kernels::linear::WeightStore;
 use qwen3vl::engine::kernels::pool::ThreadPool;
-use qwen3vl::engine::kernels::simd::{force_level, level, Level};
 
 fn panels(w: &[f32], n: usize, k: usize) -> Bf16Panels {
     Bf16Panels::from_rows(ThreadPool::global(), n, k, &bf16_rows(w, k)).expect("pack")
@@ -79,32 +77,16 @@ fn bad_shapes_are_errors() {
 
 #[test]
 fn avx2_tiles_give_the_avx512_bits() {
-    if level() != Level::Avx512 || !gemm_bf16_fma::available() {
-        eprintln!("no AVX-512 here: only the AVX2 tiles run (checked by the other tests)");
-        return;
-    }
-    let pool = ThreadPool::global();
-    for &(m, k, n) in &[
-        (1usize, 600usize, 37usize),
-        (2, 300, 70),
-        (3, 257, 65),
-        (6, 100, 96),
-        (7, 513, 33),
-        (17, 256, 130),
-    ] {
-        let x = bf16_values(&noise(m * k, 21 + m as u32));
-        let w = bf16_values(&noise(n * k, 5 + n as u32));
-        let b = noise(n, 8);
-        let p = panels(&w, n, k);
-        let mut wide = vec![0f32; m * n];
-        p.matmul(pool, &x, m, Some(&b), &mut wide).unwrap();
-        // Lowering the level is process-wide: tests running meanwhile take the AVX2 tiles too,
-        // which must not change their results either.
-        force_level(Some(Level::Avx2));
-        let mut narrow = vec![f32::NAN; m * n];
-        let r = p.matmul(pool, &x, m, Some(&b), &mut narrow);
-        force_level(None);
-        r.unwrap();
-        assert_eq!(wide, narrow, "{m}x{k}x{n}: AVX2 tiles differ from AVX-512");
-    }
+    bf16_gemm::avx2_tiles_give_the_avx512_bits(
+        bf16_values,
+        panels,
+        &[
+            (1, 600, 37),
+            (2, 300, 70),
+            (3, 257, 65),
+            (6, 100, 96),
+            (7, 513, 33),
+            (17, 256, 130),
+        ],
+    );
 }

@@ -12,7 +12,6 @@ use qwen3vl::engine::error::Result;
 use qwen3vl::engine::kernels::gemm_bf16_fma::{self, Bf16Panels, PanelFormat};
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
 use qwen3vl::engine::kernels::pool::ThreadPool;
-use qwen3vl::engine::kernels::simd::{force_level, level, Level};
 use qwen3vl::engine::Precision;
 
 fn f16_values(v: &[f32]) -> Vec<f32> {
@@ -129,33 +128,19 @@ fn bad_shapes_are_errors() {
 
 #[test]
 fn avx2_tiles_give_the_avx512_bits() {
-    if level() != Level::Avx512 || !gemm_bf16_fma::available() {
-        eprintln!("no AVX-512 here: only the AVX2 tiles run (checked by the other tests)");
-        return;
-    }
-    let pool = ThreadPool::global();
-    for &(m, k, n) in &[
-        (1usize, 600usize, 37usize),
-        (2, 300, 70),
-        (3, 257, 65),
-        (6, 100, 96),
-        (7, 513, 33),
-        (17, 256, 130),
-        (4, 40, 20),
-    ] {
-        let x = f16_values(&noise(m * k, 21 + m as u32));
-        let w = f16_values(&noise(n * k, 5 + n as u32));
-        let b = noise(n, 8);
-        let p = panels(&w, n, k);
-        let mut wide = vec![0f32; m * n];
-        p.matmul(pool, &x, m, Some(&b), &mut wide).unwrap();
-        force_level(Some(Level::Avx2));
-        let mut narrow = vec![f32::NAN; m * n];
-        let r = p.matmul(pool, &x, m, Some(&b), &mut narrow);
-        force_level(None);
-        r.unwrap();
-        assert_eq!(wide, narrow, "{m}x{k}x{n}: AVX2 tiles differ from AVX-512");
-    }
+    bf16_gemm::avx2_tiles_give_the_avx512_bits(
+        f16_values,
+        panels,
+        &[
+            (1, 600, 37),
+            (2, 300, 70),
+            (3, 257, 65),
+            (6, 100, 96),
+            (7, 513, 33),
+            (17, 256, 130),
+            (4, 40, 20),
+        ],
+    );
 }
 
 /// f16 weights through `Linear` on the automatic and the FMA backends land on the f16 panels

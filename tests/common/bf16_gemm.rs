@@ -4,8 +4,10 @@
 use half::bf16;
 use qwen3vl::engine::error::Result;
 use qwen3vl::engine::kernels::bf16::Precision;
+use qwen3vl::engine::kernels::gemm_bf16_fma::{self, Bf16Panels};
 use qwen3vl::engine::kernels::linear::{FastBackend, Linear, WeightStore};
 use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::simd::{force_level, level, Level};
 
 use super::{noise, reference};
 
@@ -28,6 +30,36 @@ pub fn bf16_rows(w: &[f32], k: usize) -> impl Fn(usize, usize) -> Result<WeightS
                 .map(|&v| bf16::from_f32(v))
                 .collect(),
         ))
+    }
+}
+
+/// On an AVX-512 CPU, the FMA panels' AVX2 tiles give the AVX-512 tiles' bits for every shape;
+/// `values` rounds inputs and weights to the panel format, `panels` packs a [n, k] weight.
+pub fn avx2_tiles_give_the_avx512_bits(
+    values: fn(&[f32]) -> Vec<f32>,
+    panels: fn(&[f32], usize, usize) -> Bf16Panels,
+    shapes: &[(usize, usize, usize)],
+) {
+    if level() != Level::Avx512 || !gemm_bf16_fma::available() {
+        eprintln!("no AVX-512 here: only the AVX2 tiles run (checked by the other tests)");
+        return;
+    }
+    let pool = ThreadPool::global();
+    for &(m, k, n) in shapes {
+        let x = values(&noise(m * k, 21 + m as u32));
+        let w = values(&noise(n * k, 5 + n as u32));
+        let b = noise(n, 8);
+        let p = panels(&w, n, k);
+        let mut wide = vec![0f32; m * n];
+        p.matmul(pool, &x, m, Some(&b), &mut wide).unwrap();
+        // Lowering the level is process-wide: tests running meanwhile take the AVX2 tiles too,
+        // which must not change their results either.
+        force_level(Some(Level::Avx2));
+        let mut narrow = vec![f32::NAN; m * n];
+        let r = p.matmul(pool, &x, m, Some(&b), &mut narrow);
+        force_level(None);
+        r.unwrap();
+        assert_eq!(wide, narrow, "{m}x{k}x{n}: AVX2 tiles differ from AVX-512");
     }
 }
 
