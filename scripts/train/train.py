@@ -1,0 +1,212 @@
+"""Trains the demo Qwen3-VL from scratch on the procedural tasks of tasks.py and exports it.
+
+    ~/.cache/qwen3vl-ref/bin/python scripts/train/train.py --steps 1800 --out /tmp/demo-train
+
+Deterministic: one thread, fixed seeds, data drawn from random.Random(seed). Only the token rows
+the task family can produce (the "used" vocabulary) are trained; every other row of the 151,936 x
+256 tied embedding is zero from the start and stays zero. The loss is nevertheless the full-
+vocabulary cross-entropy: the untouched rows all have logit exactly 0, so their softmax mass is one
+extra logit of log(#untouched) — the model learns to beat them, as it must at inference.
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import common
+import tasks
+
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+
+def used_vocabulary(proc, seed):
+    """Every token id a sample's text can contain: a large sample of prompts + answers, and each
+    word list spelled every way it can appear (sentence start, after a space)."""
+    rng = random.Random(seed)
+    tok = proc.tokenizer
+    ids = set()
+    for _ in range(3000):
+        s = tasks.sample(rng)
+        batch = common.encode(proc, [s], True)
+        ids.update(batch["input_ids"][0].tolist())
+    words = tasks.SIGN_WORDS + tasks.SENTENCE_WORDS + list(tasks.COLOURS) + tasks.SHAPES
+    words += [str(i) for i in range(100)] + list(tasks.PLURAL.values()) + list(tasks.DIRECTIONS)
+    for w in words:
+        for text in (w, " " + w, w + " ", "\n" + w):
+            ids.update(tok(text)["input_ids"])
+    for special in (common.TOP["image_token_id"], common.TOP["video_token_id"]):
+        ids.discard(special)  # replaced by visual features: their rows are never read
+    return sorted(ids)
+
+
+class SubsetEmbedding(nn.Module):
+    """The tied embedding restricted to `used` rows; any other id reads a constant zero row."""
+
+    def __init__(self, used, hidden, gen):
+        super().__init__()
+        self.register_buffer("used", torch.tensor(used, dtype=torch.long))
+        index = torch.full((common.VOCAB,), len(used), dtype=torch.long)
+        index[self.used] = torch.arange(len(used))
+        self.register_buffer("index", index)
+        self.weight = nn.Parameter(torch.randn(len(used), hidden, generator=gen) * 0.02)
+
+    def forward(self, ids):
+        table = torch.cat([self.weight, self.weight.new_zeros(1, self.weight.shape[1])])
+        return table[self.index[ids]]
+
+
+def build_model(seed, used):
+    torch.manual_seed(seed)
+    model = common.Qwen3VLForConditionalGeneration(common.make_config())
+    gen = torch.Generator().manual_seed(seed)
+    emb = SubsetEmbedding(used, common.TEXT["hidden_size"], gen)
+    model.model.language_model.embed_tokens = emb
+    model.lm_head = None  # logits are computed over the used rows only (tied weights)
+    return model, emb
+
+
+def loss_and_hits(model, emb, batch):
+    out = model.model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        pixel_values=batch.get("pixel_values"),
+        image_grid_thw=batch.get("image_grid_thw"),
+        pixel_values_videos=batch.get("pixel_values_videos"),
+        video_grid_thw=batch.get("video_grid_thw"),
+    )
+    h = out.last_hidden_state
+    mask = torch.as_tensor(batch["labels_mask"])
+    # position p predicts token p + 1
+    pred_mask = mask[:, 1:]
+    hp = h[:, :-1][pred_mask]
+    target = emb.index[batch["input_ids"][:, 1:][pred_mask]]
+    logits = hp @ emb.weight.T
+    n_rest = common.VOCAB - emb.weight.shape[0]
+    rest = torch.full((logits.shape[0], 1), math.log(n_rest))
+    loss = F.cross_entropy(torch.cat([logits, rest], 1), target)
+    with torch.no_grad():
+        # greedy would pick an untouched token (logit 0) if every used logit were below 0
+        full = torch.cat([logits, torch.zeros_like(rest)], 1)
+        ok = full.argmax(1) == target
+        rows = pred_mask.nonzero()[:, 0]
+        per_sample = torch.ones(mask.shape[0], dtype=torch.bool)
+        per_sample[rows[~ok]] = False
+    return loss, per_sample
+
+
+def export(model, emb, out_dir):
+    """The full checkpoint (bf16 safetensors + configs) as transformers saves it."""
+    from transformers import GenerationConfig
+
+    config = common.make_config()
+    full = common.Qwen3VLForConditionalGeneration(config)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("model.language_model.embed_tokens")}
+    table = torch.zeros(common.VOCAB, common.TEXT["hidden_size"])
+    table[emb.used] = emb.weight.detach()
+    state["model.language_model.embed_tokens.weight"] = table
+    state["lm_head.weight"] = table
+    missing, unexpected = full.load_state_dict(state, strict=False)
+    assert not missing and not unexpected, (missing, unexpected)
+    full = full.to(torch.bfloat16)
+    full.generation_config = GenerationConfig(
+        bos_token_id=common.PAD_BOS, pad_token_id=common.PAD_BOS,
+        eos_token_id=[common.EOS, common.PAD_BOS], do_sample=False,
+    )
+    os.makedirs(out_dir, exist_ok=True)
+    full.save_pretrained(out_dir, safe_serialization=True)
+    cpath = os.path.join(out_dir, "config.json")
+    with open(cpath) as f:
+        cfg = json.load(f)
+    cfg["text_config"]["tie_word_embeddings"] = True
+    cfg.pop("transformers_version", None)
+    with open(cpath, "w") as f:
+        f.write(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    gpath = os.path.join(out_dir, "generation_config.json")
+    with open(gpath) as f:
+        gcfg = json.load(f)
+    gcfg.pop("transformers_version", None)
+    with open(gpath, "w") as f:
+        f.write(json.dumps(gcfg, indent=2, sort_keys=True) + "\n")
+
+
+def lr_at(step, total, peak, warmup):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=1800)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--save-every", type=int, default=300)
+    args = ap.parse_args()
+
+    proc = common.processor()
+    used = used_vocabulary(proc, args.seed + 1)
+    print(f"used vocabulary: {len(used)} tokens", flush=True)
+    model, emb = build_model(args.seed, used)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.98))
+    data = random.Random(args.seed)
+    probe = [tasks.sample(random.Random(args.seed + 7 + i)) for i in range(96)]
+    os.makedirs(args.out, exist_ok=True)
+    log = open(os.path.join(args.out, "train_log.txt"), "w")
+    t0 = time.time()
+    ema = None
+    for step in range(args.steps):
+        # curriculum: short answers only for the first 15 % of steps
+        pool = tasks.SHORT_TASKS if step < args.steps * 0.15 else None
+        samples = [tasks.sample(data, pool) for _ in range(args.batch)]
+        batch = common.encode(proc, samples, True)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr, 100)
+        loss, _ = loss_and_hits(model, emb, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        if step % 10 == 0:
+            msg = f"step {step} loss {loss.item():.4f} ema {ema:.4f} {time.time() - t0:.0f}s"
+            print(msg, flush=True)
+            log.write(msg + "\n")
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            model.eval()
+            per_task = {}
+            with torch.no_grad():
+                for i in range(0, len(probe), 32):
+                    part = probe[i:i + 32]
+                    _, hits = loss_and_hits(model, emb, common.encode(proc, part, True))
+                    for s, h in zip(part, hits.tolist()):
+                        per_task.setdefault(s["task"], []).append(h)
+            model.train()
+            acc = {k: f"{sum(v)}/{len(v)}" for k, v in sorted(per_task.items())}
+            msg = f"probe step {step + 1}: {acc}"
+            print(msg, flush=True)
+            log.write(msg + "\n")
+            log.flush()
+        if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
+            export(model, emb, os.path.join(args.out, "checkpoint"))
+    print(f"done in {time.time() - t0:.0f}s, final ema loss {ema:.4f}", flush=True)
+    log.write(f"done in {time.time() - t0:.0f}s, final ema loss {ema:.4f}\n")
+
+
+if __name__ == "__main__":
+    main()
