@@ -106,7 +106,7 @@ def main():
         f.write("\n")
     # One picture per shape/colour pairing, with its drawing list: examples/demo_support draws the
     # same list in Rust and must match pixel for pixel.
-    objs = [[shape, colour, 12 + 24 * (i % 4), 12 + 24 * (i // 4), 7 + i % 6, 0, 0]
+    objs = [[shape, colour, 8 + 16 * (i % 4), 8 + 16 * (i // 4), 7 + i % 6, 0, 0]
             for i, (shape, colour) in enumerate(zip(tasks.SHAPES * 6, list(tasks.COLOURS) * 3))]
     img = tasks.Image.new("RGB", (tasks.IMAGE_SIZE, tasks.IMAGE_SIZE), tasks.BACKGROUNDS[2])
     for shape, colour, cx, cy, r, _, _ in objs[:16]:

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PY:-$HOME/.cache/qwen3vl-ref/bin/python}"
-RECIPE=(--steps 1400 --batch 24 --lr 2e-3 --save-every 200 --seed 1234)
+RECIPE=(--steps 1500 --batch 24 --lr 1.2e-3 --save-every 250 --seed 1234)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 if [ "${1:-}" = "--full" ]; then

@@ -39,8 +39,9 @@ SENTENCE_WORDS = (
     "again very every little bright dark warm cold"
 ).split()
 
-IMAGE_SIZE = 96  # shape pictures: 96x96 = 3x3 cells of 32 px, 9 visual tokens
-SIGN_SIZE = (128, 64)  # signs: 8 visual tokens
+GRID = 2  # shape pictures: 2x2 cells of 32 px = 64x64; each visual token covers one cell
+IMAGE_SIZE = 32 * GRID
+SIGN_SIZE = (128, 32)  # signs: one row of 4 visual tokens
 PAGE_SIZE = (128, 128)  # read-out pages: 16 visual tokens
 CLIP_SIZE = 64  # clip frames: 4 frames of 64x64, 8 visual tokens
 CLIP_FRAMES = 4
@@ -70,11 +71,11 @@ def draw_shape(img, shape, colour, cx, cy, r):
 
 
 def place_shapes(rng, n):
-    """n objects in distinct cells of the 3x3 grid: (shape, colour, cx, cy, r, col, row)."""
-    cells = rng.sample(range(9), n)
+    """n objects in distinct cells of the grid: (shape, colour, cx, cy, r, col, row)."""
+    cells = rng.sample(range(GRID * GRID), n)
     out = []
     for cell in cells:
-        col, row = cell % 3, cell // 3
+        col, row = cell % GRID, cell // GRID
         r = rng.randint(7, 12)
         slack = 16 - r - 1
         cx = col * 32 + 16 + rng.randint(-slack, slack)
@@ -85,8 +86,12 @@ def place_shapes(rng, n):
 
 def picture(rng, objects):
     img = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), rng.choice(BACKGROUNDS))
-    for shape, colour, cx, cy, r, _, _ in objects:
+    # What each grid cell (= visual token) holds, 0 = empty: training's auxiliary targets.
+    cells = [(0, 0)] * (GRID * GRID)
+    for shape, colour, cx, cy, r, col, row in objects:
         draw_shape(img, shape, COLOURS[colour], cx, cy, r)
+        cells[row * GRID + col] = (1 + list(COLOURS).index(colour), 1 + SHAPES.index(shape))
+    img.info["cells"] = cells
     return img
 
 
@@ -124,7 +129,7 @@ def task_shape(rng):
 
 
 def task_count(rng):
-    n = rng.randint(1, 6)
+    n = rng.randint(1, GRID * GRID)
     objs = place_shapes(rng, n)
     for o in objs:
         o[0], o[1] = rng.choice(SHAPES), rng.choice(list(COLOURS))
@@ -176,12 +181,12 @@ def task_sign(rng):
         text, q = rng.choice(SIGN_WORDS), "What is written on the sign?"
     else:
         text, q = str(rng.randint(1, 99)), "What number is on the sign?"
-    f = font(rng.randint(18, 22))
+    f = font(rng.randint(17, 20))
     x0, y0, x1, y1 = d.textbbox((0, 0), text, font=f)
     tw, th = x1 - x0, y1 - y0
     x = rng.randint(6, max(6, w - tw - 6)) - x0
-    y = rng.randint(8, max(8, h - th - 8)) - y0
-    board = (x + x0 - 5, y + y0 - 5, x + x1 + 5, y + y1 + 5)
+    y = rng.randint(3, max(3, h - th - 3)) - y0
+    board = (x + x0 - 4, y + y0 - 3, x + x1 + 4, y + y1 + 3)
     sign_colour = rng.choice([(250, 250, 250), (255, 230, 120), (170, 210, 255), (255, 190, 190)])
     d.rectangle(board, fill=sign_colour, outline=(40, 40, 40))
     d.text((x, y), text, font=f, fill=dark(rng))

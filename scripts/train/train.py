@@ -73,7 +73,46 @@ def build_model(seed, used):
     return model, emb
 
 
-def loss_and_hits(model, emb, batch):
+class CellProbe(nn.Module):
+    """Training-only auxiliary heads (not exported): each visual token of a shape picture must
+    say which colour and shape its grid cell holds. This hands the from-scratch vision tower a
+    dense signal, which the answer loss alone gives it only after a long plateau."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.colour = nn.Linear(hidden, 1 + len(tasks.COLOURS))
+        self.shape = nn.Linear(hidden, 1 + len(tasks.SHAPES))
+        self.captured = None
+
+    def hook(self, module, args, output):
+        if self.captured is None:  # the first call of a forward pass encodes the images
+            self.captured = output
+
+    def loss(self, batch, samples):
+        feats, self.captured = self.captured, None
+        if feats is None or samples is None:
+            return 0.0
+        grids = batch.get("image_grid_thw")
+        if grids is None:  # no image in the batch: what was captured is a clip's
+            return 0.0
+        images = [s for s in samples if s["kind"] == "image"]
+        rows, colours, shapes, start = [], [], [], 0
+        for s, (t, h, w) in zip(images, grids.tolist()):
+            n = t * h * w // 4
+            cells = s["media"][0].info.get("cells")
+            if cells is not None:
+                rows.extend(range(start, start + n))
+                colours.extend(c for c, _ in cells)
+                shapes.extend(k for _, k in cells)
+            start += n
+        if not rows:
+            return 0.0
+        x = feats[torch.tensor(rows)]
+        return F.cross_entropy(self.colour(x), torch.tensor(colours)) + F.cross_entropy(
+            self.shape(x), torch.tensor(shapes))
+
+
+def loss_and_hits(model, emb, batch, probe=None, samples=None):
     out = model.model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
@@ -91,12 +130,18 @@ def loss_and_hits(model, emb, batch):
     logits = hp @ emb.weight.T
     n_rest = common.VOCAB - emb.weight.shape[0]
     rest = torch.full((logits.shape[0], 1), math.log(n_rest))
-    loss = F.cross_entropy(torch.cat([logits, rest], 1), target)
+    # Each sample weighs the same whatever its answer length, so the short visual answers are
+    # not drowned by the long copy tasks.
+    per_token = F.cross_entropy(torch.cat([logits, rest], 1), target, reduction="none")
+    rows = pred_mask.nonzero()[:, 0]
+    counts = pred_mask.sum(1).clamp(min=1).to(per_token.dtype)
+    loss = (per_token / counts[rows]).sum() / mask.shape[0]
+    if probe is not None:
+        loss = loss + probe.loss(batch, samples)
     with torch.no_grad():
         # greedy would pick an untouched token (logit 0) if every used logit were below 0
         full = torch.cat([logits, torch.zeros_like(rest)], 1)
         ok = full.argmax(1) == target
-        rows = pred_mask.nonzero()[:, 0]
         per_sample = torch.ones(mask.shape[0], dtype=torch.bool)
         per_sample[rows[~ok]] = False
     return loss, per_sample
@@ -160,8 +205,11 @@ def main():
     print(f"used vocabulary: {len(used)} tokens", flush=True)
     model, emb = build_model(args.seed, used)
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    cells = CellProbe(common.TEXT["hidden_size"])
+    model.model.visual.merger.register_forward_hook(cells.hook)
+    params = list(model.named_parameters()) + [("cells." + n, p) for n, p in cells.named_parameters()]
+    decay = [p for n, p in params if p.dim() >= 2 and "embed" not in n]
+    rest = [p for n, p in params if not (p.dim() >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98))
     data = random.Random(args.seed)
@@ -177,7 +225,7 @@ def main():
         batch = common.encode(proc, samples, True)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr, 100)
-        loss, _ = loss_and_hits(model, emb, batch)
+        loss, _ = loss_and_hits(model, emb, batch, cells, samples)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -194,6 +242,7 @@ def main():
                 for i in range(0, len(probe), 32):
                     part = probe[i:i + 32]
                     _, hits = loss_and_hits(model, emb, common.encode(proc, part, True))
+                    cells.captured = None
                     for s, h in zip(part, hits.tolist()):
                         per_task.setdefault(s["task"], []).append(h)
             model.train()
