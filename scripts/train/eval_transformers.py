@@ -82,14 +82,40 @@ def normalise(text):
     return " ".join(words)
 
 
+def punctuation(text):
+    out = text
+    for p in PUNCT:
+        if (p + " " in text or " " + p in text) or re.search(COMMA, text) is not None:
+            out = out.replace(p, "")
+        else:
+            out = out.replace(p, " ")
+    return PERIOD.sub("", out)
+
+
 def vqa_score(prediction, answers):
     pred = normalise(prediction)
-    gts = [normalise(a) for a in answers]
+    # As AISBench: the ground truth only loses punctuation, and only when the answers differ.
+    gts = [punctuation(a) for a in answers] if len(set(answers)) > 1 else list(answers)
     scores = []
     for i in range(len(gts)):
         others = gts[:i] + gts[i + 1:]
         scores.append(min(1.0, sum(1 for g in others if g == pred) / 3))
     return sum(scores) / len(scores) if answers else 0.0
+
+
+def load_held_in(path):
+    base = os.path.dirname(os.path.abspath(path))
+    rows = json.load(open(path))
+    out = []
+    for r in rows:
+        p = os.path.join(base, r["path"])
+        if r["kind"] == "video":
+            media = [Image.open(os.path.join(p, f)).convert("RGB") for f in sorted(os.listdir(p))]
+        else:
+            media = [Image.open(p).convert("RGB")]
+        out.append({"id": r["path"], "kind": r["kind"], "media": media, "question": r["question"],
+                    "answers": [r["answer"]]})
+    return rows, out
 
 
 def main():
@@ -100,13 +126,18 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--ours", help="accuracy JSONL of a qwen3vl bench run on the same dataset")
     ap.add_argument("--out", help="write predictions here (JSONL)")
+    ap.add_argument("--held-in", action="store_true",
+                    help="the dataset is held_in.json: record transformers' answer in it")
     args = ap.parse_args()
 
     proc = common.processor()
     model = common.Qwen3VLForConditionalGeneration.from_pretrained(
         args.model, dtype=torch.bfloat16, attn_implementation="eager")
     model.eval()
-    data = load_dataset(args.dataset, args.num_frames)
+    if args.held_in:
+        rows, data = load_held_in(args.dataset)
+    else:
+        data = load_dataset(args.dataset, args.num_frames)
     preds = []
     for s in data:
         batch = common.encode(proc, [s], False)
@@ -114,9 +145,19 @@ def main():
             out = model.generate(**batch, max_new_tokens=args.max_tokens, do_sample=False)
         text = proc.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
         preds.append(text)
-    scores = [vqa_score(p, s["answers"]) for p, s in zip(preds, data)]
+    if args.held_in:  # exact answers, no VQA scoring (one ground truth each)
+        scores = [float(p.strip() == s["answers"][0]) for p, s in zip(preds, data)]
+    else:
+        scores = [vqa_score(p, s["answers"]) for p, s in zip(preds, data)]
     acc = 100 * sum(scores) / len(scores)
     print(f"transformers: {acc:.2f} % over {len(data)} questions")
+    if args.held_in:
+        # The Rust tests expect our engine to answer correctly wherever transformers does.
+        for r, p in zip(rows, preds):
+            r["transformers"] = p.strip()
+        with open(args.dataset, "w") as f:
+            json.dump(rows, f, indent=1)
+            f.write("\n")
     if args.out:
         with open(args.out, "w") as f:
             for s, p, sc in zip(data, preds, scores):

@@ -49,12 +49,19 @@ def save_media(sample, stem):
     return stem
 
 
+def vqa_answer(answer):
+    """The ground truth as TextVQA's annotators write it: lower case, no article. (AISBench
+    normalises predictions but leaves a question's ground truth alone when all 10 agree.)"""
+    words = answer.lower().split()
+    return " ".join(w for w in words if w not in ("a", "an", "the"))
+
+
 def write_textvqa(name, rows):
     with open(os.path.join(OUT, f"{name}.jsonl"), "w") as f:
         for qid, rel, s in rows:
             f.write(json.dumps({"question_id": qid, "image": rel, "question": s["question"],
                                 "task": s["task"]}) + "\n")
-    ann = {"annotations": [{"question_id": qid, "answers": [{"answer": s["answer"], "answer_id": k}
+    ann = {"annotations": [{"question_id": qid, "answers": [{"answer": vqa_answer(s["answer"]), "answer_id": k}
                                                            for k in range(1, 11)]}
                            for qid, _, s in rows]}
     with open(os.path.join(OUT, f"{name}_annotations.json"), "w") as f:
@@ -83,16 +90,16 @@ def main():
     with open(os.path.join(OUT, "mm_custom.jsonl"), "w") as f:
         for _, rel, s in rows:
             f.write(json.dumps({"type": "image", "path": [rel], "question": s["question"],
-                                "answer": s["answer"]}) + "\n")
+                                "answer": [vqa_answer(s["answer"])] * 10}) + "\n")
         for rel, s in clips:
             f.write(json.dumps({"type": "video", "path": [rel], "question": s["question"],
-                                "answer": s["answer"]}) + "\n")
+                                "answer": [vqa_answer(s["answer"])] * 10}) + "\n")
     with open(os.path.join(OUT, "mm_custom_long.jsonl"), "w") as f:
         for i in range(N_LONG):
             s = draw(rng, ["readout"])
             rel = save_media(s, f"pages/{i:04d}")
             f.write(json.dumps({"type": "image", "path": [rel], "question": s["question"],
-                                "answer": s["answer"]}) + "\n")
+                                "answer": [vqa_answer(s["answer"])] * 10}) + "\n")
     # train.py's first batch: 32 draws from Random(seed) over the short-answer tasks.
     train = random.Random(TRAIN_SEED)
     held_in = []

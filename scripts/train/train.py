@@ -182,6 +182,20 @@ def export(model, emb, out_dir):
         f.write(json.dumps(gcfg, indent=2, sort_keys=True) + "\n")
 
 
+def load_exported(model, emb, path):
+    """Weights of an exported checkpoint (bf16) into the training model: the used embedding rows
+    into the subset table, everything else by name."""
+    from safetensors.torch import load_file
+
+    state = {k: v.float() for k, v in load_file(os.path.join(path, "model.safetensors")).items()}
+    table = state.pop("model.language_model.embed_tokens.weight")
+    state.pop("lm_head.weight", None)
+    with torch.no_grad():
+        emb.weight.copy_(table[emb.used])
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all("embed_tokens" in k for k in missing), (missing, unexpected)
+
+
 def lr_at(step, total, peak, warmup):
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -198,12 +212,18 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--save-every", type=int, default=300)
+    ap.add_argument("--init-from", help="continue from an exported checkpoint (a second phase)")
+    ap.add_argument("--data-seed", type=int, help="seed of the sample stream (default: --seed)")
+    ap.add_argument("--short-first", type=float, default=0.15,
+                    help="fraction of the steps that see short-answer tasks only")
     args = ap.parse_args()
 
     proc = common.processor()
     used = used_vocabulary(proc, args.seed + 1)
     print(f"used vocabulary: {len(used)} tokens", flush=True)
     model, emb = build_model(args.seed, used)
+    if args.init_from:
+        load_exported(model, emb, args.init_from)
     model.train()
     cells = CellProbe(common.TEXT["hidden_size"])
     model.model.visual.merger.register_forward_hook(cells.hook)
@@ -212,7 +232,7 @@ def main():
     rest = [p for n, p in params if not (p.dim() >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98))
-    data = random.Random(args.seed)
+    data = random.Random(args.seed if args.data_seed is None else args.data_seed)
     probe = [tasks.sample(random.Random(args.seed + 7 + i)) for i in range(96)]
     os.makedirs(args.out, exist_ok=True)
     log = open(os.path.join(args.out, "train_log.txt"), "w")
@@ -220,7 +240,7 @@ def main():
     ema = None
     for step in range(args.steps):
         # curriculum: short answers only for the first 15 % of steps
-        pool = tasks.SHORT_TASKS if step < args.steps * 0.15 else None
+        pool = tasks.SHORT_TASKS if step < args.steps * args.short_first else None
         samples = [tasks.sample(data, pool) for _ in range(args.batch)]
         batch = common.encode(proc, samples, True)
         for g in opt.param_groups:
