@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# One command on a fresh machine: install what is needed, build, make a tiny random-weight
-# checkpoint with the real Qwen3 tokenizer, and stream an answer to an image + question.
+# One command on a fresh machine: install what is needed, build, unpack the trained demo model
+# (a small Qwen3-VL trained from scratch by scripts/train/, real tokenizer), draw a fresh picture
+# and stream the model's answer to a question about it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-CACHE="${QWEN3VL_CACHE:-$HOME/.cache/qwen3vl}"
-MODEL="${QWEN3VL_DEMO_MODEL:-models/demo-tiny}"
-if [ ! -f "$MODEL/config.json" ]; then
-    ./target/release/qwen3vl make-checkpoint --arch tiny --out "$MODEL" --tokenizer "$CACHE/tokenizer.json"
-fi
+MODEL="${QWEN3VL_DEMO_MODEL:-models/demo}"
+bash scripts/demo-model.sh "$MODEL"
 cargo run --release --locked --example demo -- "$MODEL" "${1:-What is in this picture?}"
