@@ -179,9 +179,23 @@ fn video_input(v: &VideoRef, fps: Option<f64>) -> Result<VideoInput, MediaError>
         })
     };
     match v {
-        VideoRef::Url(u) | VideoRef::Object { url: u, .. } => {
-            Ok(VideoInput::Source(MediaSource::parse(u)?))
-        }
+        VideoRef::Url(u) | VideoRef::Object { url: u, .. } => match MediaSource::parse(u)? {
+            // vLLM's (and AISBench's) frame-list data URL: `data:video/jpeg;base64,f1,f2,…`,
+            // each part one JPEG frame.
+            MediaSource::DataUrl { mime, base64 } if mime.eq_ignore_ascii_case("video/jpeg") => {
+                Ok(VideoInput::Frames {
+                    frames: base64
+                        .split(',')
+                        .map(|f| MediaSource::DataUrl {
+                            mime: "image/jpeg".into(),
+                            base64: f.to_string(),
+                        })
+                        .collect(),
+                    fps,
+                })
+            }
+            src => Ok(VideoInput::Source(src)),
+        },
         VideoRef::Frames(list) => frames(list, fps),
         VideoRef::FrameObject {
             frames: list,
@@ -350,4 +364,35 @@ pub fn template_messages(messages: &[ChatMessage]) -> Vec<Value> {
             Value::Object(obj)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_frame_list_data_urls_are_frame_lists() {
+        let v = VideoRef::Url("data:video/jpeg;base64,QUFB,QkJC,Q0ND".into());
+        match video_input(&v, Some(4.0)).unwrap() {
+            VideoInput::Frames { frames, fps } => {
+                assert_eq!(fps, Some(4.0));
+                assert_eq!(
+                    frames,
+                    ["QUFB", "QkJC", "Q0ND"]
+                        .map(|b| MediaSource::DataUrl {
+                            mime: "image/jpeg".into(),
+                            base64: b.into()
+                        })
+                        .to_vec()
+                );
+            }
+            other => panic!("expected frames, got {other:?}"),
+        }
+        // An mp4 data URL stays one encoded video.
+        let v = VideoRef::Url("data:video/mp4;base64,QUFB".into());
+        assert!(matches!(
+            video_input(&v, None).unwrap(),
+            VideoInput::Source(MediaSource::DataUrl { .. })
+        ));
+    }
 }
