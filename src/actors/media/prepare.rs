@@ -2,6 +2,7 @@
 //! visual items with content hashes, sampling resolved per choice. Pure CPU work, run on the
 //! media stage's blocking pool.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::actors::error::RequestError;
@@ -50,8 +51,20 @@ pub struct MediaContext {
     pub limits: Limits,
 }
 
+/// A request's http(s) media, downloaded before preprocessing (by URL).
+pub type Prefetched = Option<Arc<HashMap<String, Arc<[u8]>>>>;
+
 impl MediaContext {
     pub fn prepare(&self, req: Request) -> Result<PreparedRequest, RequestError> {
+        self.prepare_with(req, None)
+    }
+
+    /// [`MediaContext::prepare`] with the request's http(s) media already fetched.
+    pub fn prepare_with(
+        &self,
+        req: Request,
+        prefetched: Prefetched,
+    ) -> Result<PreparedRequest, RequestError> {
         let Request {
             id,
             input,
@@ -72,14 +85,18 @@ impl MediaContext {
                     add_generation_prompt: true,
                     ..Default::default()
                 };
-                let p = processor
-                    .process_request(&messages, &opts, &media)
-                    .map_err(|e| match e {
-                        crate::prompt::PromptError::Media { .. } => {
-                            RequestError::Media(e.to_string())
-                        }
-                        _ => RequestError::Invalid(e.to_string()),
-                    })?;
+                let processed = match prefetched {
+                    Some(items) => processor.process_prefetched(&messages, &opts, &media, items),
+                    None => processor.process_request(&messages, &opts, &media),
+                };
+                let p = processed.map_err(|e| match e {
+                    crate::prompt::PromptError::Media { .. } => {
+                        // Paths, hosts and client errors go to the log only.
+                        eprintln!("{e:?}");
+                        RequestError::Media(e.to_string())
+                    }
+                    _ => RequestError::Invalid(e.to_string()),
+                })?;
                 let grids = |g: &[[u32; 3]]| -> Vec<[usize; 3]> {
                     g.iter().map(|x| x.map(|d| d as usize)).collect()
                 };
