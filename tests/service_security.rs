@@ -359,3 +359,94 @@ async fn media_errors_reveal_no_internals() {
     );
     server.stop().unwrap();
 }
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Samples this process's RSS (the server runs in it) every 20 ms until `stop`; the peak.
+fn rss_peak(stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !stop.load(Ordering::SeqCst) {
+            peak = peak.max(rss_kib());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    })
+}
+
+/// Defect 2: a prompt far over the input limit is refused at a cost proportional to the limit:
+/// no whole-prompt tokenization (seconds of CPU, gigabytes) before the 422.
+#[tokio::test]
+async fn oversized_prompts_are_refused_cheaply() {
+    let (server, base) = start(Settings {
+        max_request_mb: Some(64),
+        ..settings()
+    });
+    // 24 MB of ordinary words: ~6M tokens against a limit of 3072.
+    let huge = "lorem ipsum dolor sit amet ".repeat(24 << 20 >> 5);
+    let bodies = [
+        ("/generate", json!({"prompt": huge, "max_tokens": 2})),
+        (
+            "/v1/chat/completions",
+            json!({"model": "qwen3vl", "max_tokens": 2,
+                   "messages": [{"role": "user", "content": huge}]}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "qwen3vl", "max_tokens": 2,
+                   "messages": [{"role": "user", "content": [{"type": "text", "text": huge}]}]}),
+        ),
+    ];
+    // Moderately over (about 4x the limit): refused from a prefix, not read whole.
+    let four_x = "lorem ipsum dolor sit amet ".repeat(2400);
+    let c = reqwest::Client::new();
+    for (path, body) in bodies.iter().chain(std::iter::once(&(
+        "/generate",
+        json!({"prompt": four_x, "max_tokens": 2}),
+    ))) {
+        let body = body.to_string();
+        let before = rss_kib();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = rss_peak(stop.clone());
+        let t = Instant::now();
+        let r = c
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .timeout(Duration::from_secs(120))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let took = t.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        let grew_mib = sampler.join().unwrap().saturating_sub(before) >> 10;
+        assert_eq!(status, 422, "{path}: {text}");
+        assert!(text.contains("input limit 3072"), "{path}: {text}");
+        assert!(
+            took < Duration::from_secs(4),
+            "{path}: refusal took {took:?}"
+        );
+        // The 24 MB body itself is held a few times (bytes, JSON string, message); tokenizing
+        // it took gigabytes.
+        assert!(grew_mib < 400, "{path}: RSS grew {grew_mib} MiB");
+    }
+    // A prompt just under the limit is still tokenized and served exactly.
+    let fits = "hello ".repeat(2000);
+    let r = c
+        .post(format!("{base}/generate"))
+        .json(&json!({"prompt": fits, "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    server.stop().unwrap();
+}

@@ -85,6 +85,7 @@ impl From<RequestError> for ApiError {
         match &e {
             RequestError::Invalid(_)
             | RequestError::PromptTooLong { .. }
+            | RequestError::PromptFarTooLong { .. }
             | RequestError::CacheTooSmall { .. }
             | RequestError::Sampling(_)
             | RequestError::Media(_) => ApiError::validation(e.to_string()),
