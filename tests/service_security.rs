@@ -450,3 +450,71 @@ async fn oversized_prompts_are_refused_cheaply() {
     assert_eq!(r.status(), 200);
     server.stop().unwrap();
 }
+
+/// Reads what the server sends until it closes the connection or `limit` passes.
+fn read_until_close(mut s: TcpStream, limit: Duration) -> (String, bool) {
+    let end = Instant::now() + limit;
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&out).into(), true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (String::from_utf8_lossy(&out).into(), true),
+        }
+    }
+    (String::from_utf8_lossy(&out).into(), false)
+}
+
+/// Defect 9: bytes after a short Content-Length on a `Connection: close` request are not a
+/// second request: the server answers once and closes.
+#[test]
+fn no_pipelined_request_after_connection_close() {
+    let server = Server::start(config(settings()), false).unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.write_all(
+        b"POST /v1/tokenizer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"inputs\": \"hi\"}GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let (text, closed) = read_until_close(s, Duration::from_secs(10));
+    assert!(closed, "connection left open: {text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert!(!text.contains("\"object\":\"list\""), "{text}");
+    server.stop().unwrap();
+}
+
+/// Defect 5: a client that sends headers and half of its body is answered 408 and dropped
+/// once the request read timeout passes, instead of holding the connection forever.
+#[test]
+fn half_sent_body_times_out() {
+    let server = Server::start(
+        config(Settings {
+            request_read_timeout_s: Some(1.5),
+            ..settings()
+        }),
+        false,
+    )
+    .unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.write_all(
+        b"POST /v1/tokenizer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"inputs\": ",
+    )
+    .unwrap();
+    let t = Instant::now();
+    let (text, closed) = read_until_close(s, Duration::from_secs(15));
+    assert!(
+        closed,
+        "connection still open after {:?}: {text}",
+        t.elapsed()
+    );
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    server.stop().unwrap();
+}

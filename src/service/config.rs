@@ -61,6 +61,10 @@ pub struct ServiceConfig {
     pub http_workers: usize,
     /// Deadline for in-flight requests after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Whole request body read (the headers have actix-web's own 5 s limit).
+    pub request_read_timeout: Duration,
+    /// Special-token text in user and tool content is tokenized as plain text.
+    pub escape_special_tokens: bool,
     /// Weight precision and kernel backend.
     pub load: LoadOptions,
 }
@@ -285,6 +289,8 @@ impl Settings {
             media_workers: self.media_workers.unwrap_or(cores.clamp(1, 8)),
             http_workers: self.http_workers.unwrap_or(cores.clamp(1, 4)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_s.unwrap_or(30)),
+            request_read_timeout: secs(self.request_read_timeout_s, Duration::from_secs(30))?,
+            escape_special_tokens: self.escape_special_tokens.unwrap_or(false),
             load: LoadOptions::default(),
         })
     }
