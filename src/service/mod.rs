@@ -130,7 +130,7 @@ impl Server {
                     let data = web::Data::from(st.clone());
                     let mut server = HttpServer::new(move || {
                         App::new()
-                            .wrap_fn(|req, srv| pipelining::guard(req, srv))
+                            .wrap_fn(pipelining::guard)
                             .app_data(data.clone())
                             .configure(routes::configure)
                             .default_service(web::to(routes::not_found))
