@@ -62,10 +62,6 @@ pub struct ServeArgs {
     /// Seconds to read a whole request, headers and body (default 30).
     #[arg(long)]
     pub request_read_timeout: Option<f64>,
-    /// Tokenize special-token text (`<|im_start|>`, …) in user and tool content as plain text,
-    /// a prompt-injection guard. Off by default, as in transformers and vLLM.
-    #[arg(long)]
-    pub escape_special_tokens: bool,
     /// Images + videos per request (default 20).
     #[arg(long)]
     pub max_media_items: Option<usize>,
@@ -223,7 +219,6 @@ impl ServeArgs {
             media_fetch_timeout_s: self.media_fetch_timeout,
             media_deadline_s: self.media_deadline,
             request_read_timeout_s: self.request_read_timeout,
-            escape_special_tokens: self.escape_special_tokens.then_some(true),
             ..Default::default()
         }
     }

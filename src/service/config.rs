@@ -63,8 +63,6 @@ pub struct ServiceConfig {
     pub shutdown_timeout: Duration,
     /// Whole request body read (the headers have actix-web's own 5 s limit).
     pub request_read_timeout: Duration,
-    /// Special-token text in user and tool content is tokenized as plain text.
-    pub escape_special_tokens: bool,
     /// Weight precision and kernel backend.
     pub load: LoadOptions,
 }
@@ -121,8 +119,6 @@ pub struct Settings {
     pub media_deadline_s: Option<f64>,
     /// Whole request read (headers and body).
     pub request_read_timeout_s: Option<f64>,
-    /// Special-token text in user content is tokenized as plain text.
-    pub escape_special_tokens: Option<bool>,
 }
 
 macro_rules! merge_fields {
@@ -143,8 +139,7 @@ impl Settings {
             allow_http_media, max_media_items, mm_processor_kwargs, max_image_pixels,
             max_video_frames, rgba_background, media_workers, http_workers, shutdown_timeout_s,
             allowed_media_domains, media_connect_timeout_s, media_read_timeout_s,
-            media_fetch_timeout_s, media_deadline_s, request_read_timeout_s,
-            escape_special_tokens)
+            media_fetch_timeout_s, media_deadline_s, request_read_timeout_s)
     }
 
     /// Apply defaults and check ranges.
@@ -290,7 +285,6 @@ impl Settings {
             http_workers: self.http_workers.unwrap_or(cores.clamp(1, 4)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_s.unwrap_or(30)),
             request_read_timeout: secs(self.request_read_timeout_s, Duration::from_secs(30))?,
-            escape_special_tokens: self.escape_special_tokens.unwrap_or(false),
             load: LoadOptions::default(),
         })
     }
