@@ -424,7 +424,8 @@ async fn in_process_failures_are_recorded_with_reasons() {
         .map(|f| f.reason.as_str())
         .collect();
     assert!(
-        reasons[0].starts_with("pipeline: media") && reasons[0].contains("gone.png"),
+        reasons[0].starts_with("pipeline: media")
+            && reasons[0].contains("media item 0: the local file cannot be read"),
         "{reasons:?}"
     );
     assert!(reasons[1].contains("audio"), "{reasons:?}");

@@ -71,6 +71,8 @@ fn http_fetch_size_cap_timeout_and_status() {
     let limits = MediaLimits {
         max_item_bytes: 4096,
         http_timeout: Duration::from_millis(700),
+        // The test server is on loopback, which the SSRF policy refuses unless allow-listed.
+        allowed_media_domains: vec!["127.0.0.1".into()],
         ..Default::default()
     };
     let f = fetcher(limits.clone());

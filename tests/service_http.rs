@@ -496,14 +496,14 @@ async fn error_paths() {
         "/v1/chat/completions",
         media(json!({"type": "image_url", "image_url": "/etc/passwd.png"})),
         422,
-        "outside the media root",
+        "media item 0: path is outside the allowed media folder",
     )
     .await;
     expect_error(
         "/v1/chat/completions",
-        media(json!({"type": "image_url", "image_url": "missing.jpg"})),
+        media(json!({"type": "image_url", "image_url": media_root().join("missing.jpg")})),
         422,
-        "missing.jpg",
+        "media item 0: the local file cannot be read",
     )
     .await;
     expect_error(

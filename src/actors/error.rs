@@ -11,6 +11,11 @@ pub enum RequestError {
         "prompt has {len} tokens, more than the input limit {max} (maxInputTokenLen / maxSeqLen - 1)"
     )]
     PromptTooLong { len: usize, max: usize },
+    /// Found without tokenizing the whole prompt: the count is a lower bound.
+    #[error(
+        "prompt has at least {at_least} tokens, more than the input limit {max} (maxInputTokenLen / maxSeqLen - 1)"
+    )]
+    PromptFarTooLong { at_least: usize, max: usize },
     #[error("prompt needs {need} KV blocks but the cache has {total}")]
     CacheTooSmall { need: usize, total: usize },
     #[error("sampling parameters: {0}")]

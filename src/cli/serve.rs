@@ -43,6 +43,25 @@ pub struct ServeArgs {
     /// Refuse http(s):// media URLs.
     #[arg(long)]
     pub no_http_media: bool,
+    /// Hosts whose media URLs may resolve to loopback, private or link-local addresses
+    /// (comma-separated; subdomains match). Every other host must be public (SSRF policy).
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_media_domains: Option<Vec<String>>,
+    /// Seconds to open a connection for an http(s) media item (default 5).
+    #[arg(long)]
+    pub media_connect_timeout: Option<f64>,
+    /// Longest silence, in seconds, inside an http(s) media response (default 10).
+    #[arg(long)]
+    pub media_read_timeout: Option<f64>,
+    /// Seconds for the whole fetch of one http(s) media item, redirects included (default 30).
+    #[arg(long)]
+    pub media_fetch_timeout: Option<f64>,
+    /// Seconds for all http(s) media of one request (default 60).
+    #[arg(long)]
+    pub media_deadline: Option<f64>,
+    /// Seconds to read a whole request, headers and body (default 30).
+    #[arg(long)]
+    pub request_read_timeout: Option<f64>,
     /// Images + videos per request (default 20).
     #[arg(long)]
     pub max_media_items: Option<usize>,
@@ -194,6 +213,12 @@ impl ServeArgs {
             media_workers: self.media_workers,
             http_workers: self.http_workers,
             shutdown_timeout_s: self.shutdown_timeout,
+            allowed_media_domains: self.allowed_media_domains.clone(),
+            media_connect_timeout_s: self.media_connect_timeout,
+            media_read_timeout_s: self.media_read_timeout,
+            media_fetch_timeout_s: self.media_fetch_timeout,
+            media_deadline_s: self.media_deadline,
+            request_read_timeout_s: self.request_read_timeout,
             ..Default::default()
         }
     }

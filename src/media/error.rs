@@ -4,16 +4,19 @@ use std::path::PathBuf;
 
 /// An error while fetching, decoding or preprocessing an image or a video.
 ///
-/// Every variant carries enough context to be shown to an API user as-is; none of them is a panic.
+/// The `Display` text is what an API caller sees: it never shows the media root, a resolved path
+/// or a raw network error (those stay in the fields, for the server log via `Debug`). None of
+/// them is a panic.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
     #[error("media source `{0}` is not a supported reference (expected a path, file://, data:, http(s):// or base64)")]
     UnsupportedSource(String),
     #[error("local media access is disabled: no media root is configured")]
     LocalAccessDisabled,
-    #[error("path `{}` is outside the media root `{}`", path.display(), root.display())]
+    #[error("path is outside the allowed media folder")]
     OutsideMediaRoot { path: PathBuf, root: PathBuf },
-    #[error("cannot read `{}`: {source}", path.display())]
+    // Missing, unreadable and not-a-file read the same, so nothing is learnt about the folder.
+    #[error("the local file cannot be read (missing, not a regular file, or not readable)")]
     Io {
         path: PathBuf,
         #[source]
@@ -25,8 +28,24 @@ pub enum MediaError {
     BadDataUrl(String),
     #[error("remote media access is disabled")]
     RemoteDisabled,
+    /// `reason` is ours and safe to show; `detail` (the HTTP client's error) is for the log.
     #[error("fetching `{url}` failed: {reason}")]
-    Http { url: String, reason: String },
+    Http {
+        url: String,
+        reason: String,
+        detail: String,
+    },
+    #[error("the media URL is not usable: {0}")]
+    BadUrl(String),
+    /// The host name does not resolve (the name and the resolver's error are for the log).
+    #[error("the media URL's host name cannot be resolved")]
+    Unresolvable(String),
+    /// The SSRF policy: the host is (or resolves to) an internal address and is not on the
+    /// allow-list. The host and address are for the log.
+    #[error("the media URL points to a loopback, private, link-local or otherwise internal address, which this server does not fetch (operators: --allowed-media-domains)")]
+    BlockedAddress(String),
+    #[error("the request's media was not fetched within its deadline of {0:?}")]
+    Deadline(std::time::Duration),
     #[error("media item is {size} bytes, above the limit of {limit} bytes")]
     TooLarge { size: u64, limit: u64 },
     #[error("request has {count} media items, above the limit of {limit}")]

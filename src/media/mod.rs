@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod image;
 mod jpeg;
+pub mod net;
 pub mod overrides;
 mod par;
 pub mod patchify;
@@ -40,8 +41,19 @@ pub struct MediaLimits {
     pub media_root: Option<PathBuf>,
     /// Whether `http(s)://` references may be fetched.
     pub allow_http: bool,
-    /// Whole-request timeout for one HTTP fetch.
+    /// Whole-fetch timeout for one HTTP item (all its redirects included).
     pub http_timeout: Duration,
+    /// Time allowed to open one TCP (and TLS) connection.
+    pub http_connect_timeout: Duration,
+    /// Longest silence between bytes of an HTTP response.
+    pub http_read_timeout: Duration,
+    /// Redirects followed per item; every hop is re-checked against the SSRF policy.
+    pub max_redirects: usize,
+    /// Hosts (and their subdomains, or IP literals) that may resolve to loopback, private or
+    /// link-local addresses; everything else must be public (the SSRF policy).
+    pub allowed_media_domains: Vec<String>,
+    /// Per request: all of its http(s) media must be fetched within this.
+    pub media_deadline: Duration,
     /// Maximum encoded size of one media item, in bytes.
     pub max_item_bytes: u64,
     /// Maximum number of images plus videos (a frame list counts as one) in one request.
@@ -85,6 +97,11 @@ impl Default for MediaLimits {
             media_root: None,
             allow_http: true,
             http_timeout: Duration::from_secs(30),
+            http_connect_timeout: net::DEFAULT_CONNECT_TIMEOUT,
+            http_read_timeout: net::DEFAULT_READ_TIMEOUT,
+            max_redirects: 5,
+            allowed_media_domains: Vec::new(),
+            media_deadline: Duration::from_secs(60),
             max_item_bytes: 256 << 20,
             max_items: 20,
             max_image_pixels: 8192 * 8192,

@@ -1,8 +1,10 @@
 //! Where media bytes come from: local files under a media root, `data:` URLs, bare base64 and
 //! `http(s)://` URLs, each with a size cap.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine;
 
@@ -151,6 +153,9 @@ pub struct MediaFetcher {
     limits: MediaLimits,
     /// Directory that relative paths resolve against.
     base_dir: Option<PathBuf>,
+    /// http(s) items already downloaded (by the server's media stage, outside its
+    /// preprocessing slots), by URL as written in the request.
+    prefetched: Option<Arc<HashMap<String, Arc<[u8]>>>>,
 }
 
 impl MediaFetcher {
@@ -158,7 +163,14 @@ impl MediaFetcher {
         Self {
             limits,
             base_dir: None,
+            prefetched: None,
         }
+    }
+
+    /// Serve these http(s) URLs from memory instead of fetching them.
+    pub fn with_prefetched(mut self, items: Arc<HashMap<String, Arc<[u8]>>>) -> Self {
+        self.prefetched = Some(items);
+        self
     }
 
     /// Relative paths resolve against `dir` (they must still lie under the media root).
@@ -249,31 +261,10 @@ impl MediaFetcher {
     }
 
     fn fetch_http(&self, url: &str) -> Result<Vec<u8>> {
-        if !self.limits.allow_http {
-            return Err(MediaError::RemoteDisabled);
+        if let Some(bytes) = self.prefetched.as_ref().and_then(|m| m.get(url)) {
+            return Ok(bytes.to_vec());
         }
-        let limit = self.limits.max_item_bytes;
-        let http_err = |reason: String| MediaError::Http {
-            url: truncate(url),
-            reason,
-        };
-        let agent = ureq::AgentBuilder::new()
-            .timeout(self.limits.http_timeout)
-            .redirects(5)
-            .build();
-        let resp = agent.get(url).call().map_err(|e| http_err(e.to_string()))?;
-        if let Some(len) = resp
-            .header("content-length")
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            if len > limit {
-                return Err(MediaError::TooLarge { size: len, limit });
-            }
-        }
-        read_capped(resp.into_reader(), limit).map_err(|e| match e {
-            CapError::Io(e) => http_err(e.to_string()),
-            CapError::TooLarge(size) => MediaError::TooLarge { size, limit },
-        })
+        super::net::fetch_blocking(url, &self.limits)
     }
 }
 

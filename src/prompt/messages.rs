@@ -214,6 +214,27 @@ pub fn collect_visuals(messages: &[ChatMessage]) -> Result<Vec<Visual>, VisualRe
         .collect())
 }
 
+/// The http(s) URLs of a conversation with the index of the media item each belongs to (a frame
+/// list gives several). Bad references are skipped: processing reports them.
+pub fn http_sources(messages: &[ChatMessage]) -> Vec<(usize, String)> {
+    let Ok(refs) = collect_visual_refs(messages) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, r) in refs.iter().enumerate() {
+        let sources: Vec<&MediaSource> = match &r.visual {
+            Visual::Image(img) => vec![&img.source],
+            Visual::Video(VideoInput::Source(s)) => vec![s],
+            Visual::Video(VideoInput::Frames { frames, .. }) => frames.iter().collect(),
+        };
+        out.extend(sources.into_iter().filter_map(|s| match s {
+            MediaSource::Http(u) => Some((i, u.clone())),
+            _ => None,
+        }));
+    }
+    out
+}
+
 /// A bad media reference or a bad per-item processor setting.
 #[derive(Debug, thiserror::Error)]
 pub enum VisualRefError {

@@ -1,7 +1,9 @@
 //! `Qwen3VLProcessor` parity: chat template → placeholder expansion → token ids, plus the
 //! preprocessed pixels of every image and video.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 
@@ -238,6 +240,29 @@ impl Processor {
         opts: &RenderOptions,
         request: &MediaOverrides,
     ) -> Result<ProcessedInputs, PromptError> {
+        self.process_fetched(messages, opts, request, &self.fetcher)
+    }
+
+    /// [`Processor::process_request`] with http(s) items already downloaded (the server fetches
+    /// them before taking a preprocessing slot); see [`crate::media::net`].
+    pub fn process_prefetched(
+        &self,
+        messages: &[ChatMessage],
+        opts: &RenderOptions,
+        request: &MediaOverrides,
+        prefetched: Arc<HashMap<String, Arc<[u8]>>>,
+    ) -> Result<ProcessedInputs, PromptError> {
+        let fetcher = self.fetcher.clone().with_prefetched(prefetched);
+        self.process_fetched(messages, opts, request, &fetcher)
+    }
+
+    fn process_fetched(
+        &self,
+        messages: &[ChatMessage],
+        opts: &RenderOptions,
+        request: &MediaOverrides,
+        fetcher: &MediaFetcher,
+    ) -> Result<ProcessedInputs, PromptError> {
         let visuals = collect_visual_refs(messages).map_err(|e| match e {
             VisualRefError::Media(source) => PromptError::Media { index: 0, source },
             VisualRefError::Setting(k) => PromptError::Setting(k),
@@ -275,7 +300,7 @@ impl Processor {
             });
         }
         let prompt = self.render(messages, opts)?;
-        let loaded = self.load_visuals(&visuals, &configs)?;
+        let loaded = self.load_visuals(&visuals, &configs, fetcher)?;
         let mut out = ProcessedInputs {
             patch_dim: self.image_config.vision.patch_dim(),
             prompt,
@@ -330,16 +355,16 @@ impl Processor {
         &self,
         visuals: &[VisualRef],
         configs: &[ItemConfig],
+        fetcher: &MediaFetcher,
     ) -> Result<Vec<Loaded>, PromptError> {
         let load = |(index, v): (usize, &VisualRef)| -> Result<Loaded, PromptError> {
             let wrap = |source| PromptError::Media { index, source };
             match (&v.visual, &configs[index]) {
-                (Visual::Image(img), ItemConfig::Image(cfg)) => img
-                    .load(&self.fetcher, cfg)
-                    .map(Loaded::Image)
-                    .map_err(wrap),
+                (Visual::Image(img), ItemConfig::Image(cfg)) => {
+                    img.load(fetcher, cfg).map(Loaded::Image).map_err(wrap)
+                }
                 (Visual::Video(vid), ItemConfig::Video(cfg)) => vid
-                    .load(&self.fetcher, cfg)
+                    .load(fetcher, cfg)
                     .map(|(p, m)| Loaded::Video(p, m))
                     .map_err(wrap),
                 _ => Err(PromptError::Internal(format!(

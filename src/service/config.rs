@@ -61,6 +61,8 @@ pub struct ServiceConfig {
     pub http_workers: usize,
     /// Deadline for in-flight requests after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Whole request body read (the headers have actix-web's own 5 s limit).
+    pub request_read_timeout: Duration,
     /// Weight precision and kernel backend.
     pub load: LoadOptions,
 }
@@ -107,6 +109,16 @@ pub struct Settings {
     pub media_workers: Option<usize>,
     pub http_workers: Option<usize>,
     pub shutdown_timeout_s: Option<u64>,
+    /// Hosts exempt from the media SSRF policy (may resolve to internal addresses).
+    pub allowed_media_domains: Option<Vec<String>>,
+    pub media_connect_timeout_s: Option<f64>,
+    pub media_read_timeout_s: Option<f64>,
+    /// Whole fetch of one http(s) item.
+    pub media_fetch_timeout_s: Option<f64>,
+    /// All http(s) items of one request.
+    pub media_deadline_s: Option<f64>,
+    /// Whole request read (headers and body).
+    pub request_read_timeout_s: Option<f64>,
 }
 
 macro_rules! merge_fields {
@@ -125,7 +137,9 @@ impl Settings {
             max_input_token_len, truncation, max_iter_times, max_batch_size,
             max_prefill_batch_size, max_prefill_tokens, prefill_chunk, block_size, kv_cache_gib, media_root,
             allow_http_media, max_media_items, mm_processor_kwargs, max_image_pixels,
-            max_video_frames, rgba_background, media_workers, http_workers, shutdown_timeout_s)
+            max_video_frames, rgba_background, media_workers, http_workers, shutdown_timeout_s,
+            allowed_media_domains, media_connect_timeout_s, media_read_timeout_s,
+            media_fetch_timeout_s, media_deadline_s, request_read_timeout_s)
     }
 
     /// Apply defaults and check ranges.
@@ -214,6 +228,7 @@ impl Settings {
             Some(g) if g > 0.0 => KvCacheSize::Gib(g),
             _ => KvCacheSize::FreeMemoryFraction(0.5),
         };
+        let d_media = MediaLimits::default();
         let media = MediaLimits {
             media_root: Some(
                 self.media_root
@@ -223,7 +238,12 @@ impl Settings {
             max_item_bytes: mb << 20,
             max_items: self.max_media_items.unwrap_or(20),
             rgba_background: self.rgba_background.unwrap_or_default(),
-            ..Default::default()
+            allowed_media_domains: self.allowed_media_domains.clone().unwrap_or_default(),
+            http_connect_timeout: secs(self.media_connect_timeout_s, d_media.http_connect_timeout)?,
+            http_read_timeout: secs(self.media_read_timeout_s, d_media.http_read_timeout)?,
+            http_timeout: secs(self.media_fetch_timeout_s, d_media.http_timeout)?,
+            media_deadline: secs(self.media_deadline_s, d_media.media_deadline)?,
+            ..d_media
         };
         let media_caps = MediaCaps {
             max_image_pixels: self.max_image_pixels,
@@ -264,8 +284,18 @@ impl Settings {
             media_workers: self.media_workers.unwrap_or(cores.clamp(1, 8)),
             http_workers: self.http_workers.unwrap_or(cores.clamp(1, 4)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_s.unwrap_or(30)),
+            request_read_timeout: secs(self.request_read_timeout_s, Duration::from_secs(30))?,
             load: LoadOptions::default(),
         })
+    }
+}
+
+/// A positive number of seconds from a setting, or the default.
+fn secs(v: Option<f64>, default: Duration) -> Result<Duration, String> {
+    match v {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e6 => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(format!("timeouts must be positive seconds, got {s}")),
     }
 }
 

@@ -34,6 +34,7 @@ pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
             ext.insert(PeerSocket(Arc::new(dup)));
         }
     }
+    ext.insert(super::pipelining::CloseRequested::default());
 }
 
 impl PeerSocket {
@@ -51,6 +52,11 @@ impl PeerSocket {
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => false,
             Err(_) => true,
         }
+    }
+
+    /// End the connection both ways (data already handed to the kernel is still delivered).
+    pub fn shutdown(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
     }
 
     async fn wait_closed(&self) {

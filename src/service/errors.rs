@@ -73,8 +73,12 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         // MindIE closes the connection after every non-stream response.
-        HttpResponse::build(self.status)
-            .insert_header((header::CONNECTION, "close"))
+        let mut res = HttpResponse::build(self.status);
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may never come: do not wait to drain it.
+            res.force_close();
+        }
+        res.insert_header((header::CONNECTION, "close"))
             .content_type("application/json")
             .body(self.body().to_string())
     }
@@ -85,6 +89,7 @@ impl From<RequestError> for ApiError {
         match &e {
             RequestError::Invalid(_)
             | RequestError::PromptTooLong { .. }
+            | RequestError::PromptFarTooLong { .. }
             | RequestError::CacheTooSmall { .. }
             | RequestError::Sampling(_)
             | RequestError::Media(_) => ApiError::validation(e.to_string()),

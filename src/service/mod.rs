@@ -26,6 +26,7 @@ pub mod limits;
 pub mod metrics;
 pub mod mindie_config;
 pub mod params;
+pub mod pipelining;
 pub mod routes;
 pub mod shutdown;
 pub mod sse;
@@ -129,6 +130,7 @@ impl Server {
                     let data = web::Data::from(st.clone());
                     let mut server = HttpServer::new(move || {
                         App::new()
+                            .wrap_fn(pipelining::guard)
                             .app_data(data.clone())
                             .configure(routes::configure)
                             .default_service(web::to(routes::not_found))

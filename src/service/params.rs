@@ -31,9 +31,11 @@ impl FromRequest for Body {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<Data<AppState>>()
-            .map_or(40 << 20, |s| s.config.max_request_bytes);
+        let state = req.app_data::<Data<AppState>>();
+        let limit = state.map_or(40 << 20, |s| s.config.max_request_bytes);
+        let read_timeout = state.map_or(std::time::Duration::from_secs(30), |s| {
+            s.config.request_read_timeout
+        });
         let too_large = move || {
             ApiError::new(
                 actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -50,16 +52,27 @@ impl FromRequest for Body {
             if declared.is_some_and(|n| n > limit) {
                 return Err(too_large());
             }
-            let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| ApiError::validation(format!("reading the body: {e}")))?;
-                if buf.len() + chunk.len() > limit {
-                    return Err(too_large());
+            // The headers have their own 5 s limit (actix-web's client_request_timeout); this
+            // bounds the body, so a client that stops half-way cannot hold the connection.
+            let read = async {
+                let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk
+                        .map_err(|e| ApiError::validation(format!("reading the body: {e}")))?;
+                    if buf.len() + chunk.len() > limit {
+                        return Err(too_large());
+                    }
+                    buf.extend_from_slice(&chunk);
                 }
-                buf.extend_from_slice(&chunk);
+                Ok(Body(buf.freeze()))
+            };
+            match actix_web::rt::time::timeout(read_timeout, read).await {
+                Ok(r) => r,
+                Err(_) => Err(ApiError::new(
+                    actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body was not received within {read_timeout:?}"),
+                )),
             }
-            Ok(Body(buf.freeze()))
         })
     }
 }

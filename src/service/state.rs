@@ -12,6 +12,7 @@ use super::errors::ApiError;
 use super::generation::Generation;
 use super::limits::{LinkLimiter, LinkPermit};
 use super::metrics::Metrics;
+use crate::actors::error::RequestError;
 use crate::engine::MultimodalInput;
 use crate::media::MediaOverrides;
 use crate::pipeline::{ChatMessage, Pipeline, SamplingParams};
@@ -152,6 +153,28 @@ impl AppState {
         Ok(ids)
     }
 
+    /// [`AppState::encode`] for a prompt: unless truncation is on, a prompt over the input
+    /// limit is refused at a cost proportional to the limit, not to the prompt.
+    pub async fn encode_prompt(&self, text: String) -> Result<Vec<u32>, ApiError> {
+        let sched = &self.config.schedule;
+        if sched.truncation != crate::pipeline::Truncation::Error {
+            return self.encode(text).await;
+        }
+        let max = sched
+            .max_input_token_len
+            .min(sched.max_seq_len.saturating_sub(1));
+        let tok = self.tokenizer()?.clone();
+        let ids = actix_web::web::block(move || tok.encode_limited(&text, max))
+            .await
+            .map_err(|e| ApiError::incomplete(format!("tokenizer worker: {e}")))?
+            .map_err(|e| ApiError::validation(e.to_string()))?
+            .map_err(|at_least| RequestError::PromptFarTooLong { at_least, max })?;
+        if ids.is_empty() {
+            return Err(ApiError::validation("the prompt is empty"));
+        }
+        Ok(ids)
+    }
+
     /// Submit a request and wait for its first event. `params.seed` is filled in when absent
     /// so that it can be echoed back.
     pub async fn generate(
@@ -167,7 +190,7 @@ impl AppState {
         let n = params.n.unwrap_or(1).max(1);
         let events = match prompt {
             PromptInput::Text(text) => {
-                let ids = self.encode(text).await?;
+                let ids = self.encode_prompt(text).await?;
                 self.pipeline.generate(tokens_input(ids), params)
             }
             PromptInput::Tokens(ids) => {

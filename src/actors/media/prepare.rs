@@ -2,6 +2,7 @@
 //! visual items with content hashes, sampling resolved per choice. Pure CPU work, run on the
 //! media stage's blocking pool.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::actors::error::RequestError;
@@ -50,8 +51,20 @@ pub struct MediaContext {
     pub limits: Limits,
 }
 
+/// A request's http(s) media, downloaded before preprocessing (by URL).
+pub type Prefetched = Option<Arc<HashMap<String, Arc<[u8]>>>>;
+
 impl MediaContext {
     pub fn prepare(&self, req: Request) -> Result<PreparedRequest, RequestError> {
+        self.prepare_with(req, None)
+    }
+
+    /// [`MediaContext::prepare`] with the request's http(s) media already fetched.
+    pub fn prepare_with(
+        &self,
+        req: Request,
+        prefetched: Prefetched,
+    ) -> Result<PreparedRequest, RequestError> {
         let Request {
             id,
             input,
@@ -68,18 +81,23 @@ impl MediaContext {
                         "chat messages need a tokenizer (tokenizer.json in the model folder or PipelineBuilder::tokenizer); submit token ids instead".into(),
                     )
                 })?;
+                self.refuse_oversized_text(processor, &messages)?;
                 let opts = crate::prompt::RenderOptions {
                     add_generation_prompt: true,
                     ..Default::default()
                 };
-                let p = processor
-                    .process_request(&messages, &opts, &media)
-                    .map_err(|e| match e {
-                        crate::prompt::PromptError::Media { .. } => {
-                            RequestError::Media(e.to_string())
-                        }
-                        _ => RequestError::Invalid(e.to_string()),
-                    })?;
+                let processed = match prefetched {
+                    Some(items) => processor.process_prefetched(&messages, &opts, &media, items),
+                    None => processor.process_request(&messages, &opts, &media),
+                };
+                let p = processed.map_err(|e| match e {
+                    crate::prompt::PromptError::Media { .. } => {
+                        // Paths, hosts and client errors go to the log only.
+                        eprintln!("{e:?}");
+                        RequestError::Media(e.to_string())
+                    }
+                    _ => RequestError::Invalid(e.to_string()),
+                })?;
                 let grids = |g: &[[u32; 3]]| -> Vec<[usize; 3]> {
                     g.iter().map(|x| x.map(|d| d as usize)).collect()
                 };
@@ -163,6 +181,55 @@ impl MediaContext {
             cancel,
             stops,
         })
+    }
+
+    /// A chat whose text alone is over the input limit is refused before the template is
+    /// rendered and the whole prompt tokenized: the cost is bounded by the limit (see
+    /// [`crate::prompt::Tokenizer::encode_limited`]). Small texts skip this (they are cheap).
+    fn refuse_oversized_text(
+        &self,
+        processor: &Processor,
+        messages: &[crate::prompt::ChatMessage],
+    ) -> Result<(), RequestError> {
+        use crate::prompt::{ContentPart, MessageContent};
+        if self.limits.truncation != Truncation::Error {
+            return Ok(());
+        }
+        let max = self.limits.max_input();
+        let texts: Vec<&str> = messages
+            .iter()
+            .flat_map(|m| match &m.content {
+                Some(MessageContent::Text(t)) => vec![t.as_str()],
+                Some(MessageContent::Parts(parts)) => parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        ContentPart::Text { text } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect(),
+                None => Vec::new(),
+            })
+            .collect();
+        if texts.iter().map(|t| t.len()).sum::<usize>() <= max.saturating_mul(4) {
+            return Ok(());
+        }
+        let mut total = 0usize;
+        for t in texts {
+            let tokens = processor
+                .tokenizer
+                .encode_limited(t, max - total)
+                .map_err(|e| RequestError::Invalid(e.to_string()))?;
+            match tokens {
+                Ok(ids) => total += ids.len(),
+                Err(n) => {
+                    return Err(RequestError::PromptFarTooLong {
+                        at_least: total + n,
+                        max,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     fn apply_limits(&self, mm: &mut MultimodalInput) -> Result<(), RequestError> {
