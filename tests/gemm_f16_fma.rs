@@ -6,7 +6,7 @@
 mod common;
 
 use common::bf16_gemm::{self, Matmul};
-use common::{noise, reference};
+use common::noise;
 use half::f16;
 use qwen3vl::engine::error::Result;
 use qwen3vl::engine::kernels::gemm_bf16_fma::{self, Bf16Panels, PanelFormat};
@@ -60,36 +60,21 @@ fn matches_the_f64_reference_on_odd_shapes() {
     if !here() {
         return;
     }
-    for &(m, k, n) in &[
-        (1usize, 100usize, 37usize),
-        (3, 64, 130),
-        (17, 257, 65),
-        (1, 2048, 300),
-        (40, 33, 1),
-        (2, 513, 96),
-        (5, 300, 33),
-        (13, 600, 200),
-        (7, 1, 31),
-    ] {
-        let x = f16_values(&noise(m * k, 1 + m as u32));
-        let w = f16_values(&noise(n * k, 7 + n as u32));
-        let b = noise(n, 3);
-        let p = pack(&w, n, k);
-        for bias in [None, Some(&b[..])] {
-            let (want, mag) = reference(&x, &w, bias, m, n, k);
-            let mut y = vec![f32::NAN; m * n];
-            p(&x, m, bias, &mut y).expect("matmul");
-            for i in 0..m * n {
-                let tol = 4.0 * f32::EPSILON as f64 * (k as f64).sqrt() * mag[i] + 1e-30;
-                assert!(
-                    (y[i] as f64 - want[i]).abs() <= tol,
-                    "{m}x{k}x{n} [{i}]: {} vs {}",
-                    y[i],
-                    want[i]
-                );
-            }
-        }
-    }
+    bf16_gemm::matches_the_f64_reference_in(
+        f16_values,
+        &pack,
+        &[
+            (1, 100, 37),
+            (3, 64, 130),
+            (17, 257, 65),
+            (1, 2048, 300),
+            (40, 33, 1),
+            (2, 513, 96),
+            (5, 300, 33),
+            (13, 600, 200),
+            (7, 1, 31),
+        ],
+    );
 }
 
 /// The kernel rounds its input to f16 (as PyTorch's f16 matmul sees an f16 tensor): an input off

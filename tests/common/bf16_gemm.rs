@@ -66,9 +66,18 @@ pub fn avx2_tiles_give_the_avx512_bits(
 /// Every (m, k, n), with and without bias, within a few f32 ulps of the sum of magnitudes of
 /// an f64 reference.
 pub fn matches_the_f64_reference(pack: &Pack, shapes: &[(usize, usize, usize)]) {
+    matches_the_f64_reference_in(bf16_values, pack, shapes)
+}
+
+/// [`matches_the_f64_reference`] with inputs and weights on another grid (`values`, e.g. f16).
+pub fn matches_the_f64_reference_in(
+    values: fn(&[f32]) -> Vec<f32>,
+    pack: &Pack,
+    shapes: &[(usize, usize, usize)],
+) {
     for &(m, k, n) in shapes {
-        let x = bf16_values(&noise(m * k, 1 + m as u32));
-        let w = bf16_values(&noise(n * k, 7 + n as u32));
+        let x = values(&noise(m * k, 1 + m as u32));
+        let w = values(&noise(n * k, 7 + n as u32));
         let b = noise(n, 3);
         let p = pack(&w, n, k);
         for bias in [None, Some(&b[..])] {
