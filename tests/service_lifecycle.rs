@@ -1,6 +1,7 @@
 //! Server behaviour under load and over its lifetime: the maxLinkNum queue and its 503, HTTPS
 //! with a certificate made at test time, and the real binary reading a MindIE config.json and
-//! stopping gracefully on SIGTERM (exit 0, in-flight stream completed, new requests refused).
+//! stopping gracefully on SIGTERM (exit 0, in-flight stream completed, new requests refused),
+//! and the shutdown deadline giving every request still running a proper ending.
 
 mod service_support;
 
@@ -412,4 +413,167 @@ async fn hang_up_cancels_non_stream_requests() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.stop().unwrap();
+}
+
+/// The shutdown deadline: requests still running when it comes each get a proper ending — a
+/// 503 naming the shutdown for a non-streaming request, an error frame then `[DONE]` on an
+/// OpenAI stream, an error object on a vLLM `/generate` stream — and their blocks come back.
+#[tokio::test]
+async fn shutdown_deadline_ends_every_request_properly() {
+    let mut s = settings();
+    s.shutdown_timeout_s = Some(1);
+    s.max_iter_times = Some(4000);
+    let server = Server::start(config(s), false).unwrap();
+    let state = server.state().clone();
+    let base = format!("http://{}", server.local_addr());
+    let c = reqwest::Client::new();
+    let stream = c
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&long_stream(4000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut whole = long_stream(4000);
+    whole["stream"] = json!(false);
+    let non_stream = tokio::spawn(
+        c.post(format!("{base}/v1/chat/completions"))
+            .json(&whole)
+            .send(),
+    );
+    let generate = c
+        .post(format!("{base}/generate"))
+        .json(
+            &json!({"prompt": "Count to a million", "stream": true, "max_tokens": 4000,
+                      "ignore_eos": true, "temperature": 0}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(generate.status(), 200);
+    let t0 = Instant::now();
+    let stopped = tokio::task::spawn_blocking(move || server.stop());
+    let chat = stream.text().await.unwrap();
+    let (frames, done) = sse_json(&chat);
+    let last = frames.last().unwrap();
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shutting down"),
+        "{last}"
+    );
+    assert!(done, "no [DONE] after the shutdown error");
+    let r = non_stream.await.unwrap().unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("shutdown deadline"),
+        "{v}"
+    );
+    let gen = generate.text().await.unwrap();
+    let objects: Vec<Value> = gen
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .map(|s| serde_json::from_str(s).unwrap())
+        .collect();
+    let last = objects.last().unwrap();
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shutting down"),
+        "{last}"
+    );
+    stopped.await.unwrap().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    assert_eq!(
+        state
+            .metrics
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    let t0 = Instant::now();
+    loop {
+        let st = state.pipeline.stats();
+        if st.running == 0 && st.free_blocks == st.total_blocks {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "{st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The real binary with `--shutdown-timeout 1` and a stream still running at the deadline:
+/// the stream ends with the shutdown error and `[DONE]`, and the process exits 0.
+#[test]
+fn binary_exits_zero_after_ending_streams_at_the_deadline() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qwen3vl"))
+        .arg("serve")
+        .arg("--model")
+        .arg(tiny_model())
+        .args([
+            "--port",
+            "0",
+            "--shutdown-timeout",
+            "1",
+            "--max-seq-len",
+            "4096",
+        ])
+        .args(["--max-iter-times", "4000", "--http-workers", "2"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited early").unwrap();
+        if let Some(rest) = line.split("on http://").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let text = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .json(&long_stream(4000))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let kill = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        r.text().await.unwrap()
+    });
+    let (frames, done) = sse_json(&text);
+    let last = frames.last().unwrap();
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shutting down"),
+        "{last}"
+    );
+    assert!(done);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "server did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let tail = drain.join().unwrap();
+    assert!(status.success(), "exit {status:?}: {tail:?}");
 }

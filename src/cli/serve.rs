@@ -130,7 +130,8 @@ pub struct ServeArgs {
     /// Seconds per request (MindIE `e2eTimeout`; default 600).
     #[arg(long)]
     pub e2e_timeout: Option<u64>,
-    /// Seconds in-flight requests get after SIGTERM (default 30).
+    /// Seconds in-flight requests get after SIGTERM (default 30); those still running then end
+    /// with a 503 / an error event naming the shutdown.
     #[arg(long)]
     pub shutdown_timeout: Option<u64>,
     /// HTTP worker threads (default: cores, at most 4).

@@ -88,6 +88,8 @@ pub enum Failure {
     Error(ApiError),
     /// No token within `tokenTimeout`, or the request exceeded `e2eTimeout`.
     Timeout(String),
+    /// The server's shutdown deadline came first (503, an error frame in a stream).
+    Shutdown(String),
 }
 
 impl Failure {
@@ -95,6 +97,7 @@ impl Failure {
         match self {
             Failure::Error(e) => e,
             Failure::Timeout(m) => ApiError::incomplete(m),
+            Failure::Shutdown(m) => ApiError::unavailable(m),
         }
     }
 }
@@ -220,7 +223,19 @@ impl Generation {
         }
         let token_deadline = Instant::now() + self.state.config.token_timeout;
         let limit = token_deadline.min(self.deadline);
-        match tokio::time::timeout_at(limit.into(), self.events.next()).await {
+        let mut cutoff = self.state.cutoff.subscribe();
+        let next = tokio::select! {
+            biased;
+            _ = cutoff.wait_for(|cut| *cut) => {
+                self.events.cancel();
+                return Err(Failure::Shutdown(format!(
+                    "the server is shutting down: the request was ended at the {}s shutdown deadline",
+                    self.state.config.shutdown_timeout.as_secs()
+                )));
+            }
+            next = tokio::time::timeout_at(limit.into(), self.events.next()) => next,
+        };
+        match next {
             Ok(Some(ev)) => Ok(Some(ev)),
             Ok(None) => {
                 self.ended = true;

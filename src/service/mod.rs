@@ -137,7 +137,7 @@ impl Server {
                     })
                     .on_connect(disconnect::on_connect)
                     .workers(workers)
-                    .shutdown_timeout(grace.as_secs())
+                    .shutdown_timeout((grace + shutdown::ENDING_MARGIN).as_secs())
                     .disable_signals();
                     for (host, port) in &listeners {
                         let addr = (host.as_str(), *port);

@@ -26,6 +26,9 @@ pub struct AppState {
     pub links: LinkLimiter,
     /// Set on SIGTERM: new requests get 503 while in-flight ones finish.
     pub stopping: AtomicBool,
+    /// Turns `true` at the shutdown deadline: every in-flight generation ends with an error
+    /// naming the shutdown (see [`super::shutdown`]).
+    pub cutoff: tokio::sync::watch::Sender<bool>,
     /// Unix seconds at start (`created` of `/v1/models/{m}`).
     pub created: u64,
     next_id: AtomicU64,
@@ -86,6 +89,7 @@ impl AppState {
             config,
             metrics: Metrics::default(),
             stopping: AtomicBool::new(false),
+            cutoff: tokio::sync::watch::Sender::new(false),
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

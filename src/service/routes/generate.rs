@@ -127,8 +127,8 @@ async fn vllm(
                     yield Ok(Bytes::from(m));
                     return;
                 }
-                Err(Failure::Error(e)) => {
-                    yield Ok(sse::nul(&e.body()));
+                Err(f) => {
+                    yield Ok(sse::nul(&f.into_api().body()));
                     return;
                 }
             };
@@ -246,8 +246,8 @@ async fn tgi(
                     yield Ok(Bytes::from(m));
                     return;
                 }
-                Err(Failure::Error(e)) => {
-                    yield Ok(sse::error_frame(&e));
+                Err(f) => {
+                    yield Ok(sse::error_frame(&f.into_api()));
                     return;
                 }
             };

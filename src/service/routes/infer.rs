@@ -74,8 +74,8 @@ pub async fn handle(
                     yield Ok(Bytes::from(m));
                     return;
                 }
-                Err(Failure::Error(e)) => {
-                    yield Ok(sse::error_frame(&e));
+                Err(f) => {
+                    yield Ok(sse::error_frame(&f.into_api()));
                     return;
                 }
             };

@@ -209,8 +209,10 @@ fn stream(
                     yield Ok(Bytes::from(m));
                     return;
                 }
-                Err(Failure::Error(e)) => {
-                    yield Ok(sse::error_frame(&e));
+                Err(f) => {
+                    yield Ok(sse::error_frame(&f.into_api()));
+                    // As vLLM: the error event, then the terminator clients wait for.
+                    yield Ok(sse::done());
                     return;
                 }
             };

@@ -115,8 +115,8 @@ async fn run(
                     yield Ok(Bytes::from(m));
                     return;
                 }
-                Err(Failure::Error(e)) => {
-                    yield Ok(frame(&e.body()));
+                Err(f) => {
+                    yield Ok(frame(&f.into_api().body()));
                     return;
                 }
             };
