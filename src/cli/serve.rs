@@ -81,6 +81,11 @@ pub struct ServeArgs {
     /// drop (transformers' `load_image` keeps the colour under the alpha channel).
     #[arg(long, value_parser = parse_rgba_background)]
     pub rgba_background: Option<qwen3vl::media::RgbaBackground>,
+    /// Prompt-injection guard: control-token text (`<|im_start|>`, `<|image_pad|>`, …) in
+    /// user and tool message content is tokenized as plain text. Off by default: transformers
+    /// and vLLM turn such text into the real control tokens.
+    #[arg(long)]
+    pub escape_user_special_tokens: bool,
     /// Largest request body and media item, in MB (MindIE `maxRequestLength`; default 40).
     #[arg(long)]
     pub max_request_length: Option<usize>,
@@ -211,6 +216,7 @@ impl ServeArgs {
             max_image_pixels: self.max_image_pixels,
             max_video_frames: self.max_video_frames,
             rgba_background: self.rgba_background,
+            escape_user_special_tokens: self.escape_user_special_tokens.then_some(true),
             media_workers: self.media_workers,
             http_workers: self.http_workers,
             shutdown_timeout_s: self.shutdown_timeout,

@@ -110,6 +110,7 @@ pub struct PipelineBuilder {
     media_limits: MediaLimits,
     media_defaults: MediaOverrides,
     media_caps: MediaCaps,
+    escape_user_special_tokens: bool,
     progress: Option<ProgressFn>,
 }
 
@@ -134,6 +135,7 @@ impl Default for PipelineBuilder {
             media_limits: MediaLimits::default(),
             media_defaults: MediaOverrides::default(),
             media_caps: MediaCaps::default(),
+            escape_user_special_tokens: false,
             progress: None,
         }
     }
@@ -226,6 +228,12 @@ impl PipelineBuilder {
     /// Caps on the pixel budget and frame count that requests may lower but never raise.
     pub fn media_caps(mut self, c: MediaCaps) -> Self {
         self.media_caps = c;
+        self
+    }
+    /// Tokenize control-token text in `user` / `tool` content as plain text (a prompt-injection
+    /// guard; off by default for parity with transformers and vLLM).
+    pub fn escape_user_special_tokens(mut self, on: bool) -> Self {
+        self.escape_user_special_tokens = on;
         self
     }
     /// Called with progress messages while loading.
@@ -321,10 +329,15 @@ impl PipelineBuilder {
             max_waiting: self.mailbox.max(s.max_prefill_batch_size),
         };
         let max_in_flight = self.max_in_flight.unwrap_or(2 * s.max_batch_size).max(1);
+        let escape = self.escape_user_special_tokens;
         let processor = match self.processor.take() {
-            Some(p) => Some(Arc::new(p)),
-            None => self.load_processor(&dir)?.map(Arc::new),
-        };
+            Some(p) => Some(p),
+            None => self.load_processor(&dir)?,
+        }
+        .map(|p| {
+            let on = escape || p.escape_user_special_tokens;
+            Arc::new(p.with_escaped_user_special_tokens(on))
+        });
         if processor.is_some() {
             say("processor ready (tokenizer, chat template, media preprocessing)");
         }

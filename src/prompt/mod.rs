@@ -6,6 +6,7 @@
 
 pub mod defaults;
 pub mod detok;
+pub mod escape;
 pub mod messages;
 pub mod processor;
 pub mod template;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use super::escape::Escaper;
 use super::messages::{
     collect_visual_refs, template_messages, ChatMessage, Visual, VisualRef, VisualRefError,
 };
@@ -125,6 +126,9 @@ pub struct Processor {
     pub defaults: MediaOverrides,
     /// Operator caps that requests may lower but never raise.
     pub caps: MediaCaps,
+    /// Control-token text in `user` / `tool` content is tokenized as plain text (off: parity
+    /// with transformers and vLLM; see [`super::escape`]).
+    pub escape_user_special_tokens: bool,
     fetcher: MediaFetcher,
 }
 
@@ -160,6 +164,7 @@ impl Processor {
             video_config,
             defaults: MediaOverrides::default(),
             caps: MediaCaps::default(),
+            escape_user_special_tokens: false,
             fetcher: MediaFetcher::new(limits),
         }
     }
@@ -177,6 +182,13 @@ impl Processor {
         self.defaults = defaults;
         self.caps = caps;
         Ok(self)
+    }
+
+    /// Tokenizes control-token text in `user` and `tool` content as plain text, a
+    /// prompt-injection guard (see [`super::escape`]).
+    pub fn with_escaped_user_special_tokens(mut self, on: bool) -> Self {
+        self.escape_user_special_tokens = on;
+        self
     }
 
     /// Uses the slow PIL image processor's arithmetic and pixel-budget quirk (parity
@@ -299,7 +311,14 @@ impl Processor {
                 }
             });
         }
-        let prompt = self.render(messages, opts)?;
+        let escaper = self.escape_user_special_tokens.then(Escaper::new);
+        let prompt = match &escaper {
+            Some(e) => self.render(
+                &e.escape_messages(messages, self.tokenizer.added_tokens()),
+                opts,
+            )?,
+            None => self.render(messages, opts)?,
+        };
         let loaded = self.load_visuals(&visuals, &configs, fetcher)?;
         let mut out = ProcessedInputs {
             patch_dim: self.image_config.vision.patch_dim(),
@@ -340,7 +359,13 @@ impl Processor {
                 items: image_tokens.len(),
             });
         }
-        let ids = self.tokenizer.encode(&text)?;
+        let ids = match &escaper {
+            Some(e) => {
+                out.prompt = e.restore(&out.prompt, self.tokenizer.added_tokens());
+                self.tokenizer.encode_escaped(&text, e)?
+            }
+            None => self.tokenizer.encode(&text)?,
+        };
         out.input_ids = self.expand_ids(&ids, &image_tokens, &out.video_grid_thw, &video_slices)?;
         let tk = &self.tokenizer;
         out.visual_tokens = out

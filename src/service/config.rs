@@ -55,6 +55,8 @@ pub struct ServiceConfig {
     pub media_defaults: MediaOverrides,
     /// `--max-image-pixels` / `--max-video-frames`.
     pub media_caps: MediaCaps,
+    /// Control-token text in user / tool content tokenized as plain text.
+    pub escape_user_special_tokens: bool,
     /// `tokenizerProcessNumber`: requests preprocessed at once.
     pub media_workers: usize,
     /// HTTP worker threads.
@@ -106,6 +108,7 @@ pub struct Settings {
     pub max_image_pixels: Option<u64>,
     pub max_video_frames: Option<u32>,
     pub rgba_background: Option<RgbaBackground>,
+    pub escape_user_special_tokens: Option<bool>,
     pub media_workers: Option<usize>,
     pub http_workers: Option<usize>,
     pub shutdown_timeout_s: Option<u64>,
@@ -137,7 +140,7 @@ impl Settings {
             max_input_token_len, truncation, max_iter_times, max_batch_size,
             max_prefill_batch_size, max_prefill_tokens, prefill_chunk, block_size, kv_cache_gib, media_root,
             allow_http_media, max_media_items, mm_processor_kwargs, max_image_pixels,
-            max_video_frames, rgba_background, media_workers, http_workers, shutdown_timeout_s,
+            max_video_frames, rgba_background, escape_user_special_tokens, media_workers, http_workers, shutdown_timeout_s,
             allowed_media_domains, media_connect_timeout_s, media_read_timeout_s,
             media_fetch_timeout_s, media_deadline_s, request_read_timeout_s)
     }
@@ -281,6 +284,7 @@ impl Settings {
             media,
             media_defaults,
             media_caps,
+            escape_user_special_tokens: self.escape_user_special_tokens.unwrap_or(false),
             media_workers: self.media_workers.unwrap_or(cores.clamp(1, 8)),
             http_workers: self.http_workers.unwrap_or(cores.clamp(1, 4)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_s.unwrap_or(30)),
