@@ -31,6 +31,7 @@ pub mod routes;
 pub mod shutdown;
 pub mod sse;
 pub mod state;
+pub mod stream;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -11,10 +11,11 @@ use super::openai_chat::{unix_now, usage_json, Meta};
 use crate::pipeline::TokenLogprob;
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
-use crate::service::generation::{Failure, Generation};
+use crate::service::generation::{Chunk, Generation};
 use crate::service::params::{from_value, media_overrides, parse_json, Body, VllmSampling};
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
+use crate::service::stream::{self, Framing};
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -142,60 +143,68 @@ fn logprobs_json(state: &AppState, lps: &[TokenLogprob]) -> Value {
     })
 }
 
-fn stream(
+fn stream(state: Arc<AppState>, g: Generation, meta: Meta, include_usage: bool) -> HttpResponse {
+    stream::respond(
+        g,
+        CompletionFraming {
+            state,
+            meta,
+            include_usage,
+        },
+    )
+}
+
+/// `text_completion` frames; usage on the last one (and in a frame of its own with
+/// `stream_options.include_usage`).
+struct CompletionFraming {
     state: Arc<AppState>,
-    mut g: Generation,
     meta: Meta,
     include_usage: bool,
-) -> HttpResponse {
-    let frame = move |choices: Value, usage: Option<Value>| -> Value {
+}
+
+impl CompletionFraming {
+    fn frame(&self, choices: Value, usage: Option<Value>) -> Bytes {
         let mut o = json!({
-            "id": meta.id,
+            "id": self.meta.id,
             "object": "text_completion",
-            "created": meta.created,
-            "model": meta.model,
+            "created": self.meta.created,
+            "model": self.meta.model,
         });
         if let Some(u) = usage {
             o["usage"] = u;
         }
         o["choices"] = choices;
-        o
-    };
-    let body = async_stream::stream! {
-        while let Some(next) = g.next().await {
-            let c = match next {
-                Ok(c) => c,
-                Err(Failure::Timeout(m)) => {
-                    yield Ok(Bytes::from(m));
-                    return;
-                }
-                Err(f) => {
-                    yield Ok(sse::error_frame(&f.into_api()));
-                    // As vLLM: the error event, then the terminator clients wait for.
-                    yield Ok(sse::done());
-                    return;
-                }
-            };
-            if c.text.is_empty() && c.finish.is_none() {
-                continue;
-            }
-            let usage = (c.finish.is_some() && g.all_finished()).then(|| {
-                let (p, n) = g.usage();
-                usage_json(p, n, 0, 0)
-            });
-            let lp = logprobs_json(&state, &c.logprobs);
-            yield Ok(sse::data(&frame(
-                json!([{"index": c.choice, "text": c.text, "logprobs": lp,
-                        "stop_reason": c.finish.as_ref().and_then(|f| f.stop.clone()),
-                        "finish_reason": c.finish.as_ref().map(|f| f.openai())}]),
-                usage,
-            )));
-        }
-        if include_usage {
+        sse::data(&o)
+    }
+}
+
+impl Framing for CompletionFraming {
+    fn chunk(&mut self, c: Chunk, g: &Generation) -> Vec<Bytes> {
+        let usage = (c.finish.is_some() && g.all_finished()).then(|| {
             let (p, n) = g.usage();
-            yield Ok(sse::data(&frame(json!([]), Some(usage_json(p, n, 0, 0)))));
+            usage_json(p, n, 0, 0)
+        });
+        let lp = logprobs_json(&self.state, &c.logprobs);
+        vec![self.frame(
+            json!([{"index": c.choice, "text": c.text, "logprobs": lp,
+                    "stop_reason": c.finish.as_ref().and_then(|f| f.stop.clone()),
+                    "finish_reason": c.finish.as_ref().map(|f| f.openai())}]),
+            usage,
+        )]
+    }
+
+    fn end(&mut self, g: &Generation) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if self.include_usage {
+            let (p, n) = g.usage();
+            out.push(self.frame(json!([]), Some(usage_json(p, n, 0, 0))));
         }
-        yield Ok(sse::done());
-    };
-    sse::stream(body)
+        out.push(sse::done());
+        out
+    }
+
+    fn error(&self, e: &ApiError) -> Vec<Bytes> {
+        // As vLLM: the error event, then the terminator clients wait for.
+        vec![sse::error_frame(e), sse::done()]
+    }
 }

@@ -12,13 +12,14 @@ use serde_json::{json, Value};
 use crate::media::MediaOverrides;
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
-use crate::service::generation::Failure;
+use crate::service::generation::{Chunk, Generation};
 use crate::service::params::{
     from_value, media_overrides, parse_body, parse_json, Body, TextOrParts, TgiParameters,
     VllmSampling,
 };
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
+use crate::service::stream::{self, Framing};
 
 #[derive(Debug, Deserialize)]
 struct VllmRequest {
@@ -106,7 +107,7 @@ async fn vllm(
         TextOrParts::Parts(p) => PromptInput::from_parts(p, media),
     };
     let permit = state.admit().await?;
-    let mut g = state.generate(prompt, params, permit, peer).await?;
+    let g = state.generate(prompt, params, permit, peer).await?;
     if !req.stream.unwrap_or(false) {
         let c = g.collect().await?;
         // MindIE: the first text item of the prompt, a space, the generated text.
@@ -118,40 +119,41 @@ async fn vllm(
         return Ok(sse::json(&json!({ "text": text })));
     }
     let full = state.config.full_text;
-    let body = async_stream::stream! {
-        let mut texts: Vec<String> = Vec::new();
-        while let Some(next) = g.next().await {
-            let c = match next {
-                Ok(c) => c,
-                Err(Failure::Timeout(m)) => {
-                    yield Ok(Bytes::from(m));
-                    return;
-                }
-                Err(f) => {
-                    yield Ok(sse::nul(&f.into_api().body()));
-                    return;
-                }
-            };
-            if c.text.is_empty() && c.finish.is_none() {
-                continue;
-            }
-            if texts.len() <= c.choice {
-                texts.resize(c.choice + 1, String::new());
-            }
-            texts[c.choice].push_str(&c.text);
-            // One entry per sequence: this one's delta, "" for the others.
-            let out: Vec<&str> = (0..texts.len())
-                .map(|i| match (i == c.choice, full) {
-                    (true, true) => texts[i].as_str(),
-                    (true, false) => c.text.as_str(),
-                    (false, true) => texts[i].as_str(),
-                    (false, false) => "",
-                })
-                .collect();
-            yield Ok(sse::nul(&json!({ "text": out })));
+    Ok(stream::respond(
+        g,
+        VllmFraming {
+            full,
+            texts: Vec::new(),
+        },
+    ))
+}
+
+/// vLLM `/generate` stream: NUL-terminated `{"text": [...]}` objects, one entry per sequence
+/// (this chunk's delta, "" for the others; the whole text so far with `fullTextEnabled`).
+struct VllmFraming {
+    full: bool,
+    texts: Vec<String>,
+}
+
+impl Framing for VllmFraming {
+    fn chunk(&mut self, c: Chunk, _g: &Generation) -> Vec<Bytes> {
+        if self.texts.len() <= c.choice {
+            self.texts.resize(c.choice + 1, String::new());
         }
-    };
-    Ok(sse::stream(body))
+        self.texts[c.choice].push_str(&c.text);
+        let out: Vec<&str> = (0..self.texts.len())
+            .map(|i| match (i == c.choice, self.full) {
+                (_, true) => self.texts[i].as_str(),
+                (true, false) => c.text.as_str(),
+                (false, false) => "",
+            })
+            .collect();
+        vec![sse::nul(&json!({ "text": out }))]
+    }
+
+    fn error(&self, e: &ApiError) -> Vec<Bytes> {
+        vec![sse::nul(&e.body())]
+    }
 }
 
 /// TGI `details` for a finished request.
@@ -206,7 +208,7 @@ async fn tgi(
     };
     let prompt = tgi_prompt(&state, req.inputs, p.truncate).await?;
     let permit = state.admit().await?;
-    let mut g = state.generate(prompt, params, permit, peer).await?;
+    let g = state.generate(prompt, params, permit, peer).await?;
     let seed = g.seed;
     if !streaming {
         let c = g.collect().await?;
@@ -237,38 +239,46 @@ async fn tgi(
             out
         }));
     }
-    let body = async_stream::stream! {
-        let mut text = prefix;
-        while let Some(next) = g.next().await {
-            let c = match next {
-                Ok(c) => c,
-                Err(Failure::Timeout(m)) => {
-                    yield Ok(Bytes::from(m));
-                    return;
-                }
-                Err(f) => {
-                    yield Ok(sse::error_frame(&f.into_api()));
-                    return;
-                }
-            };
-            if c.choice != 0 || (c.text.is_empty() && c.finish.is_none()) {
-                continue;
-            }
-            text.push_str(&c.text);
-            let mut frame = json!({
-                "token": {"id": c.token_ids, "text": c.text, "logprob": null, "special": null},
-                "generated_text": null,
-                "details": null,
-            });
-            if let Some(f) = &c.finish {
-                frame["generated_text"] = json!(text);
-                if with_details {
-                    let (p, n) = g.usage();
-                    frame["details"] = details(seed, p, f.tgi(), n);
-                }
-            }
-            yield Ok(sse::data(&frame));
+    Ok(stream::respond(
+        g,
+        TgiFraming {
+            text: prefix,
+            with_details,
+            seed,
+        },
+    ))
+}
+
+/// TGI stream: one `{"token", "generated_text", "details"}` event per chunk of the first
+/// sequence; the last carries the whole text (and details on request).
+struct TgiFraming {
+    text: String,
+    with_details: bool,
+    seed: u64,
+}
+
+impl Framing for TgiFraming {
+    fn chunk(&mut self, c: Chunk, g: &Generation) -> Vec<Bytes> {
+        if c.choice != 0 {
+            return Vec::new();
         }
-    };
-    Ok(sse::stream(body))
+        self.text.push_str(&c.text);
+        let mut frame = json!({
+            "token": {"id": c.token_ids, "text": c.text, "logprob": null, "special": null},
+            "generated_text": null,
+            "details": null,
+        });
+        if let Some(f) = &c.finish {
+            frame["generated_text"] = json!(self.text);
+            if self.with_details {
+                let (p, n) = g.usage();
+                frame["details"] = details(self.seed, p, f.tgi(), n);
+            }
+        }
+        vec![sse::data(&frame)]
+    }
+
+    fn error(&self, e: &ApiError) -> Vec<Bytes> {
+        vec![sse::error_frame(e)]
+    }
 }

@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 use super::generate::tgi_prompt;
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
-use crate::service::generation::Failure;
+use crate::service::generation::{Chunk, Generation};
 use crate::service::params::{parse_body, Body, TextOrParts, TgiParameters};
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
+use crate::service::stream::{self, Framing};
 
 #[derive(Debug, Deserialize)]
 struct InferRequest {
@@ -49,7 +50,7 @@ pub async fn handle(
     };
     let with_details = p.details();
     let permit = state.admit().await?;
-    let mut g = state.generate(prompt, params, permit, peer).await?;
+    let g = state.generate(prompt, params, permit, peer).await?;
     let seed = g.seed;
     if !req.stream.unwrap_or(false) {
         let c = g.collect().await?;
@@ -65,40 +66,47 @@ pub async fn handle(
         }
         return Ok(sse::json(&out));
     }
-    let body = async_stream::stream! {
-        let mut text = String::new();
-        while let Some(next) = g.next().await {
-            let c = match next {
-                Ok(c) => c,
-                Err(Failure::Timeout(m)) => {
-                    yield Ok(Bytes::from(m));
-                    return;
-                }
-                Err(f) => {
-                    yield Ok(sse::error_frame(&f.into_api()));
-                    return;
-                }
-            };
-            if c.choice != 0 || (c.text.is_empty() && c.finish.is_none()) {
-                continue;
-            }
-            text.push_str(&c.text);
-            let mut frame = json!({"prefill_time": c.prefill_ms, "decode_time": c.decode_ms});
-            match &c.finish {
-                None => frame["token"] = json!({"id": c.token_ids, "text": c.text}),
-                Some(f) => {
-                    // The last frame: the whole text, details on request, no token text.
-                    frame["generated_text"] = json!(text);
-                    frame["details"] = if with_details {
-                        json!({"finish_reason": f.tgi(), "generated_tokens": f.usage.completion_tokens, "seed": seed})
-                    } else {
-                        Value::Null
-                    };
-                    frame["token"] = json!({"id": c.token_ids, "text": null});
-                }
-            }
-            yield Ok(sse::data(&frame));
+    Ok(stream::respond(
+        g,
+        InferFraming {
+            text: String::new(),
+            with_details,
+            seed,
+        },
+    ))
+}
+
+/// MindIE `/infer` stream: per chunk of the first sequence its token ids, text and timings;
+/// the last frame has the whole text (and details on request) instead of token text.
+struct InferFraming {
+    text: String,
+    with_details: bool,
+    seed: u64,
+}
+
+impl Framing for InferFraming {
+    fn chunk(&mut self, c: Chunk, _g: &Generation) -> Vec<Bytes> {
+        if c.choice != 0 {
+            return Vec::new();
         }
-    };
-    Ok(sse::stream(body))
+        self.text.push_str(&c.text);
+        let mut frame = json!({"prefill_time": c.prefill_ms, "decode_time": c.decode_ms});
+        match &c.finish {
+            None => frame["token"] = json!({"id": c.token_ids, "text": c.text}),
+            Some(f) => {
+                frame["generated_text"] = json!(self.text);
+                frame["details"] = if self.with_details {
+                    json!({"finish_reason": f.tgi(), "generated_tokens": f.usage.completion_tokens, "seed": self.seed})
+                } else {
+                    Value::Null
+                };
+                frame["token"] = json!({"id": c.token_ids, "text": null});
+            }
+        }
+        vec![sse::data(&frame)]
+    }
+
+    fn error(&self, e: &ApiError) -> Vec<Bytes> {
+        vec![sse::error_frame(e)]
+    }
 }

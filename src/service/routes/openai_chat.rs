@@ -16,10 +16,11 @@ use serde_json::{json, Value};
 use crate::pipeline::{ChatMessage, TokenLogprob};
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
-use crate::service::generation::{Chunk, Failure, Generation};
+use crate::service::generation::{Chunk, Generation};
 use crate::service::params::{from_value, media_overrides, parse_json, Body, VllmSampling};
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
+use crate::service::stream::{self, Framing};
 
 #[derive(Debug, Deserialize)]
 struct ChatRequest {
@@ -179,78 +180,86 @@ pub(crate) fn logprobs_json(state: &AppState, lps: &[TokenLogprob]) -> Value {
     json!({ "content": content })
 }
 
-fn stream(
+fn stream(state: Arc<AppState>, g: Generation, meta: Meta, include_usage: bool) -> HttpResponse {
+    stream::respond(
+        g,
+        ChatFraming {
+            state,
+            meta,
+            include_usage,
+            started: Vec::new(),
+        },
+    )
+}
+
+/// `chat.completion.chunk` frames: a role frame first per choice, then the deltas; usage on
+/// the last content frame, and in a frame of its own with `stream_options.include_usage`.
+struct ChatFraming {
     state: Arc<AppState>,
-    mut g: Generation,
     meta: Meta,
     include_usage: bool,
-) -> HttpResponse {
-    let chunk = move |choices: Value, usage: Option<Value>| -> Value {
+    started: Vec<bool>,
+}
+
+impl ChatFraming {
+    fn frame(&self, choices: Value, usage: Option<Value>) -> Bytes {
         let mut o = json!({
-            "id": meta.id,
+            "id": self.meta.id,
             "object": "chat.completion.chunk",
-            "created": meta.created,
-            "model": meta.model,
+            "created": self.meta.created,
+            "model": self.meta.model,
         });
         match usage {
             Some(u) => o["usage"] = u,
-            None if include_usage => o["usage"] = Value::Null,
+            None if self.include_usage => o["usage"] = Value::Null,
             None => {}
         }
         o["choices"] = choices;
-        o
-    };
-    let body = async_stream::stream! {
-        let mut started = Vec::new();
-        while let Some(next) = g.next().await {
-            let c: Chunk = match next {
-                Ok(c) => c,
-                Err(Failure::Timeout(m)) => {
-                    yield Ok(Bytes::from(m));
-                    return;
-                }
-                Err(f) => {
-                    yield Ok(sse::error_frame(&f.into_api()));
-                    // As vLLM: the error event, then the terminator clients wait for.
-                    yield Ok(sse::done());
-                    return;
-                }
-            };
-            if started.len() <= c.choice {
-                started.resize(c.choice + 1, false);
-            }
-            if !started[c.choice] {
-                started[c.choice] = true;
-                yield Ok(sse::data(&chunk(
-                    json!([{"index": c.choice, "delta": {"role": "assistant", "content": ""},
-                            "logprobs": null, "finish_reason": null}]),
-                    None,
-                )));
-            }
-            // Empty rounds (text held back by the detokenizer or a possible stop string)
-            // are skipped, as MindIE skips them; a finishing round is always sent.
-            if c.text.is_empty() && c.finish.is_none() {
-                continue;
-            }
-            let lp = if c.logprobs.is_empty() { Value::Null } else { logprobs_json(&state, &c.logprobs) };
-            let last = c.finish.is_some() && g.all_finished();
-            let usage = last.then(|| {
-                let (p, n) = g.usage();
-                let (cached, visual) = g.prompt_details();
-                usage_json(p, n, cached, visual)
-            });
-            yield Ok(sse::data(&chunk(
-                json!([{"index": c.choice, "delta": {"role": "assistant", "content": c.text},
-                        "logprobs": lp, "finish_reason": c.finish.as_ref().map(|f| f.openai())}]),
-                usage,
-            )));
+        sse::data(&o)
+    }
+}
+
+fn usage_of(g: &Generation) -> Value {
+    let (p, n) = g.usage();
+    let (cached, visual) = g.prompt_details();
+    usage_json(p, n, cached, visual)
+}
+
+impl Framing for ChatFraming {
+    fn chunk(&mut self, c: Chunk, g: &Generation) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if self.started.len() <= c.choice {
+            self.started.resize(c.choice + 1, false);
         }
-        if include_usage {
-            let (p, n) = g.usage();
-            let (cached, visual) = g.prompt_details();
-            yield Ok(sse::data(&chunk(json!([]), Some(usage_json(p, n, cached, visual)))));
+        if !self.started[c.choice] {
+            self.started[c.choice] = true;
+            out.push(self.frame(
+                json!([{"index": c.choice, "delta": {"role": "assistant", "content": ""},
+                        "logprobs": null, "finish_reason": null}]),
+                None,
+            ));
         }
-        yield Ok(sse::done());
-    };
-    sse::stream(body)
+        let lp = logprobs_json(&self.state, &c.logprobs);
+        let usage = (c.finish.is_some() && g.all_finished()).then(|| usage_of(g));
+        out.push(self.frame(
+            json!([{"index": c.choice, "delta": {"role": "assistant", "content": c.text},
+                    "logprobs": lp, "finish_reason": c.finish.as_ref().map(|f| f.openai())}]),
+            usage,
+        ));
+        out
+    }
+
+    fn end(&mut self, g: &Generation) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if self.include_usage {
+            out.push(self.frame(json!([]), Some(usage_of(g))));
+        }
+        out.push(sse::done());
+        out
+    }
+
+    fn error(&self, e: &ApiError) -> Vec<Bytes> {
+        // As vLLM: the error event, then the terminator clients wait for.
+        vec![sse::error_frame(e), sse::done()]
+    }
 }

@@ -11,10 +11,11 @@ use serde_json::{json, Value};
 use super::generate::tgi_prompt;
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
-use crate::service::generation::Failure;
+use crate::service::generation::{Chunk, Generation};
 use crate::service::params::{parse_body, Body, TextOrParts, TgiParameters};
 use crate::service::sse;
 use crate::service::state::AppState;
+use crate::service::stream::{self, Framing};
 
 #[derive(Debug, Deserialize)]
 struct TritonRequest {
@@ -85,7 +86,7 @@ async fn run(
     let with_details = p.details();
     let prompt = tgi_prompt(&state, req.text_input, p.truncate).await?;
     let permit = state.admit().await?;
-    let mut g = state.generate(prompt, params, permit, peer).await?;
+    let g = state.generate(prompt, params, permit, peer).await?;
     let model = state.config.served_model_name.clone();
     if !streaming {
         let c = g.collect().await?;
@@ -106,44 +107,53 @@ async fn run(
         }
         return Ok(sse::json(&out));
     }
-    let body = async_stream::stream! {
-        let mut generated = 0usize;
-        while let Some(next) = g.next().await {
-            let c = match next {
-                Ok(c) => c,
-                Err(Failure::Timeout(m)) => {
-                    yield Ok(Bytes::from(m));
-                    return;
-                }
-                Err(f) => {
-                    yield Ok(frame(&f.into_api().body()));
-                    return;
-                }
-            };
-            if c.choice != 0 || (c.text.is_empty() && c.finish.is_none()) {
-                continue;
-            }
-            generated += c.token_ids.len();
-            let mut f = json!({
-                "id": id,
-                "model_name": model,
-                "model_version": null,
-                "text_output": c.text,
-            });
-            if with_details {
-                f["details"] = json!({
-                    "generated_tokens": generated,
-                    "first_token_cost": null,
-                    "decode_cost": null,
-                });
-                if let Some(fin) = &c.finish {
-                    f["details"]["finish_reason"] = json!(fin.tgi());
-                }
-            }
-            f["prefill_time"] = json!(c.prefill_ms);
-            f["decode_time"] = json!(c.decode_ms);
-            yield Ok(frame(&f));
+    Ok(stream::respond(
+        g,
+        TritonFraming {
+            id,
+            model,
+            with_details,
+            generated: 0,
+        },
+    ))
+}
+
+/// Triton `generate_stream`: one `data:{json}` event per chunk of the first sequence.
+struct TritonFraming {
+    id: String,
+    model: String,
+    with_details: bool,
+    generated: usize,
+}
+
+impl Framing for TritonFraming {
+    fn chunk(&mut self, c: Chunk, _g: &Generation) -> Vec<Bytes> {
+        if c.choice != 0 {
+            return Vec::new();
         }
-    };
-    Ok(sse::stream(body))
+        self.generated += c.token_ids.len();
+        let mut f = json!({
+            "id": self.id,
+            "model_name": self.model,
+            "model_version": null,
+            "text_output": c.text,
+        });
+        if self.with_details {
+            f["details"] = json!({
+                "generated_tokens": self.generated,
+                "first_token_cost": null,
+                "decode_cost": null,
+            });
+            if let Some(fin) = &c.finish {
+                f["details"]["finish_reason"] = json!(fin.tgi());
+            }
+        }
+        f["prefill_time"] = json!(c.prefill_ms);
+        f["decode_time"] = json!(c.decode_ms);
+        vec![frame(&f)]
+    }
+
+    fn error(&self, e: &ApiError) -> Vec<Bytes> {
+        vec![frame(&e.body())]
+    }
 }
