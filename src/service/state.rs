@@ -128,12 +128,7 @@ impl AppState {
 
     /// OpenAI endpoints: `model` must name the served model (MindIE: 422 "Model not found").
     pub fn check_model(&self, model: Option<&str>, required: bool) -> Result<(), ApiError> {
-        match model {
-            None if !required => Ok(()),
-            None => Err(ApiError::validation("the `model` field is required")),
-            Some(m) if m == self.config.served_model_name => Ok(()),
-            Some(_) => Err(ApiError::validation("Model not found")),
-        }
+        check_model_name(&self.config.served_model_name, model, required)
     }
 
     pub fn tokenizer(&self) -> Result<&Arc<Tokenizer>, ApiError> {
@@ -223,6 +218,17 @@ impl AppState {
             }
         };
         Generation::start(self.clone(), events, n, seed, permit, peer).await
+    }
+}
+
+/// [`AppState::check_model`] without a server, for request validation that runs outside one
+/// (the fuzz targets).
+pub fn check_model_name(served: &str, model: Option<&str>, required: bool) -> Result<(), ApiError> {
+    match model {
+        None if !required => Ok(()),
+        None => Err(ApiError::validation("the `model` field is required")),
+        Some(m) if m == served => Ok(()),
+        Some(_) => Err(ApiError::validation("Model not found")),
     }
 }
 

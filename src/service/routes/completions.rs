@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::openai_chat::{unix_now, usage_json, Meta};
-use crate::pipeline::TokenLogprob;
+use crate::pipeline::{SamplingParams, TokenLogprob};
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::{Chunk, Generation};
@@ -40,17 +40,24 @@ struct CompletionRequest {
     mm_processor_kwargs: Option<Value>,
 }
 
-pub async fn handle(
-    req: HttpRequest,
-    state: Data<AppState>,
-    Body(body): Body,
-) -> Result<HttpResponse, ApiError> {
-    let peer = PeerSocket::of(&req);
-    let state = state.into_inner();
-    let v = parse_json(&body)?;
+/// A completion request that passed the route's checks.
+#[derive(Debug)]
+pub struct CompletionCall {
+    pub prompt: PromptInput,
+    pub params: SamplingParams,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+/// The route's body checks, in the handler's order (see [`super::openai_chat::validate`]).
+pub fn validate(
+    body: &[u8],
+    check_model: impl FnOnce(Option<&str>) -> Result<(), ApiError>,
+) -> Result<CompletionCall, ApiError> {
+    let v = parse_json(body)?;
     let cr: CompletionRequest = from_value(&v)?;
     let sampling: VllmSampling = from_value(&v)?;
-    state.check_model(cr.model.as_deref(), true)?;
+    check_model(cr.model.as_deref())?;
     media_overrides(cr.mm_processor_kwargs.as_ref())?;
     let mut params = sampling.to_params(2.0)?;
     if let Some(k) = cr.logprobs {
@@ -70,6 +77,27 @@ pub async fn handle(
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    Ok(CompletionCall {
+        prompt,
+        params,
+        stream: cr.stream.unwrap_or(false),
+        include_usage,
+    })
+}
+
+pub async fn handle(
+    req: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&req);
+    let state = state.into_inner();
+    let CompletionCall {
+        prompt,
+        params,
+        stream: streaming,
+        include_usage,
+    } = validate(&body, |m| state.check_model(m, true))?;
     let permit = state.admit().await?;
     let g = state.generate(prompt, params, permit, peer).await?;
     let meta = Meta {
@@ -77,7 +105,7 @@ pub async fn handle(
         created: unix_now(),
         model: state.config.served_model_name.clone(),
     };
-    if cr.stream.unwrap_or(false) {
+    if streaming {
         return Ok(stream(state, g, meta, include_usage));
     }
     let c = g.collect().await?;

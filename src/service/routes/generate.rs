@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::media::MediaOverrides;
+use crate::pipeline::SamplingParams;
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::{Chunk, Generation};
@@ -44,10 +45,102 @@ pub(crate) struct TgiRequest {
 
 /// Which TGI route was called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TgiRoute {
+pub enum TgiRoute {
     Generate,
     GenerateStream,
     Root,
+}
+
+/// A `/generate` body that passed the route's checks.
+#[derive(Debug)]
+pub enum GenerateCall {
+    Vllm(VllmCall),
+    Tgi(TgiCall),
+}
+
+/// vLLM `/generate`: the prompt, the parameters, and the text echoed in front of the output.
+#[derive(Debug)]
+pub struct VllmCall {
+    pub prompt: PromptInput,
+    pub params: SamplingParams,
+    pub head: String,
+    pub stream: bool,
+}
+
+/// A TGI request up to its prompt: TGI's `truncate` needs the tokenizer, so the handler
+/// builds the prompt from `inputs` (see [`tgi_prompt`]).
+#[derive(Debug)]
+pub struct TgiCall {
+    pub inputs: TextOrParts,
+    pub truncate: Option<i64>,
+    pub params: SamplingParams,
+    pub streaming: bool,
+    pub with_details: bool,
+    pub prefix: String,
+}
+
+/// `POST /generate`'s body checks, in the handler's order; `check_model` is the server's
+/// model-name check. Free of server state so that the fuzz targets run exactly these.
+pub fn validate_generate(
+    body: &[u8],
+    check_model: impl FnOnce(Option<&str>) -> Result<(), ApiError>,
+) -> Result<GenerateCall, ApiError> {
+    let v = parse_json(body)?;
+    if v.get("prompt").is_some() {
+        let req: VllmRequest = from_value(&v)?;
+        let sampling: VllmSampling = from_value(&v)?;
+        check_model(req.model.as_deref())?;
+        let params = sampling.to_params(f32::MAX)?;
+        let media = media_overrides(req.mm_processor_kwargs.as_ref())?;
+        let head = req.prompt.first_text().to_string();
+        let prompt = match req.prompt {
+            TextOrParts::Text(t) => PromptInput::Text(t),
+            TextOrParts::Parts(p) => PromptInput::from_parts(p, media),
+        };
+        Ok(GenerateCall::Vllm(VllmCall {
+            prompt,
+            params,
+            head,
+            stream: req.stream.unwrap_or(false),
+        }))
+    } else if v.get("inputs").is_some() {
+        let req: TgiRequest = from_value(&v)?;
+        tgi_checks(req, TgiRoute::Generate).map(GenerateCall::Tgi)
+    } else {
+        Err(ApiError::validation(
+            "the body needs `prompt` (vLLM) or `inputs` (TGI)",
+        ))
+    }
+}
+
+/// `POST /generate_stream` and `POST /` body checks.
+pub fn validate_tgi(body: &[u8], route: TgiRoute) -> Result<TgiCall, ApiError> {
+    tgi_checks(parse_body(body)?, route)
+}
+
+fn tgi_checks(req: TgiRequest, route: TgiRoute) -> Result<TgiCall, ApiError> {
+    let p = req.parameters.unwrap_or_default();
+    let params = p.to_params()?;
+    let streaming = route == TgiRoute::GenerateStream
+        || (route == TgiRoute::Root && req.stream.unwrap_or(false));
+    if streaming && p.decoder_input_details == Some(true) {
+        return Err(ApiError::validation(
+            "decoder_input_details is not allowed with streaming",
+        ));
+    }
+    let prefix = if p.return_full_text == Some(true) {
+        req.inputs.first_text().to_string()
+    } else {
+        String::new()
+    };
+    Ok(TgiCall {
+        inputs: req.inputs,
+        truncate: p.truncate,
+        params,
+        streaming,
+        with_details: p.details(),
+        prefix,
+    })
 }
 
 pub async fn generate(
@@ -57,18 +150,9 @@ pub async fn generate(
 ) -> Result<HttpResponse, ApiError> {
     let peer = PeerSocket::of(&http);
     let state = state.into_inner();
-    let v = parse_json(&body)?;
-    if v.get("prompt").is_some() {
-        let req: VllmRequest = from_value(&v)?;
-        let sampling: VllmSampling = from_value(&v)?;
-        vllm(state, req, sampling, peer).await
-    } else if v.get("inputs").is_some() {
-        let req: TgiRequest = from_value(&v)?;
-        tgi(state, req, TgiRoute::Generate, peer).await
-    } else {
-        Err(ApiError::validation(
-            "the body needs `prompt` (vLLM) or `inputs` (TGI)",
-        ))
+    match validate_generate(&body, |m| state.check_model(m, false))? {
+        GenerateCall::Vllm(call) => vllm(state, call, peer).await,
+        GenerateCall::Tgi(call) => tgi(state, call, TgiRoute::Generate, peer).await,
     }
 }
 
@@ -77,9 +161,9 @@ pub async fn generate_stream(
     state: Data<AppState>,
     Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
-    let req: TgiRequest = parse_body(&body)?;
+    let call = validate_tgi(&body, TgiRoute::GenerateStream)?;
     let peer = PeerSocket::of(&http);
-    tgi(state.into_inner(), req, TgiRoute::GenerateStream, peer).await
+    tgi(state.into_inner(), call, TgiRoute::GenerateStream, peer).await
 }
 
 pub async fn root(
@@ -87,28 +171,25 @@ pub async fn root(
     state: Data<AppState>,
     Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
-    let req: TgiRequest = parse_body(&body)?;
+    let call = validate_tgi(&body, TgiRoute::Root)?;
     let peer = PeerSocket::of(&http);
-    tgi(state.into_inner(), req, TgiRoute::Root, peer).await
+    tgi(state.into_inner(), call, TgiRoute::Root, peer).await
 }
 
 async fn vllm(
     state: Arc<AppState>,
-    req: VllmRequest,
-    sampling: VllmSampling,
+    call: VllmCall,
     peer: Option<PeerSocket>,
 ) -> Result<HttpResponse, ApiError> {
-    state.check_model(req.model.as_deref(), false)?;
-    let params = sampling.to_params(f32::MAX)?;
-    let media = media_overrides(req.mm_processor_kwargs.as_ref())?;
-    let head = req.prompt.first_text().to_string();
-    let prompt = match req.prompt {
-        TextOrParts::Text(t) => PromptInput::Text(t),
-        TextOrParts::Parts(p) => PromptInput::from_parts(p, media),
-    };
+    let VllmCall {
+        prompt,
+        params,
+        head,
+        stream,
+    } = call;
     let permit = state.admit().await?;
     let g = state.generate(prompt, params, permit, peer).await?;
-    if !req.stream.unwrap_or(false) {
+    if !stream {
         let c = g.collect().await?;
         // MindIE: the first text item of the prompt, a space, the generated text.
         let text: Vec<String> = c
@@ -187,26 +268,19 @@ pub(crate) async fn tgi_prompt(
 
 async fn tgi(
     state: Arc<AppState>,
-    req: TgiRequest,
+    call: TgiCall,
     route: TgiRoute,
     peer: Option<PeerSocket>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = req.parameters.unwrap_or_default();
-    let params = p.to_params()?;
-    let streaming = route == TgiRoute::GenerateStream
-        || (route == TgiRoute::Root && req.stream.unwrap_or(false));
-    if streaming && p.decoder_input_details == Some(true) {
-        return Err(ApiError::validation(
-            "decoder_input_details is not allowed with streaming",
-        ));
-    }
-    let with_details = p.details();
-    let prefix = if p.return_full_text == Some(true) {
-        req.inputs.first_text().to_string()
-    } else {
-        String::new()
-    };
-    let prompt = tgi_prompt(&state, req.inputs, p.truncate).await?;
+    let TgiCall {
+        inputs,
+        truncate,
+        params,
+        streaming,
+        with_details,
+        prefix,
+    } = call;
+    let prompt = tgi_prompt(&state, inputs, truncate).await?;
     let permit = state.admit().await?;
     let g = state.generate(prompt, params, permit, peer).await?;
     let seed = g.seed;

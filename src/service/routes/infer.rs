@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::generate::tgi_prompt;
+use crate::pipeline::SamplingParams;
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::{Chunk, Generation};
@@ -28,14 +29,28 @@ struct InferRequest {
     parameters: Option<TgiParameters>,
 }
 
-pub async fn handle(
-    http: HttpRequest,
-    state: Data<AppState>,
-    Body(body): Body,
-) -> Result<HttpResponse, ApiError> {
-    let peer = PeerSocket::of(&http);
-    let state = state.into_inner();
-    let req: InferRequest = parse_body(&body)?;
+/// What an `/infer` body asks to continue: text or parts (built into a prompt by the handler,
+/// since TGI's `truncate` needs the tokenizer), or token ids.
+#[derive(Debug)]
+pub enum InferPrompt {
+    Inputs(TextOrParts),
+    Ids(Vec<u32>),
+}
+
+/// An `/infer` request that passed the route's checks.
+#[derive(Debug)]
+pub struct InferCall {
+    pub prompt: InferPrompt,
+    pub truncate: Option<i64>,
+    pub params: SamplingParams,
+    pub stream: bool,
+    pub with_details: bool,
+}
+
+/// The route's body checks, in the handler's order; free of server state so that the fuzz
+/// targets run exactly these.
+pub fn validate(body: &[u8]) -> Result<InferCall, ApiError> {
+    let req: InferRequest = parse_body(body)?;
     let p = req.parameters.unwrap_or_default();
     let params = p.to_params()?;
     let prompt = match (req.inputs, req.input_id) {
@@ -45,14 +60,40 @@ pub async fn handle(
                 "the body needs `inputs` or `input_id`",
             ))
         }
-        (Some(i), None) => tgi_prompt(&state, i, p.truncate).await?,
-        (None, Some(ids)) => PromptInput::Tokens(ids),
+        (Some(i), None) => InferPrompt::Inputs(i),
+        (None, Some(ids)) => InferPrompt::Ids(ids),
     };
-    let with_details = p.details();
+    Ok(InferCall {
+        prompt,
+        truncate: p.truncate,
+        params,
+        stream: req.stream.unwrap_or(false),
+        with_details: p.details(),
+    })
+}
+
+pub async fn handle(
+    http: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&http);
+    let state = state.into_inner();
+    let InferCall {
+        prompt,
+        truncate,
+        params,
+        stream,
+        with_details,
+    } = validate(&body)?;
+    let prompt = match prompt {
+        InferPrompt::Inputs(i) => tgi_prompt(&state, i, truncate).await?,
+        InferPrompt::Ids(ids) => PromptInput::Tokens(ids),
+    };
     let permit = state.admit().await?;
     let g = state.generate(prompt, params, permit, peer).await?;
     let seed = g.seed;
-    if !req.stream.unwrap_or(false) {
+    if !stream {
         let c = g.collect().await?;
         let ch = c.choices.first().cloned().unwrap_or_default();
         let mut out = json!({ "generated_text": ch.text });

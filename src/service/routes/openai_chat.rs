@@ -13,7 +13,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::pipeline::{ChatMessage, TokenLogprob};
+use crate::media::MediaOverrides;
+use crate::pipeline::{ChatMessage, SamplingParams, TokenLogprob};
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::{Chunk, Generation};
@@ -46,17 +47,26 @@ struct StreamOptions {
 
 const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
-pub async fn handle(
-    req: HttpRequest,
-    state: Data<AppState>,
-    Body(body): Body,
-) -> Result<HttpResponse, ApiError> {
-    let peer = PeerSocket::of(&req);
-    let state = state.into_inner();
-    let v = parse_json(&body)?;
+/// A chat request that passed the route's checks: what the handler needs from the body.
+#[derive(Debug)]
+pub struct ChatCall {
+    pub messages: Vec<ChatMessage>,
+    pub media: MediaOverrides,
+    pub params: SamplingParams,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+/// The route's body checks, in the handler's order; `check_model` is the server's model-name
+/// check. Free of server state so that the fuzz targets run exactly these.
+pub fn validate(
+    body: &[u8],
+    check_model: impl FnOnce(Option<&str>) -> Result<(), ApiError>,
+) -> Result<ChatCall, ApiError> {
+    let v = parse_json(body)?;
     let chat: ChatRequest = from_value(&v)?;
     let sampling: VllmSampling = from_value(&v)?;
-    state.check_model(chat.model.as_deref(), true)?;
+    check_model(chat.model.as_deref())?;
     if chat.messages.is_empty() {
         return Err(ApiError::validation("`messages` must not be empty"));
     }
@@ -79,11 +89,31 @@ pub async fn handle(
     }
     params.logprobs = chat.logprobs.unwrap_or(false);
     params.top_logprobs = if params.logprobs { top as usize } else { 0 };
+    Ok(ChatCall {
+        messages: chat.messages,
+        media,
+        params,
+        stream: chat.stream.unwrap_or(false),
+        include_usage: chat
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+    })
+}
+
+pub async fn handle(
+    req: HttpRequest,
+    state: Data<AppState>,
+    Body(body): Body,
+) -> Result<HttpResponse, ApiError> {
+    let peer = PeerSocket::of(&req);
+    let state = state.into_inner();
+    let call = validate(&body, |m| state.check_model(m, true))?;
     let permit = state.admit().await?;
     let g = state
         .generate(
-            PromptInput::Chat(chat.messages, media),
-            params,
+            PromptInput::Chat(call.messages, call.media),
+            call.params,
             permit,
             peer,
         )
@@ -93,12 +123,8 @@ pub async fn handle(
         created: unix_now(),
         model: state.config.served_model_name.clone(),
     };
-    if chat.stream.unwrap_or(false) {
-        let include_usage = chat
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        Ok(stream(state, g, meta, include_usage))
+    if call.stream {
+        Ok(stream(state, g, meta, call.include_usage))
     } else {
         let c = g.collect().await?;
         let choices: Vec<Value> = c

@@ -18,13 +18,29 @@ struct TokenizeRequest {
     do_decode: Option<bool>,
 }
 
+/// A `/v1/tokenizer` request that passed the route's checks.
+#[derive(Debug)]
+pub struct TokenizeCall {
+    pub inputs: String,
+    pub do_decode: bool,
+}
+
+/// The route's body checks; free of server state so that the fuzz targets run exactly these.
+pub fn validate(body: &[u8]) -> Result<TokenizeCall, ApiError> {
+    let req: TokenizeRequest = parse_body(body)?;
+    Ok(TokenizeCall {
+        inputs: req.inputs,
+        do_decode: req.do_decode.unwrap_or(false),
+    })
+}
+
 pub async fn handle(state: Data<AppState>, Body(body): Body) -> Result<HttpResponse, ApiError> {
-    let req: TokenizeRequest = parse_body(&body)?;
+    let req = validate(&body)?;
     if state.is_stopping() {
         return Err(ApiError::unavailable("the server is stopping"));
     }
     let ids = state.encode(req.inputs).await?;
-    let tokens = if req.do_decode.unwrap_or(false) {
+    let tokens = if req.do_decode {
         let tok = state.tokenizer()?;
         let texts: Vec<String> = ids
             .iter()

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::generate::tgi_prompt;
+use crate::pipeline::SamplingParams;
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
 use crate::service::generation::{Chunk, Generation};
@@ -56,6 +57,42 @@ pub async fn generate_stream(
     run(PeerSocket::of(&http), state, model, body, true).await
 }
 
+/// A Triton request that passed the route's checks (`id` is `None` when the server makes one).
+#[derive(Debug)]
+pub struct TritonCall {
+    pub id: Option<String>,
+    pub text_input: TextOrParts,
+    pub truncate: Option<i64>,
+    pub params: SamplingParams,
+    pub with_details: bool,
+}
+
+/// The route's body checks, in the handler's order (after the model name in the path); free
+/// of server state so that the fuzz targets run exactly these.
+pub fn validate(body: &[u8]) -> Result<TritonCall, ApiError> {
+    let req: TritonRequest = parse_body(body)?;
+    if let Some(id) = &req.id {
+        if !valid_id(id) {
+            return Err(ApiError::validation(
+                "`id` must match ^[a-zA-Z0-9_-]{1,256}$",
+            ));
+        }
+    }
+    let mut p = req.parameters.unwrap_or_default();
+    // Triton accepts top_k = 0 (off), which the TGI validation refuses.
+    if p.top_k == Some(0) {
+        p.top_k = None;
+    }
+    let params = p.to_params()?;
+    Ok(TritonCall {
+        id: req.id,
+        text_input: req.text_input,
+        truncate: p.truncate,
+        params,
+        with_details: p.details(),
+    })
+}
+
 async fn run(
     peer: Option<PeerSocket>,
     state: Data<AppState>,
@@ -67,24 +104,15 @@ async fn run(
     if *model != state.config.served_model_name {
         return Err(ApiError::not_found(format!("model `{model}` not found")));
     }
-    let req: TritonRequest = parse_body(&body)?;
-    let id = match req.id {
-        Some(id) if !valid_id(&id) => {
-            return Err(ApiError::validation(
-                "`id` must match ^[a-zA-Z0-9_-]{1,256}$",
-            ))
-        }
-        Some(id) => id,
-        None => state.request_id(),
-    };
-    let mut p = req.parameters.unwrap_or_default();
-    // Triton accepts top_k = 0 (off), which the TGI validation refuses.
-    if p.top_k == Some(0) {
-        p.top_k = None;
-    }
-    let params = p.to_params()?;
-    let with_details = p.details();
-    let prompt = tgi_prompt(&state, req.text_input, p.truncate).await?;
+    let TritonCall {
+        id,
+        text_input,
+        truncate,
+        params,
+        with_details,
+    } = validate(&body)?;
+    let id = id.unwrap_or_else(|| state.request_id());
+    let prompt = tgi_prompt(&state, text_input, truncate).await?;
     let permit = state.admit().await?;
     let g = state.generate(prompt, params, permit, peer).await?;
     let model = state.config.served_model_name.clone();
