@@ -11,6 +11,7 @@
 pub mod actors;
 pub mod bench;
 pub mod engine;
+pub mod logging;
 pub mod media;
 pub mod pipeline;
 pub mod prompt;

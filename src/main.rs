@@ -13,6 +13,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as `text` or `json` (one object per line), on stderr; filter with `RUST_LOG`
+    /// (default `info`; `RUST_LOG=qwen3vl::request=info,warn` keeps only the request lines).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: qwen3vl::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -38,6 +42,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    qwen3vl::logging::init(cli.log_format);
     let result = match &cli.command {
         Command::Forward(a) => cli::forward::run(a),
         Command::MakeCheckpoint(a) => cli::make_checkpoint::run(a),

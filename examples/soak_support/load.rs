@@ -250,7 +250,7 @@ async fn one_request(
             !text.trim_end().ends_with("data: [DONE]") || text.contains("\"error\"")
         }
         "generate-stream" => {
-            let last = text.split('\0').filter(|s| !s.is_empty()).last();
+            let last = text.split('\0').rfind(|s| !s.is_empty());
             last.and_then(|s| serde_json::from_str::<Value>(s).ok())
                 .is_none_or(|v| v.get("text").is_none())
         }

@@ -104,7 +104,7 @@ impl SoakReport {
             f.push(format!("{} health checks failed", self.health_failures));
         }
         let p99 = self.health_percentile(0.99);
-        if !(p99 <= limits.health_p99_ms) {
+        if p99.is_nan() || p99 > limits.health_p99_ms {
             f.push(format!(
                 "health p99 {p99:.1} ms > {} ms",
                 limits.health_p99_ms

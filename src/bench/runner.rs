@@ -235,7 +235,7 @@ pub async fn run_bench(cfg: &BenchConfig) -> Result<RunOutcome> {
                 .iter()
                 .find_map(|r| r.error.clone())
                 .unwrap_or_default();
-            eprintln!("warning: {warmup_failures} warm-up request(s) failed: {reason}");
+            tracing::warn!("{warmup_failures} warm-up request(s) failed: {reason}");
         }
     }
 

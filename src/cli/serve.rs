@@ -236,7 +236,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         Some(path) => {
             let (s, note) = Settings::from_mindie_file(path).map_err(anyhow::Error::msg)?;
             if let Some(n) = note {
-                eprintln!("{n}");
+                tracing::warn!("{n}");
             }
             s
         }
@@ -258,6 +258,6 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     }
     let server = Server::start(config, true)?;
     server.wait()?;
-    eprintln!("stopped");
+    tracing::info!("stopped");
     Ok(())
 }

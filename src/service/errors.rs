@@ -72,6 +72,8 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        // Inside the request's span (id, method, path): the operator sees why it was refused.
+        tracing::warn!(status = self.status.as_u16(), error = %self.message, "request refused");
         // MindIE closes the connection after every non-stream response.
         let mut res = HttpResponse::build(self.status);
         if self.status == StatusCode::REQUEST_TIMEOUT {

@@ -17,7 +17,7 @@ use super::disconnect::{unless_hung_up, PeerSocket};
 use super::errors::ApiError;
 use super::limits::LinkPermit;
 use super::state::AppState;
-use crate::pipeline::{Event, EventStream, FinishReason, TokenLogprob, Usage};
+use crate::pipeline::{Event, EventStream, FinishReason, Timings, TokenLogprob, Usage};
 
 /// How a choice ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +26,8 @@ pub struct Finish {
     /// The stop string that matched, if any.
     pub stop: Option<String>,
     pub usage: Usage,
+    /// Milestones of this choice (for the request log).
+    pub timings: Timings,
 }
 
 impl Finish {
@@ -120,6 +122,9 @@ pub struct Generation {
     peer: Option<PeerSocket>,
     /// The seed in force (echoed in TGI / `/infer` details).
     pub seed: u64,
+    /// The HTTP request's span (id, method, path): the request log line belongs to it even
+    /// when a stream ends after the handler has returned.
+    span: tracing::Span,
 }
 
 /// The whole output of a non-streaming request.
@@ -190,25 +195,29 @@ impl Generation {
             recorded: false,
             peer: peer.clone(),
             seed,
+            span: tracing::Span::current(),
         };
         // A client that hangs up during a long prefill: dropping `g` cancels the request.
         let first = unless_hung_up(peer, async { Ok(g.pull().await) }).await?;
         match first {
             Ok(Some(Event::Error(e))) => {
-                g.record_failure();
-                Err(e.into())
+                let e: ApiError = e.into();
+                g.record_failure(&e);
+                Err(e)
             }
             Ok(Some(ev)) => {
                 g.pending.push_back(ev);
                 Ok(g)
             }
             Ok(None) => {
-                g.record_failure();
-                Err(ApiError::incomplete("the request ended without output"))
+                let e = ApiError::incomplete("the request ended without output");
+                g.record_failure(&e);
+                Err(e)
             }
             Err(f) => {
-                g.record_failure();
-                Err(f.into_api())
+                let e = f.into_api();
+                g.record_failure(&e);
+                Err(e)
             }
         }
     }
@@ -288,20 +297,20 @@ impl Generation {
         let ev = match self.pull().await {
             Ok(Some(ev)) => ev,
             Ok(None) => {
-                self.record_failure();
-                return Some(Err(Failure::Error(ApiError::incomplete(
-                    "generation ended before every choice finished",
-                ))));
+                let e = ApiError::incomplete("generation ended before every choice finished");
+                self.record_failure(&e);
+                return Some(Err(Failure::Error(e)));
             }
             Err(f) => {
-                self.record_failure();
+                self.record_failure(&f.clone().into_api());
                 return Some(Err(f));
             }
         };
         let mut chunk = match ev {
             Event::Error(e) => {
-                self.record_failure();
-                return Some(Err(Failure::Error(e.into())));
+                let e: ApiError = e.into();
+                self.record_failure(&e);
+                return Some(Err(Failure::Error(e)));
             }
             Event::Delta {
                 choice,
@@ -322,7 +331,7 @@ impl Generation {
                 reason,
                 stop,
                 usage,
-                ..
+                timings,
             } => Chunk {
                 choice,
                 text: String::new(),
@@ -332,6 +341,7 @@ impl Generation {
                     reason,
                     stop,
                     usage,
+                    timings,
                 }),
                 prefill_ms: None,
                 decode_ms: None,
@@ -351,12 +361,13 @@ impl Generation {
                     reason,
                     stop,
                     usage,
-                    ..
+                    timings,
                 })) if choice == chunk.choice => {
                     chunk.finish = Some(Finish {
                         reason,
                         stop,
                         usage,
+                        timings,
                     })
                 }
                 Some(Some(ev)) => self.pending.push_front(ev),
@@ -430,16 +441,45 @@ impl Generation {
         self.state
             .metrics
             .record_success(self.first_token, e2e, prompt, completion);
+        self.log(200, "done", None);
     }
 
-    fn record_failure(&mut self) {
+    fn record_failure(&mut self, e: &ApiError) {
         if !self.recorded {
             self.recorded = true;
             self.state
                 .metrics
                 .failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.log(e.status.as_u16(), "failed", Some(&e.message));
         }
+    }
+
+    /// The request's one log line (see [`crate::logging`]).
+    fn log(&self, status: u16, outcome: &str, error: Option<&str>) {
+        let first = self.finished.iter().flatten().next();
+        let ms = |s: Option<f64>| s.map(|s| (s * 1e3).round() as u64);
+        let t = first.map(|f| f.timings).unwrap_or_default();
+        let (prompt, generated) = self.usage();
+        let (cached, visual) = self.prompt_details();
+        let finish = first.map(|f| f.openai());
+        tracing::info!(
+            target: "qwen3vl::request",
+            parent: &self.span,
+            status,
+            prompt_tokens = prompt,
+            visual_tokens = visual,
+            cached_tokens = cached,
+            generated_tokens = generated,
+            media_ms = ms(t.media_done),
+            vision_ms = ms(t.vision_done),
+            queue_ms = ms(t.scheduled),
+            ttft_ms = ms(self.first_token),
+            e2e_ms = self.start.elapsed().as_millis() as u64,
+            finish,
+            error,
+            "request {outcome}"
+        );
     }
 }
 
@@ -456,6 +496,7 @@ impl Drop for Generation {
                     .metrics
                     .cancelled
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.log(499, "cancelled by the client", None);
             }
         }
     }

@@ -175,7 +175,7 @@ impl Reader {
         s.max_request_mb = self.usize(o, sec, "maxRequestLength")?;
         if let Some(v) = self.string(o, sec, "openAiSupport")? {
             if v != "vllm" {
-                eprintln!("config.json: openAiSupport \"{v}\" — only the vLLM-compatible chat flavour is implemented; using it");
+                tracing::warn!("config.json: openAiSupport \"{v}\" — only the vLLM-compatible chat flavour is implemented; using it");
             }
         }
         let known = [

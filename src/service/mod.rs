@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access_log;
 pub mod config;
 pub mod disconnect;
 pub mod errors;
@@ -82,7 +83,7 @@ pub fn pipeline_builder(config: &ServiceConfig) -> PipelineBuilder {
 /// Build the pipeline a configuration describes (loads the model).
 pub fn build_pipeline(config: &ServiceConfig) -> anyhow::Result<Pipeline> {
     Ok(pipeline_builder(config)
-        .on_progress(|m| eprintln!("{m}"))
+        .on_progress(|m| tracing::info!("{m}"))
         .build()?)
 }
 
@@ -113,7 +114,9 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let tokenizer = load_tokenizer(&config)?.map(Arc::new);
         if tokenizer.is_none() {
-            eprintln!("warning: no tokenizer.json (model folder or --tokenizer): text endpoints will answer 424");
+            tracing::warn!(
+                "no tokenizer.json (model folder or --tokenizer): text endpoints will answer 424"
+            );
         }
         let tls = match &config.tls {
             Some((cert, key)) => Some(tls::server_config(cert, key).map_err(anyhow::Error::msg)?),
@@ -133,6 +136,7 @@ impl Server {
                     let mut server = HttpServer::new(move || {
                         App::new()
                             .wrap_fn(pipelining::guard)
+                            .wrap_fn(access_log::span)
                             .app_data(data.clone())
                             .configure(routes::configure)
                             .default_service(web::to(routes::not_found))
@@ -175,7 +179,7 @@ impl Server {
             "http"
         };
         for a in &addrs {
-            eprintln!(
+            tracing::info!(
                 "serving `{}` on {scheme}://{a}",
                 state.config.served_model_name
             );

@@ -45,14 +45,14 @@ pub async fn on_signal(state: Arc<AppState>, handle: ServerHandle) {
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        eprintln!("warning: cannot install signal handlers; stop the server with its handle");
+        tracing::warn!("cannot install signal handlers; stop the server with its handle");
         return;
     };
     let name = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    eprintln!(
+    tracing::info!(
         "{name}: stopping — no new requests, in-flight ones get up to {}s",
         state.config.shutdown_timeout.as_secs()
     );

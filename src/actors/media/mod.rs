@@ -174,7 +174,7 @@ async fn prefetch(ctx: &MediaContext, input: &RequestInput) -> Result<Prefetched
             Err((index, e)) => {
                 // The caller gets the safe message; the details (host, address, client error)
                 // are for the operator.
-                eprintln!("media item {index}: {e:?}");
+                tracing::warn!(index, detail = ?e, "media fetch refused");
                 return Err(RequestError::Media(format!("media item {index}: {e}")));
             }
         }

@@ -93,7 +93,7 @@ impl MediaContext {
                 let p = processed.map_err(|e| match e {
                     crate::prompt::PromptError::Media { .. } => {
                         // Paths, hosts and client errors go to the log only.
-                        eprintln!("{e:?}");
+                        tracing::warn!(detail = ?e, "media item refused");
                         RequestError::Media(e.to_string())
                     }
                     _ => RequestError::Invalid(e.to_string()),

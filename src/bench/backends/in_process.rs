@@ -105,7 +105,7 @@ impl InProcess {
         };
         let mut builder = pipeline_builder(config);
         if progress {
-            builder = builder.on_progress(|m| eprintln!("[in-process] {m}"));
+            builder = builder.on_progress(|m| tracing::info!("[in-process] {m}"));
         }
         let pipeline = builder.build().map_err(|e| fail(e.to_string()))?;
         // Chat requests need the tokenizer; without it every request would fail the same way.
