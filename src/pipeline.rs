@@ -169,6 +169,8 @@ impl Pipeline {
             include_stop: params.include_stop_str_in_output,
             skip_special_tokens: params.skip_special_tokens.unwrap_or(true),
         };
+        // Inside the caller's span (the HTTP request's): links it to the pipeline's id.
+        tracing::debug!(request = id, "submitted to the pipeline");
         let request = Request {
             id,
             input,

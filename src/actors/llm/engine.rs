@@ -102,9 +102,18 @@ fn engine_main(
         let mut updates = sched.reap_aborted();
         updates.extend(sched.schedule());
         if sched.num_running() > 0 {
+            let started = std::time::Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| {
                 run_step(&model, &mut kv, sched.running(), vocab)
             }));
+            // Per step, so trace level: `RUST_LOG=qwen3vl::actors::llm=trace`.
+            tracing::trace!(
+                sequences = sched.num_running(),
+                waiting = sched.num_waiting(),
+                free_blocks = sched.blocks.num_free(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "engine step"
+            );
             match result {
                 Ok(Ok(logits)) => {
                     let ups = sched.complete_step(&logits, vocab);

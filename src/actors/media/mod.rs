@@ -87,7 +87,10 @@ impl Handler<Submit> for MediaActor {
         };
         let (vision, llm, stream) = (self.vision.clone(), self.llm.clone(), self.stream.clone());
         let overlap = self.overlap_vision;
-        actix::spawn(async move {
+        // Stage span (debug): `RUST_LOG=qwen3vl::actors=debug` shows each request's media
+        // stage; the pipeline logs which HTTP request a pipeline id belongs to.
+        let span = tracing::debug_span!("media", request = req.id);
+        let work = async move {
             let id = req.id;
             let cancel = req.cancel.clone();
             let fetched = match prefetch(&ctx, &req.input).await {
@@ -103,8 +106,19 @@ impl Handler<Submit> for MediaActor {
             let Ok(permit) = permits.acquire_owned().await else {
                 return;
             };
-            let prepared =
-                tokio::task::spawn_blocking(move || ctx.prepare_with(req, fetched)).await;
+            let span = tracing::Span::current();
+            let prepared = tokio::task::spawn_blocking(move || {
+                let _in = span.enter();
+                let t = std::time::Instant::now();
+                let r = ctx.prepare_with(req, fetched);
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                match &r {
+                    Ok(p) => tracing::debug!(ms, visuals = p.visuals.len(), "prepared"),
+                    Err(e) => tracing::debug!(ms, error = %e, "refused"),
+                }
+                r
+            })
+            .await;
             let prepared = match prepared {
                 Ok(r) => r,
                 Err(_) => Err(RequestError::Media("preprocessing panicked".into())),
@@ -128,7 +142,8 @@ impl Handler<Submit> for MediaActor {
             }
             // The slot returns once the next stage has accepted the request.
             drop(permit);
-        });
+        };
+        actix::spawn(tracing::Instrument::instrument(work, span));
     }
 }
 

@@ -111,6 +111,7 @@ pub fn spawn_vision_worker(
                         }
                     }
                     let decoding = stats.running.load(Ordering::Relaxed) > 0;
+                    let started = std::time::Instant::now();
                     let res = catch_unwind(AssertUnwindSafe(|| {
                         if sharing == VisionSharing::Fair && decoding {
                             let cell = std::sync::Mutex::new((&mut refs, None));
@@ -131,6 +132,15 @@ pub fn spawn_vision_worker(
                             encode::encode_items(&model, &mut refs)
                         }
                     }));
+                    tracing::debug!(
+                        target: "qwen3vl::actors::vision",
+                        items = refs.len(),
+                        patches,
+                        decoding,
+                        ms = started.elapsed().as_secs_f64() * 1e3,
+                        ok = matches!(res, Ok(Ok(()))),
+                        "vision batch"
+                    );
                     if let Ok(Ok(())) = &res {
                         for it in refs.iter() {
                             if let Some(out) = &it.output {
