@@ -16,3 +16,4 @@ pub mod media;
 pub mod pipeline;
 pub mod prompt;
 pub mod service;
+pub mod wire;

@@ -9,11 +9,19 @@ use actix_web::HttpResponse;
 use futures::Stream;
 use serde_json::Value;
 
+use actix_web::ResponseError;
+
 use super::errors::ApiError;
 
 /// `data: <json>\n\n`.
 pub fn data(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
+}
+
+/// `data: <json>\n\n` of a typed wire value.
+pub fn data_of<T: serde::Serialize>(v: &T) -> Bytes {
+    let json = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    Bytes::from(format!("data: {json}\n\n"))
 }
 
 /// The OpenAI terminator.
@@ -39,6 +47,17 @@ pub fn json(v: &Value) -> HttpResponse {
         .insert_header((header::CONNECTION, "close"))
         .content_type("application/json")
         .body(v.to_string())
+}
+
+/// A non-stream JSON response of a typed wire value.
+pub fn json_of<T: serde::Serialize>(v: &T) -> HttpResponse {
+    match serde_json::to_string(v) {
+        Ok(body) => HttpResponse::Ok()
+            .insert_header((header::CONNECTION, "close"))
+            .content_type("application/json")
+            .body(body),
+        Err(e) => ApiError::incomplete(format!("serializing the response: {e}")).error_response(),
+    }
 }
 
 /// A chunked `text/event-stream` response; dropping the body (client gone) drops the stream.

@@ -105,6 +105,14 @@ impl AppState {
         )
     }
 
+    /// The text of one token (log-prob entries); empty without a tokenizer.
+    pub fn token_text(&self, id: u32) -> String {
+        self.tokenizer
+            .as_ref()
+            .and_then(|t| t.decode(&[id], false).ok())
+            .unwrap_or_default()
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }

@@ -11,6 +11,7 @@ use super::framing::{Framer, SseFramer};
 use super::http::{content_json, exchange, HttpTarget, Protocol};
 use super::{Backend, BenchRequest, BoxFuture, GenParams};
 use crate::bench::record::{Clock, Recorder, RequestRecord, Usage};
+use crate::wire::openai as wire;
 
 pub struct OpenAiChat {
     target: HttpTarget,
@@ -44,26 +45,20 @@ pub fn request_body(params: &GenParams, parts: &[crate::bench::dataset::Part]) -
 }
 
 /// `_parse_usage`: a truthy `usage` sets both counts (missing fields count as 0).
-fn parse_usage(v: &Value, rec: &mut Recorder) {
-    if let Some(u) = v.get("usage").and_then(Value::as_object) {
-        if !u.is_empty() {
-            rec.set_usage(Usage {
-                prompt_tokens: Some(u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0)),
-                completion_tokens: Some(
-                    u.get("completion_tokens")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0),
-                ),
-            });
-        }
+fn record_usage(u: Option<&wire::Usage>, rec: &mut Recorder) {
+    if let Some(u) = u {
+        rec.set_usage(Usage {
+            prompt_tokens: Some(u.prompt_tokens),
+            completion_tokens: Some(u.completion_tokens),
+        });
     }
 }
 
-fn text_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
 }
 
-/// The OpenAI chat response reader.
+/// The OpenAI chat response reader (typed by [`crate::wire::openai`], forgiving as AISBench).
 pub struct ChatProtocol;
 
 impl Protocol for ChatProtocol {
@@ -72,22 +67,17 @@ impl Protocol for ChatProtocol {
     }
 
     fn on_event(&self, event: &Value, rec: &mut Recorder) -> Result<(), String> {
-        if let Some(choices) = event.get("choices").and_then(Value::as_array) {
-            for c in choices {
-                let Some(delta) = c.get("delta") else {
-                    continue;
-                };
-                if let Some(t) = text_of(delta, "content") {
-                    rec.push_content(t);
-                }
-                if let Some(t) =
-                    text_of(delta, "reasoning_content").or_else(|| text_of(delta, "reasoning"))
-                {
-                    rec.push_reasoning(t);
-                }
+        let chunk: wire::ChatChunk = serde_json::from_value(event.clone()).unwrap_or_default();
+        for c in &chunk.choices {
+            if let Some(t) = non_empty(&c.delta.content) {
+                rec.push_content(t);
+            }
+            if let Some(t) = non_empty(&c.delta.reasoning_content).or(non_empty(&c.delta.reasoning))
+            {
+                rec.push_reasoning(t);
             }
         }
-        parse_usage(event, rec);
+        record_usage(chunk.usage.flatten().as_ref(), rec);
         Ok(())
     }
 
@@ -95,22 +85,18 @@ impl Protocol for ChatProtocol {
         if let Some(e) = body.get("error") {
             return Err(format!("server error: {e}"));
         }
-        if let Some(choices) = body.get("choices").and_then(Value::as_array) {
-            for c in choices {
-                let Some(msg) = c.get("message") else {
-                    continue;
-                };
-                if let Some(t) = text_of(msg, "content") {
-                    rec.push_content(t);
-                }
-                if let Some(t) =
-                    text_of(msg, "reasoning_content").or_else(|| text_of(msg, "reasoning"))
-                {
-                    rec.push_reasoning(t);
-                }
+        let whole: wire::ChatCompletion = serde_json::from_value(body.clone()).unwrap_or_default();
+        for c in &whole.choices {
+            if let Some(t) = non_empty(&c.message.content) {
+                rec.push_content(t);
+            }
+            if let Some(t) =
+                non_empty(&c.message.reasoning_content).or(non_empty(&c.message.reasoning))
+            {
+                rec.push_reasoning(t);
             }
         }
-        parse_usage(body, rec);
+        record_usage(whole.usage.as_ref(), rec);
         Ok(())
     }
 }

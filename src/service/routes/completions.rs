@@ -5,9 +5,9 @@ use std::sync::Arc;
 use actix_web::web::{Bytes, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use super::openai_chat::{unix_now, usage_json, Meta};
+use super::openai_chat::{unix_now, Meta};
 use crate::pipeline::{SamplingParams, TokenLogprob};
 use crate::service::disconnect::PeerSocket;
 use crate::service::errors::ApiError;
@@ -16,6 +16,7 @@ use crate::service::params::{from_value, media_overrides, parse_json, Body, Vllm
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
 use crate::service::stream::{self, Framing};
+use crate::wire::openai as wire;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -109,53 +110,46 @@ pub async fn handle(
         return Ok(stream(state, g, meta, include_usage));
     }
     let c = g.collect().await?;
-    let choices: Vec<Value> = c
+    let choices = c
         .choices
         .iter()
         .enumerate()
-        .map(|(i, ch)| {
-            json!({
-                "index": i,
-                "text": ch.text,
-                "logprobs": logprobs_json(&state, &ch.logprobs),
-                "finish_reason": ch.finish.as_ref().map(|f| f.openai()),
-            })
+        .map(|(i, ch)| wire::CompletionChoice {
+            index: i,
+            text: ch.text.clone(),
+            logprobs: completion_logprobs(&state, &ch.logprobs),
+            stop_reason: ch.finish.as_ref().and_then(|f| f.stop.clone()),
+            finish_reason: ch.finish.as_ref().map(|f| f.openai().into()),
         })
         .collect();
     let (p, n) = c.usage();
-    Ok(sse::json(&json!({
-        "id": meta.id,
-        "object": "text_completion",
-        "created": meta.created,
-        "model": meta.model,
-        "choices": choices,
-        "usage": usage_json(p, n, 0, 0),
-    })))
+    Ok(sse::json_of(&wire::Completion {
+        id: meta.id,
+        object: "text_completion".into(),
+        created: meta.created,
+        model: meta.model,
+        usage: Some(wire::Usage::new(p, n, 0, 0)),
+        choices,
+    }))
 }
 
-/// OpenAI completions logprobs: parallel lists.
-fn logprobs_json(state: &AppState, lps: &[TokenLogprob]) -> Value {
+/// OpenAI completions logprobs: parallel lists (`None` when not asked for).
+fn completion_logprobs(state: &AppState, lps: &[TokenLogprob]) -> Option<wire::CompletionLogprobs> {
     if lps.is_empty() {
-        return Value::Null;
+        return None;
     }
-    let tok = |id: u32| {
-        state
-            .tokenizer
-            .as_ref()
-            .and_then(|t| t.decode(&[id], false).ok())
-            .unwrap_or_default()
-    };
-    let tokens: Vec<String> = lps.iter().map(|l| tok(l.token)).collect();
-    let top: Vec<Value> = lps
+    let tokens: Vec<String> = lps.iter().map(|l| state.token_text(l.token)).collect();
+    let top_logprobs = lps
         .iter()
         .map(|l| {
-            let m: Map<String, Value> =
-                l.top.iter().map(|&(id, lp)| (tok(id), json!(lp))).collect();
-            Value::Object(m)
+            l.top
+                .iter()
+                .map(|&(id, lp)| (state.token_text(id), serde_json::Value::from(lp)))
+                .collect()
         })
         .collect();
     let mut offset = 0;
-    let offsets: Vec<usize> = tokens
+    let text_offset = tokens
         .iter()
         .map(|t| {
             let o = offset;
@@ -163,11 +157,11 @@ fn logprobs_json(state: &AppState, lps: &[TokenLogprob]) -> Value {
             o
         })
         .collect();
-    json!({
-        "tokens": tokens,
-        "token_logprobs": lps.iter().map(|l| l.logprob).collect::<Vec<_>>(),
-        "top_logprobs": top,
-        "text_offset": offsets,
+    Some(wire::CompletionLogprobs {
+        token_logprobs: lps.iter().map(|l| l.logprob).collect(),
+        tokens,
+        top_logprobs,
+        text_offset,
     })
 }
 
@@ -191,18 +185,15 @@ struct CompletionFraming {
 }
 
 impl CompletionFraming {
-    fn frame(&self, choices: Value, usage: Option<Value>) -> Bytes {
-        let mut o = json!({
-            "id": self.meta.id,
-            "object": "text_completion",
-            "created": self.meta.created,
-            "model": self.meta.model,
-        });
-        if let Some(u) = usage {
-            o["usage"] = u;
-        }
-        o["choices"] = choices;
-        sse::data(&o)
+    fn frame(&self, choices: Vec<wire::CompletionChoice>, usage: Option<wire::Usage>) -> Bytes {
+        sse::data_of(&wire::Completion {
+            id: self.meta.id.clone(),
+            object: "text_completion".into(),
+            created: self.meta.created,
+            model: self.meta.model.clone(),
+            usage,
+            choices,
+        })
     }
 }
 
@@ -210,22 +201,23 @@ impl Framing for CompletionFraming {
     fn chunk(&mut self, c: Chunk, g: &Generation) -> Vec<Bytes> {
         let usage = (c.finish.is_some() && g.all_finished()).then(|| {
             let (p, n) = g.usage();
-            usage_json(p, n, 0, 0)
+            wire::Usage::new(p, n, 0, 0)
         });
-        let lp = logprobs_json(&self.state, &c.logprobs);
-        vec![self.frame(
-            json!([{"index": c.choice, "text": c.text, "logprobs": lp,
-                    "stop_reason": c.finish.as_ref().and_then(|f| f.stop.clone()),
-                    "finish_reason": c.finish.as_ref().map(|f| f.openai())}]),
-            usage,
-        )]
+        let choice = wire::CompletionChoice {
+            index: c.choice,
+            logprobs: completion_logprobs(&self.state, &c.logprobs),
+            stop_reason: c.finish.as_ref().and_then(|f| f.stop.clone()),
+            finish_reason: c.finish.as_ref().map(|f| f.openai().into()),
+            text: c.text,
+        };
+        vec![self.frame(vec![choice], usage)]
     }
 
     fn end(&mut self, g: &Generation) -> Vec<Bytes> {
         let mut out = Vec::new();
         if self.include_usage {
             let (p, n) = g.usage();
-            out.push(self.frame(json!([]), Some(usage_json(p, n, 0, 0))));
+            out.push(self.frame(Vec::new(), Some(wire::Usage::new(p, n, 0, 0))));
         }
         out.push(sse::done());
         out

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix_web::web::{Bytes, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::media::MediaOverrides;
 use crate::pipeline::{ChatMessage, SamplingParams, TokenLogprob};
@@ -22,6 +22,7 @@ use crate::service::params::{from_value, media_overrides, parse_json, Body, Vllm
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
 use crate::service::stream::{self, Framing};
+use crate::wire::openai as wire;
 
 #[derive(Debug, Deserialize)]
 struct ChatRequest {
@@ -127,29 +128,31 @@ pub async fn handle(
         Ok(stream(state, g, meta, call.include_usage))
     } else {
         let c = g.collect().await?;
-        let choices: Vec<Value> = c
+        let choices = c
             .choices
             .iter()
             .enumerate()
-            .map(|(i, ch)| {
-                json!({
-                    "index": i,
-                    "message": {"role": "assistant", "content": ch.text, "tool_calls": []},
-                    "logprobs": logprobs_json(&state, &ch.logprobs),
-                    "finish_reason": ch.finish.as_ref().map(|f| f.openai()),
-                })
+            .map(|(i, ch)| wire::ChatChoice {
+                index: i,
+                message: wire::AssistantMessage {
+                    role: "assistant".into(),
+                    content: Some(ch.text.clone()),
+                    ..Default::default()
+                },
+                logprobs: chat_logprobs(&state, &ch.logprobs),
+                finish_reason: ch.finish.as_ref().map(|f| f.openai().into()),
             })
             .collect();
         let (cached, visual) = c.prompt_details();
         let (p, n) = c.usage();
-        Ok(sse::json(&json!({
-            "id": meta.id,
-            "object": "chat.completion",
-            "created": meta.created,
-            "model": meta.model,
-            "choices": choices,
-            "usage": usage_json(p, n, cached, visual),
-        })))
+        Ok(sse::json_of(&wire::ChatCompletion {
+            id: meta.id,
+            object: "chat.completion".into(),
+            created: meta.created,
+            model: meta.model,
+            choices,
+            usage: Some(wire::Usage::new(p, n, cached, visual)),
+        }))
     }
 }
 
@@ -165,45 +168,28 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `usage`; `prompt_tokens_details` appears when the prompt had cached or visual tokens
-/// (`visual_tokens`: image and video placeholders, part of `prompt_tokens`).
-pub(crate) fn usage_json(prompt: usize, completion: usize, cached: usize, visual: usize) -> Value {
-    let mut u = json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    });
-    if cached > 0 || visual > 0 {
-        u["prompt_tokens_details"] = json!({"cached_tokens": cached, "visual_tokens": visual});
-    }
-    u
-}
-
-/// OpenAI chat logprobs (`null` when not asked for).
-pub(crate) fn logprobs_json(state: &AppState, lps: &[TokenLogprob]) -> Value {
+/// OpenAI chat logprobs (`None` when not asked for).
+pub(crate) fn chat_logprobs(state: &AppState, lps: &[TokenLogprob]) -> Option<wire::ChatLogprobs> {
     if lps.is_empty() {
-        return Value::Null;
+        return None;
     }
-    let tok = |id: u32| -> String {
-        state
-            .tokenizer
-            .as_ref()
-            .and_then(|t| t.decode(&[id], false).ok())
-            .unwrap_or_default()
+    let entry = |id: u32, lp: f32, top: Option<Vec<wire::TokenLogprob>>| {
+        let token = state.token_text(id);
+        wire::TokenLogprob {
+            bytes: token.as_bytes().to_vec(),
+            token,
+            logprob: lp,
+            top_logprobs: top,
+        }
     };
-    let entry = |id: u32, lp: f32| {
-        let t = tok(id);
-        json!({"token": t, "logprob": lp, "bytes": t.as_bytes()})
-    };
-    let content: Vec<Value> = lps
+    let content = lps
         .iter()
         .map(|l| {
-            let mut e = entry(l.token, l.logprob);
-            e["top_logprobs"] = l.top.iter().map(|&(id, lp)| entry(id, lp)).collect();
-            e
+            let top = l.top.iter().map(|&(id, lp)| entry(id, lp, None)).collect();
+            entry(l.token, l.logprob, Some(top))
         })
         .collect();
-    json!({ "content": content })
+    Some(wire::ChatLogprobs { content })
 }
 
 fn stream(state: Arc<AppState>, g: Generation, meta: Meta, include_usage: bool) -> HttpResponse {
@@ -228,27 +214,26 @@ struct ChatFraming {
 }
 
 impl ChatFraming {
-    fn frame(&self, choices: Value, usage: Option<Value>) -> Bytes {
-        let mut o = json!({
-            "id": self.meta.id,
-            "object": "chat.completion.chunk",
-            "created": self.meta.created,
-            "model": self.meta.model,
-        });
-        match usage {
-            Some(u) => o["usage"] = u,
-            None if self.include_usage => o["usage"] = Value::Null,
-            None => {}
-        }
-        o["choices"] = choices;
-        sse::data(&o)
+    fn frame(&self, choices: Vec<wire::ChunkChoice>, usage: Option<wire::Usage>) -> Bytes {
+        sse::data_of(&wire::ChatChunk {
+            id: self.meta.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.meta.created,
+            model: self.meta.model.clone(),
+            usage: match usage {
+                Some(u) => Some(Some(u)),
+                None if self.include_usage => Some(None),
+                None => None,
+            },
+            choices,
+        })
     }
 }
 
-fn usage_of(g: &Generation) -> Value {
+fn usage_of(g: &Generation) -> wire::Usage {
     let (p, n) = g.usage();
     let (cached, visual) = g.prompt_details();
-    usage_json(p, n, cached, visual)
+    wire::Usage::new(p, n, cached, visual)
 }
 
 impl Framing for ChatFraming {
@@ -257,28 +242,35 @@ impl Framing for ChatFraming {
         if self.started.len() <= c.choice {
             self.started.resize(c.choice + 1, false);
         }
+        let delta = |content: String| wire::Delta {
+            role: Some("assistant".into()),
+            content: Some(content),
+            ..Default::default()
+        };
         if !self.started[c.choice] {
             self.started[c.choice] = true;
-            out.push(self.frame(
-                json!([{"index": c.choice, "delta": {"role": "assistant", "content": ""},
-                        "logprobs": null, "finish_reason": null}]),
-                None,
-            ));
+            let role = wire::ChunkChoice {
+                index: c.choice,
+                delta: delta(String::new()),
+                ..Default::default()
+            };
+            out.push(self.frame(vec![role], None));
         }
-        let lp = logprobs_json(&self.state, &c.logprobs);
         let usage = (c.finish.is_some() && g.all_finished()).then(|| usage_of(g));
-        out.push(self.frame(
-            json!([{"index": c.choice, "delta": {"role": "assistant", "content": c.text},
-                    "logprobs": lp, "finish_reason": c.finish.as_ref().map(|f| f.openai())}]),
-            usage,
-        ));
+        let choice = wire::ChunkChoice {
+            index: c.choice,
+            logprobs: chat_logprobs(&self.state, &c.logprobs),
+            finish_reason: c.finish.as_ref().map(|f| f.openai().into()),
+            delta: delta(c.text),
+        };
+        out.push(self.frame(vec![choice], usage));
         out
     }
 
     fn end(&mut self, g: &Generation) -> Vec<Bytes> {
         let mut out = Vec::new();
         if self.include_usage {
-            out.push(self.frame(json!([]), Some(usage_of(g))));
+            out.push(self.frame(Vec::new(), Some(usage_of(g))));
         }
         out.push(sse::done());
         out
