@@ -131,8 +131,10 @@ fn open(data: &VideoData) -> Result<ff::format::context::Input> {
 fn count_packets(data: &VideoData, index: usize) -> Result<u64> {
     let mut ictx = open(data)?;
     let mut n = 0;
-    let mut packet = ff::Packet::empty();
     loop {
+        // A fresh packet per read: `av_read_frame` overwrites the packet without releasing
+        // what it held, so reusing one leaked every packet's data (found by fuzzing, LSan).
+        let mut packet = ff::Packet::empty();
         match packet.read(&mut ictx) {
             Ok(()) if packet.stream() == index => n += 1,
             Ok(()) => {}
@@ -279,8 +281,9 @@ pub fn load_video(
         Ok(())
     };
     let mut frame = ff::frame::Video::empty();
-    let mut packet = ff::Packet::empty();
     'demux: while next < indices.len() {
+        // Fresh per read, as in `count_packets`: the previous packet is released on drop.
+        let mut packet = ff::Packet::empty();
         match packet.read(&mut ictx) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,
