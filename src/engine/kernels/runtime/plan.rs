@@ -301,7 +301,7 @@ impl Resolved {
         let p = &self.plan;
         format!(
             "kernel plan: isa {}, bf16 gemm {}, f16 gemm {}, f32 gemm {}, int8 gemm {} ({}), \
-             attention {}, paged attention {}, {} threads",
+             attention {}, paged attention {}, threads {}",
             p.isa.name(),
             p.bf16_gemm.name(),
             format!("{:?}", p.f16_gemm).to_lowercase(),
