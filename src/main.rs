@@ -38,6 +38,9 @@ enum Command {
     Run(cli::run::RunArgs),
     /// HTTP server with MindIE Service's APIs (also vLLM, OpenAI and TGI clients).
     Serve(Box<cli::serve::ServeArgs>),
+    /// The CPU, the kernel plan it gets (which kernel runs each family, on how many threads) and
+    /// why each choice was made; the QWEN3VL_* variables that steer it.
+    Env(cli::env::EnvArgs),
 }
 
 fn main() {
@@ -52,6 +55,7 @@ fn main() {
         Command::Bench(a) => cli::bench::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Serve(a) => cli::serve::run(a),
+        Command::Env(a) => cli::env::run(a),
     };
     if let Err(e) = result {
         // One clear line: the error and its causes.

@@ -7,7 +7,8 @@ use qwen3vl::engine::kernels::attention::{attention_with, AttnShape, Kernel, Mas
 use qwen3vl::engine::kernels::attention_bf16;
 use qwen3vl::engine::kernels::bf16::{round_bf16, Precision};
 use qwen3vl::engine::kernels::pool::ThreadPool;
-use qwen3vl::engine::kernels::simd::{force_level, Level};
+use qwen3vl::engine::kernels::runtime::plan::KernelPlan;
+use qwen3vl::engine::kernels::simd::Level;
 
 fn noise(n: usize, seed: u32, amp: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -175,9 +176,10 @@ fn bf16_and_portable_attention_match_eager_reference() {
                 results.push((format!("{kernel:?}"), run(Some(kernel))));
             }
         }
-        force_level(Some(Level::Avx2));
-        results.push(("portable".into(), run(None)));
-        force_level(None);
+        // The portable path: what the automatic plan picks at the AVX2 level.
+        let portable = KernelPlan::at_level(Level::Avx2);
+        assert_eq!(portable.attention, Kernel::F32);
+        results.push(("portable".into(), portable.run(|| run(None))));
         for (what, got) in &results {
             let mut worst = 0f32;
             let mut sum = 0f64;

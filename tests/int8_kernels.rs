@@ -3,15 +3,14 @@
 //! stays small — for odd shapes (M = 1, 3, 7, 11, 16, 17; K not a multiple of 4, N not a multiple
 //! of 16).
 
-use qwen3vl::engine::kernels::amx;
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::int8::{quantize_row, Int8Linear, Int8Weight};
-use qwen3vl::engine::kernels::int8_amx;
 use qwen3vl::engine::kernels::int8_onednn::{self, Int8Engine};
 use qwen3vl::engine::kernels::int8_vnni;
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
 use qwen3vl::engine::kernels::pool::ThreadPool;
-use qwen3vl::engine::kernels::simd::{force_level, Level};
+use qwen3vl::engine::kernels::runtime::plan::{active, Int8Gemm, KernelPlan};
+use qwen3vl::engine::kernels::simd::Level;
 
 fn noise(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -114,19 +113,22 @@ fn reference_static(
 /// the best are AMX-INT8) and the AVX2 tiles (where the CPU has AVX2) must give the best tiles'
 /// bits too.
 fn both_paths(f: impl Fn() -> Vec<f32>) -> (Vec<f32>, Vec<f32>) {
-    force_level(None);
-    let fast = f();
-    if int8_amx::available() {
-        amx::set_disabled(true);
-        let vnni = f();
-        amx::set_disabled(false);
+    let best = active();
+    let fast = best.run(&f);
+    if best.int8_gemm == Int8Gemm::Amx {
+        let vnni = KernelPlan {
+            int8_gemm: Int8Gemm::Vnni,
+            ..best
+        };
+        let vnni = vnni.run(&f);
         assert_eq!(vnni, fast, "VNNI tiles differ from the AMX tiles");
     }
-    force_level(Some(Level::Avx2));
-    let avx2 = f();
-    force_level(Some(Level::Base));
-    let portable = f();
-    force_level(None);
+    let avx2 = KernelPlan::at_level(Level::Avx2);
+    assert!(avx2.int8_gemm <= Int8Gemm::Avx2);
+    let avx2 = avx2.run(&f);
+    let base = KernelPlan::at_level(Level::Base);
+    assert_eq!(base.int8_gemm, Int8Gemm::Portable);
+    let portable = base.run(&f);
     assert_eq!(avx2, fast, "AVX2 tiles differ from the best tiles");
     (fast, portable)
 }

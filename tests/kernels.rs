@@ -11,7 +11,8 @@ use qwen3vl::engine::kernels::ops::{
     activate, add_inplace, layer_norm, rms_norm, silu_mul, Activation,
 };
 use qwen3vl::engine::kernels::pool::ThreadPool;
-use qwen3vl::engine::kernels::simd::{force_level, Level};
+use qwen3vl::engine::kernels::runtime::plan::{active, KernelPlan};
+use qwen3vl::engine::kernels::simd::{level, Level};
 
 fn naive(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f64> {
     let mut y = vec![0f64; m * n];
@@ -107,34 +108,42 @@ fn linear_backends_agree_on_odd_shapes() {
 #[test]
 fn vector_and_baseline_kernels_are_bit_identical() {
     let pool = ThreadPool::global();
-    let run = |level: Option<Level>| {
-        force_level(level);
-        let mut out = Vec::new();
-        for p in [Precision::F32, Precision::Bf16] {
-            for act in [Activation::GeluTanh, Activation::GeluErf, Activation::Silu] {
-                let mut x: Vec<f32> = noise(3001, 5).iter().map(|v| v * 8.0).collect();
-                activate(pool, &mut x, act, p);
-                out.extend(x);
-            }
-            let mut g = noise(999, 9);
-            silu_mul(&mut g, &noise(999, 10), p);
-            out.extend(&g);
-            let mut a = noise(999, 11);
-            add_inplace(&mut a, &noise(999, 12), p);
-            out.extend(&a);
-            let mut r = noise(64 * 37, 13);
-            rms_norm(pool, &mut r, 37, &noise(37, 14), 1e-6, p);
-            out.extend(&r);
-            let mut l = noise(64 * 37, 15);
-            layer_norm(pool, &mut l, 37, &noise(37, 16), &noise(37, 17), 1e-6, p);
-            out.extend(&l);
-        }
-        force_level(None);
-        out.into_iter().map(f32::to_bits).collect::<Vec<u32>>()
+    let run = |at: Option<Level>| {
+        let plan = at.map_or_else(active, KernelPlan::at_level);
+        plan.run(|| ops_at_the_plans_level(pool, at))
     };
     let base = run(Some(Level::Base));
     let avx2 = run(Some(Level::Avx2));
     let best = run(None);
     assert_eq!(base, avx2);
     assert_eq!(base, best);
+}
+
+/// The element-wise kernels' output bits at the level of the plan in force (`at`: the level the
+/// caller asked for, lowered to what the CPU has; `None`: the automatic plan's).
+fn ops_at_the_plans_level(pool: &ThreadPool, at: Option<Level>) -> Vec<u32> {
+    if let Some(at) = at {
+        assert!(level() <= at, "the plan in force runs at {:?}", level());
+    }
+    let mut out = Vec::new();
+    for p in [Precision::F32, Precision::Bf16] {
+        for act in [Activation::GeluTanh, Activation::GeluErf, Activation::Silu] {
+            let mut x: Vec<f32> = noise(3001, 5).iter().map(|v| v * 8.0).collect();
+            activate(pool, &mut x, act, p);
+            out.extend(x);
+        }
+        let mut g = noise(999, 9);
+        silu_mul(&mut g, &noise(999, 10), p);
+        out.extend(&g);
+        let mut a = noise(999, 11);
+        add_inplace(&mut a, &noise(999, 12), p);
+        out.extend(&a);
+        let mut r = noise(64 * 37, 13);
+        rms_norm(pool, &mut r, 37, &noise(37, 14), 1e-6, p);
+        out.extend(&r);
+        let mut l = noise(64 * 37, 15);
+        layer_norm(pool, &mut l, 37, &noise(37, 16), &noise(37, 17), 1e-6, p);
+        out.extend(&l);
+    }
+    out.into_iter().map(f32::to_bits).collect::<Vec<u32>>()
 }

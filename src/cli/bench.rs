@@ -15,6 +15,8 @@ use qwen3vl::bench::report::Report;
 use qwen3vl::bench::runner::{run_bench, BenchConfig, Mode, Target};
 use qwen3vl::service::Settings;
 
+use super::kernel_args::KernelArgs;
+
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Dataset: AISBench mm_custom JSONL, or a TextVQA questions JSONL with its
@@ -52,6 +54,9 @@ pub struct BenchArgs {
     /// the pipeline takes, to match a server started with `qwen3vl serve --config`.
     #[arg(long, requires = "in_process")]
     pub server_config: Option<PathBuf>,
+    /// With --in-process: the compute threads and pinning of the pipeline's kernels.
+    #[command(flatten)]
+    pub kernels: KernelArgs,
     /// How media travel: file:// paths, or base64 data URIs.
     #[arg(long, value_enum, default_value = "path")]
     pub media: MediaMode,
@@ -216,6 +221,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     let cfg = config(a)?;
+    if a.in_process {
+        a.kernels.install()?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -15,6 +15,7 @@ use qwen3vl::engine::{
 use serde_json::json;
 
 use super::forward::{parse_backend, parse_precision, parse_quantization};
+use super::kernel_args::KernelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchModelArgs {
@@ -46,6 +47,8 @@ pub struct BenchModelArgs {
     /// Quantize on load: none or w8a8.
     #[arg(long, default_value = "none", value_parser = parse_quantization)]
     pub quantize: Quantization,
+    #[command(flatten)]
+    pub kernels: KernelArgs,
     /// Run only some figures (comma-separated: vision, ttft, prefill, decode, batch), e.g. for profiling.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -75,6 +78,7 @@ fn text_ids(n: usize, vocab: usize, salt: usize) -> Vec<u32> {
 }
 
 pub fn run(args: &BenchModelArgs) -> Result<()> {
+    args.kernels.install()?;
     let backend = args.backend;
     let t0 = Instant::now();
     let model = Qwen3VlModel::load(
@@ -109,6 +113,7 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
         ThreadPool::global().threads(),
         model.backend_name()
     );
+    eprintln!("{}", model.plan().summary());
 
     let want = |f: &str| args.only.is_empty() || args.only.iter().any(|o| o == f);
     let mut vision_s = f64::NAN;

@@ -9,6 +9,8 @@ use qwen3vl::engine::{
     BackendChoice, LoadOptions, MultimodalInput, Precision, Quantization, Qwen3VlModel,
 };
 
+use super::kernel_args::KernelArgs;
+
 #[derive(clap::Args, Debug)]
 pub struct ForwardArgs {
     /// Checkpoint folder (config.json + safetensors).
@@ -33,6 +35,8 @@ pub struct ForwardArgs {
     /// Quantize on load: none or w8a8 (int8 text decoder, per-token int8 activations).
     #[arg(long, default_value = "none", value_parser = parse_quantization)]
     pub quantize: Quantization,
+    #[command(flatten)]
+    pub kernels: KernelArgs,
 }
 
 pub fn parse_precision(s: &str) -> Result<Precision, String> {
@@ -65,6 +69,8 @@ pub fn parse_backend(s: &str) -> Result<BackendChoice, String> {
 }
 
 pub fn run(args: &ForwardArgs) -> Result<()> {
+    // No plan on stderr here: an input error is the one line a failed `forward` writes there.
+    args.kernels.install()?;
     let backend = args.backend;
     let model = Qwen3VlModel::load(
         &args.model,

@@ -16,6 +16,7 @@ use qwen3vl::pipeline::{
 };
 
 use super::forward::{parse_backend, parse_precision, parse_quantization};
+use super::kernel_args::KernelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -78,9 +79,12 @@ pub struct RunArgs {
     /// Quantize on load: none or w8a8.
     #[arg(long, default_value = "none", value_parser = parse_quantization)]
     pub quantize: Quantization,
+    #[command(flatten)]
+    pub kernels: KernelArgs,
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
+    args.kernels.install()?;
     let b = args.max_batch_size.max(1);
     let mut builder = Pipeline::builder()
         .model(&args.model)

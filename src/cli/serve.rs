@@ -8,6 +8,7 @@ use qwen3vl::pipeline::Truncation;
 use qwen3vl::service::{Server, Settings};
 
 use super::forward::{parse_backend, parse_precision, parse_quantization};
+use super::kernel_args::KernelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -157,6 +158,8 @@ pub struct ServeArgs {
     /// Quantize on load: none (default) or w8a8.
     #[arg(long, value_parser = parse_quantization)]
     pub quantize: Option<qwen3vl::engine::Quantization>,
+    #[command(flatten)]
+    pub kernels: KernelArgs,
 }
 
 fn parse_json_object(s: &str) -> Result<serde_json::Value, String> {
@@ -232,6 +235,7 @@ impl ServeArgs {
 }
 
 pub fn run(args: &ServeArgs) -> Result<()> {
+    args.kernels.install()?;
     let file = match &args.config {
         Some(path) => {
             let (s, note) = Settings::from_mindie_file(path).map_err(anyhow::Error::msg)?;

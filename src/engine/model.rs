@@ -8,6 +8,9 @@ use super::error::{EngineError, Result};
 use super::kernels::bf16::Precision;
 use super::kernels::linear::FastBackend;
 use super::kernels::pool::ThreadPool;
+use super::kernels::runtime::caps::CpuCaps;
+use super::kernels::runtime::env::PlanEnv;
+use super::kernels::runtime::plan::{self, KernelPlan, PlanRequest, Resolved};
 use super::kv_cache::KvCache;
 use super::loader::Loader;
 use super::position::{rope_index, PositionIds, VisionTokens};
@@ -19,28 +22,7 @@ mod step;
 
 pub use step::{StepInput, VisualFeatures};
 
-/// Which GEMM implementation the model's linears use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendChoice {
-    /// Our AMX kernel for bf16 weights where AMX tiles run, else our `vdpbf16ps` kernel where
-    /// that instruction is the fast unit, else oneDNN for weights large enough to benefit (when
-    /// the library is present, bf16 ones to the FMA kernel where that is faster), portable
-    /// otherwise.
-    Auto,
-    /// The portable pure-Rust path only.
-    Portable,
-    /// oneDNN for every weight; an error if oneDNN is not available.
-    OneDnn,
-    /// The FMA kernel (AVX-512 or AVX2 tiles) over bf16 panels for every bf16 weight (others as
-    /// `Auto`); an error where the CPU has neither.
-    Fma,
-    /// The AVX512-BF16 `vdpbf16ps` kernel for every bf16 weight (others as `Auto`); an error
-    /// where the CPU lacks AVX512_BF16.
-    Dot,
-    /// The AMX-BF16 tile kernel for every bf16 weight (others as `Auto`); an error where AMX
-    /// tiles cannot run.
-    Amx,
-}
+pub use super::kernels::runtime::plan::BackendChoice;
 
 /// Weight quantization applied while loading a float checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,6 +89,7 @@ pub struct Qwen3VlModel {
     text: TextDecoder,
     tokens: VisionTokens,
     pool: &'static ThreadPool,
+    plan: Resolved,
 }
 
 impl Qwen3VlModel {
@@ -114,35 +97,15 @@ impl Qwen3VlModel {
         let config = Qwen3VlConfig::from_model_dir(dir)?;
         let ckpt = std::sync::Arc::new(Checkpoint::open(dir)?);
         let quant = super::quant::QuantDescription::load(dir)?;
-        let backend = match opts.backend {
-            BackendChoice::Auto => super::kernels::auto_backend(),
-            BackendChoice::Fma => Some(super::kernels::fma_backend(0).ok_or_else(|| {
-                EngineError::Kernel("the bf16 FMA kernel needs AVX-512F or AVX2 + FMA".into())
-            })?),
-            BackendChoice::Dot => Some(super::kernels::dot_backend(0).ok_or_else(|| {
-                EngineError::Kernel(
-                    "the bf16 dot kernel needs AVX-512F + AVX512_BF16 (and QWEN3VL_ISA not below \
-                     avx512)"
-                        .into(),
-                )
-            })?),
-            BackendChoice::Amx => Some(super::kernels::amx_backend(0).ok_or_else(|| {
-                EngineError::Kernel(
-                    "the AMX kernel needs AMX-BF16 and the OS's tile permission (QWEN3VL_AMX=0 \
-                     and QWEN3VL_ISA below avx512 turn it off)"
-                        .into(),
-                )
-            })?),
-            BackendChoice::Portable => None,
-            BackendChoice::OneDnn => Some(super::kernels::onednn_backend(0).ok_or_else(|| {
-                EngineError::Kernel(format!(
-                    "oneDNN requested but unavailable: {}",
-                    super::kernels::onednn::OneDnn::get_or_reason()
-                        .err()
-                        .unwrap_or("unknown reason")
-                ))
-            })?),
+        // The model's linears follow its own plan (the process plan with this load's backend);
+        // every other kernel follows the plan in force when it runs.
+        let process = plan::process();
+        let request = PlanRequest {
+            backend: opts.backend,
+            threads: Some(process.plan.threads),
         };
+        let plan = KernelPlan::resolve(CpuCaps::detect(), &request, PlanEnv::process())?;
+        let backend = super::kernels::backend_for(&plan.plan);
         let loader = Loader {
             ckpt: &ckpt,
             precision: opts.precision,
@@ -165,6 +128,7 @@ impl Qwen3VlModel {
             text,
             tokens,
             pool: ThreadPool::global(),
+            plan,
         })
     }
 
@@ -174,6 +138,11 @@ impl Qwen3VlModel {
 
     pub fn backend_name(&self) -> String {
         self.text.backend_name()
+    }
+
+    /// The kernel plan the model was loaded with, with the reason for each choice.
+    pub fn plan(&self) -> &Resolved {
+        &self.plan
     }
 
     pub fn new_cache(&self) -> KvCache {

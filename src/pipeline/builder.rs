@@ -306,6 +306,7 @@ impl PipelineBuilder {
             model.num_layers(),
             model.backend_name()
         ));
+        say(&model.plan().summary());
         let eos = config_eos(&dir);
         let defaults = GenerationDefaults::from_model_dir(&dir, &eos)?;
         let s = self.schedule.clone();

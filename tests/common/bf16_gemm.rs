@@ -7,7 +7,8 @@ use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::gemm_bf16_fma::{self, Bf16Panels};
 use qwen3vl::engine::kernels::linear::{FastBackend, Linear, WeightStore};
 use qwen3vl::engine::kernels::pool::ThreadPool;
-use qwen3vl::engine::kernels::simd::{force_level, level, Level};
+use qwen3vl::engine::kernels::runtime::plan::KernelPlan;
+use qwen3vl::engine::kernels::simd::{level, Level};
 
 use super::{noise, reference};
 
@@ -52,12 +53,12 @@ pub fn avx2_tiles_give_the_avx512_bits(
         let p = panels(&w, n, k);
         let mut wide = vec![0f32; m * n];
         p.matmul(pool, &x, m, Some(&b), &mut wide).unwrap();
-        // Lowering the level is process-wide: tests running meanwhile take the AVX2 tiles too,
-        // which must not change their results either.
-        force_level(Some(Level::Avx2));
+        // An explicit plan at the AVX2 level, for this call only (its pool tasks included).
         let mut narrow = vec![f32::NAN; m * n];
-        let r = p.matmul(pool, &x, m, Some(&b), &mut narrow);
-        force_level(None);
+        let r = KernelPlan::at_level(Level::Avx2).run(|| {
+            assert_eq!(gemm_bf16_fma::tiles_name(), "AVX2");
+            p.matmul(pool, &x, m, Some(&b), &mut narrow)
+        });
         r.unwrap();
         assert_eq!(wide, narrow, "{m}x{k}x{n}: AVX2 tiles differ from AVX-512");
     }

@@ -12,89 +12,27 @@
 //! no oneDNN call may run on this thread in between: [`Tiles`] is neither `Send` nor shared).
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+
+use super::runtime::caps::CpuCaps;
 
 /// Rows of a tile, and words (bf16 pairs, or f32 columns) per tile row.
 pub const TILE: usize = 16;
 
-/// Whether the AMX-BF16 paths should run here: the tiles [`present`], the CPU has AMX-BF16, and
-/// the paths are selected (the dispatch level is AVX-512 — `QWEN3VL_ISA` lowers it —,
-/// `QWEN3VL_AMX=0` is not set and [`set_disabled`] did not turn them off).
+/// Whether AMX-BF16 tiles can run here: the CPU has them and Linux granted this process the
+/// tile data state ([`CpuCaps::amx_bf16`]). Whether they are used is the kernel plan's choice.
 pub fn available() -> bool {
-    present() && cpu_amx().bf16 && selected()
+    CpuCaps::detect().amx_bf16
 }
 
 /// [`available`] for AMX-INT8 (`tdpbusd`, u8 × s8 → i32).
 pub fn available_int8() -> bool {
-    present() && cpu_amx().int8 && selected()
+    CpuCaps::detect().amx_int8
 }
 
-/// The CPU has AMX-TILE and Linux granted this process the tile data state: what executing tile
-/// instructions rests on, whatever the selection (a kernel that chose AMX finishes on it even if
-/// another thread turns the paths off meanwhile).
+/// The CPU has AMX-TILE and Linux granted the tile data state: what executing tile
+/// instructions rests on.
 fn present() -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| cpu_amx().tile && request_permission())
-}
-
-fn selected() -> bool {
-    static ENV_OFF: OnceLock<bool> = OnceLock::new();
-    let env_off = *ENV_OFF.get_or_init(|| std::env::var("QWEN3VL_AMX").is_ok_and(|v| v == "0"));
-    !env_off
-        && !DISABLED.load(Ordering::Relaxed)
-        && super::simd::level() == super::simd::Level::Avx512
-}
-
-static DISABLED: AtomicBool = AtomicBool::new(false);
-
-/// Turn the AMX paths off (or back on) for the whole process, so tests can compare them with
-/// the AVX-512 paths on one machine. Kernels choose per call; a call already running finishes
-/// on the tiles.
-pub fn set_disabled(off: bool) {
-    DISABLED.store(off, Ordering::Relaxed);
-}
-
-#[derive(Clone, Copy)]
-struct AmxFeatures {
-    tile: bool,
-    bf16: bool,
-    int8: bool,
-}
-
-/// CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE, bit 25 AMX-INT8. Read once: CPUID
-/// serialises the core and, in a VM, exits to the hypervisor (a per-block CPUID cut the AMX
-/// GEMM to a quarter of its speed).
-fn cpu_amx() -> AmxFeatures {
-    static F: OnceLock<AmxFeatures> = OnceLock::new();
-    *F.get_or_init(read_cpuid)
-}
-
-fn read_cpuid() -> AmxFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::__cpuid_count;
-        // Leaf 7 only where the leaf-0 maximum says it exists.
-        let edx = if __cpuid_count(0, 0).eax >= 7 {
-            __cpuid_count(7, 0).edx
-        } else {
-            0
-        };
-        let tile = edx & (1 << 24) != 0;
-        AmxFeatures {
-            tile,
-            bf16: tile && edx & (1 << 22) != 0,
-            int8: tile && edx & (1 << 25) != 0,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        AmxFeatures {
-            tile: false,
-            bf16: false,
-            int8: false,
-        }
-    }
+    CpuCaps::detect().amx_tiles
 }
 
 /// Asks Linux for permission to use AMX tile data in this process (no-op elsewhere); true when
@@ -128,8 +66,8 @@ pub struct Tiles {
 struct TileConfig([u8; 64]);
 
 impl Tiles {
-    /// Configure the tiles, or `None` where the CPU or the OS has none (this ignores the
-    /// selection of [`available`]: callers decide that).
+    /// Configure the tiles, or `None` where the CPU or the OS has none (whether to use them is
+    /// the caller's choice).
     ///
     /// Panics if this thread already holds a `Tiles`: the inner configuration and release would
     /// silently clobber the outer one's accumulators (a pool call run inline inside a tile
@@ -231,8 +169,8 @@ impl Tiles {
     ) {
         // The instruction the accumulator type selects must exist here (`self` only proves
         // that the tiles do).
-        let cpu = cpu_amx();
-        assert!(if C::INT8 { cpu.int8 } else { cpu.bf16 });
+        let cpu = CpuCaps::detect();
+        assert!(if C::INT8 { cpu.amx_int8 } else { cpu.amx_bf16 });
         assert!(a.tiles > 0 && b.tiles > 0 && ktiles > 0);
         assert!(a.words.len() >= a.layout.extent(a.tiles, ktiles));
         assert!(b.words.len() >= b.layout.extent(b.tiles, ktiles));

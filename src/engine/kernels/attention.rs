@@ -59,20 +59,29 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel for precision `p` on this CPU.
+    /// The kernel the plan in force picks for precision `p` (the bf16 ones only in bf16 mode).
     pub fn best(p: Precision) -> Kernel {
-        [Kernel::Bf16Amx, Kernel::Bf16Dot]
-            .into_iter()
-            .find(|k| k.runs(p))
-            .unwrap_or(Kernel::F32)
+        match super::runtime::plan::active().attention {
+            k if k.runs(p) => k,
+            _ => Kernel::F32,
+        }
     }
 
-    /// Whether this kernel can run here for precision `p` (the bf16 ones need bf16 mode).
+    /// Whether this kernel can run on this CPU for precision `p` (the bf16 ones need bf16 mode).
     pub fn runs(self, p: Precision) -> bool {
         match self {
             Kernel::F32 => true,
             Kernel::Bf16Dot => p == Precision::Bf16 && words::available(),
             Kernel::Bf16Amx => p == Precision::Bf16 && words::available() && amx::available(),
+        }
+    }
+
+    /// The name `qwen3vl env` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::F32 => "f32",
+            Kernel::Bf16Dot => "bf16-dot",
+            Kernel::Bf16Amx => "bf16-amx",
         }
     }
 }

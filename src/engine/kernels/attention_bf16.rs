@@ -16,26 +16,15 @@ pub const TILE_COLS: usize = 64;
 pub const TILE_ROWS: usize = 6;
 const LANES: usize = 16;
 
-/// Whether the tiles can run: AVX512F + AVX512_BF16 present and the dispatch level not lowered
-/// (`QWEN3VL_ISA=avx2|base` or [`super::simd::force_level`] select the f32 path).
+/// Whether the tiles can run: AVX512F + AVX512_BF16 present. The kernel plan decides whether
+/// they do ([`super::attention::Kernel::best`]).
 pub fn available() -> bool {
-    cpu_has_them() && super::simd::level() == super::simd::Level::Avx512
+    cpu_has_them()
 }
 
-/// The CPU has AVX512F + AVX512_BF16 (what the tiles' safety rests on, whatever the level).
+/// The CPU has AVX512F + AVX512_BF16 (what the tiles' safety rests on).
 pub(crate) fn cpu_has_them() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static CPU: OnceLock<bool> = OnceLock::new();
-        *CPU.get_or_init(|| {
-            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::runtime::caps::CpuCaps::detect().avx512_bf16
 }
 
 /// Two values as one word: `lo` in the low half (the even reduction index).
@@ -289,17 +278,21 @@ mod tests {
     /// offset, padding zero), whatever the dispatch level of their vectorised parts.
     #[test]
     fn packers_equal_the_definition() {
-        use crate::engine::kernels::simd::{force_level, Level};
+        use crate::engine::kernels::runtime::plan::{active, KernelPlan};
+        use crate::engine::kernels::simd::Level;
         let (stride, col0) = (83usize, 5usize);
         let src: Vec<f32> = (0..stride * 75)
             .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * 0.0137)
             .collect();
         for (rows, cols) in [(64usize, 75usize), (7, 33), (1, 1), (16, 16), (75, 64)] {
             for level in [None, Some(Level::Avx2), Some(Level::Base)] {
-                force_level(level);
-                let by_rows = PackedRight::rows_as_reduction(&src, stride, col0, rows, cols, 1);
-                let by_cols = PackedRight::columns_as_reduction(&src, stride, col0, rows, cols, 16);
-                force_level(None);
+                let (by_rows, by_cols) =
+                    level.map_or_else(active, KernelPlan::at_level).run(|| {
+                        (
+                            PackedRight::rows_as_reduction(&src, stride, col0, rows, cols, 1),
+                            PackedRight::columns_as_reduction(&src, stride, col0, rows, cols, 16),
+                        )
+                    });
                 for (p, m) in [(&by_rows, 0), (&by_cols, 1)] {
                     let at = |r: usize, c: usize| {
                         if r >= rows {

@@ -40,19 +40,9 @@ const INPUT_BYTES: usize = 1 << 20;
 /// Tasks per compute thread at least, where the weight has enough tiles (balance).
 const TASKS_PER_THREAD: usize = 2;
 
-/// Whether the kernel can run here ([`amx::available`]).
+/// Whether the kernel can run here ([`amx::available`]); the kernel plan decides whether it does.
 pub fn available() -> bool {
     amx::available()
-}
-
-/// Whether automatic selection should give bf16 weights to this kernel: it runs, and
-/// `QWEN3VL_BF16_GEMM` does not ask for `onednn` or `fma`.
-pub fn preferred() -> bool {
-    available()
-        && !matches!(
-            std::env::var("QWEN3VL_BF16_GEMM").as_deref(),
-            Ok("onednn") | Ok("fma")
-        )
 }
 
 /// A bf16 weight [n, k] as AMX tiles: tile (t, j) holds output channels 16t.. and reductions

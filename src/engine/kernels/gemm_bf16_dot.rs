@@ -45,10 +45,10 @@ const MAX_MR: usize = 6;
 /// Tasks per compute thread (dynamic claiming balances cores that other processes slow down).
 const TASKS_PER_THREAD: usize = 4;
 
-/// Whether the kernel should be chosen here: AVX512F + AVX512_BF16 and the dispatch level not
-/// lowered (`QWEN3VL_ISA=avx2|base`).
+/// Whether the kernel can run here: AVX512F + AVX512_BF16. The kernel plan decides whether it
+/// does.
 pub fn available() -> bool {
-    cpu_has_them() && super::simd::level() == super::simd::Level::Avx512
+    cpu_has_them()
 }
 
 /// A bf16 weight [n, k] packed into 32-channel chunks of word pairs.
@@ -430,19 +430,4 @@ mod imp {
         // SAFETY: as for `start`; a bias holds at least `cols` values.
         unsafe { chunk_acc::finish(&acc, t.y, t.ldy, t.cols, t.bias, t.epilogue) };
     }
-}
-
-/// Whether this kernel should take bf16 weights: it can run, no AMX (ours or oneDNN's) is in
-/// use, and `vdpbf16ps` is not the slow unit (see [`super::gemm_bf16_fma::dot_is_slow`]).
-/// `QWEN3VL_BF16_GEMM=dot|onednn|fma` overrides.
-pub fn preferred(onednn_has_amx: bool) -> bool {
-    if !available() {
-        return false;
-    }
-    match std::env::var("QWEN3VL_BF16_GEMM").as_deref() {
-        Ok("dot") => return true,
-        Ok("onednn" | "fma") => return false,
-        _ => {}
-    }
-    !onednn_has_amx && !super::gemm_bf16_fma::dot_is_slow()
 }

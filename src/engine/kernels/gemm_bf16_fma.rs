@@ -5,9 +5,12 @@
 //! Why it exists: on CPUs without AMX, oneDNN's bf16 matmul runs on `vdpbf16ps`, and on some of
 //! them that instruction is far slower than plain FMA (measured on this project's Xeon VM:
 //! 86 GFLOP/s per core for `vdpbf16ps` against 350 for `vfmadd231ps`). There an f32 FMA kernel
-//! over bf16 panels does prefill and the vision tower ~3× faster. [`preferred`] measures both
-//! instruction rates once and decides; AMX machines keep oneDNN. On AVX2-only CPUs oneDNN has no
+//! over bf16 panels does prefill and the vision tower faster (A/B against oneDNN on that VM:
+//! prefill 66.7 vs 49 tok/s, vision 3.4 vs 4.4 s). The kernel plan takes it where [`CpuCaps`] measures
+//! `vdpbf16ps` below 3/4 of the FMA rate and there is no AMX. On AVX2-only CPUs oneDNN has no
 //! bf16 matmul but its reference one, so this kernel is the bf16 path there.
+//!
+//! [`CpuCaps`]: super::runtime::caps::CpuCaps
 //!
 //! Numerics: in bf16 mode both operands are bf16 values (the input is rounded to bf16 first, as
 //! oneDNN does); a product of two bf16 values is exact in f32 and sums are f32, i.e. PyTorch's
@@ -54,35 +57,19 @@ enum Isa {
     Avx2,
 }
 
-/// The best tiles this CPU runs at the current dispatch level ([`super::simd::level`]). The AVX2
-/// tiles also need F16C (for f16 panels; every AVX2 CPU has it).
+/// The tiles of the plan's dispatch level ([`super::simd::level`]), where this CPU has them. The
+/// AVX2 tiles also need F16C (for f16 panels; every AVX2 CPU has it).
 fn isa() -> Option<Isa> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use super::simd::{level, Level};
-        use std::sync::OnceLock;
-        static CPU: OnceLock<(bool, bool)> = OnceLock::new();
-        let (avx512, avx2) = *CPU.get_or_init(|| {
-            (
-                is_x86_feature_detected!("avx512f"),
-                is_x86_feature_detected!("avx2")
-                    && is_x86_feature_detected!("fma")
-                    && is_x86_feature_detected!("f16c"),
-            )
-        });
-        match level() {
-            Level::Avx512 if avx512 => Some(Isa::Avx512),
-            Level::Avx512 | Level::Avx2 if avx2 => Some(Isa::Avx2),
-            _ => None,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        None
+    use super::simd::{level, Level};
+    let caps = super::runtime::caps::CpuCaps::detect();
+    match level() {
+        Level::Avx512 if caps.avx512f => Some(Isa::Avx512),
+        Level::Avx512 | Level::Avx2 if caps.avx2_fma_f16c => Some(Isa::Avx2),
+        _ => None,
     }
 }
 
-/// "AVX-512" or "AVX2": the tiles [`Bf16Panels::matmul`] uses at the current level.
+/// "AVX-512" or "AVX2": the tiles [`Bf16Panels::matmul`] uses under the plan in force.
 pub fn tiles_name() -> &'static str {
     match isa() {
         Some(Isa::Avx512) => "AVX-512",
@@ -91,10 +78,11 @@ pub fn tiles_name() -> &'static str {
     }
 }
 
-/// Whether the kernel can run here: AVX-512F or AVX2 + FMA, and the dispatch level not lowered
-/// to the baseline.
+/// Whether the kernel can run on this CPU: AVX-512F or AVX2 + FMA + F16C. It runs under plans
+/// whose dispatch level is not the baseline.
 pub fn available() -> bool {
-    isa().is_some()
+    let caps = super::runtime::caps::CpuCaps::detect();
+    caps.avx512f || caps.avx2_fma_f16c
 }
 
 /// The 16-bit format of the packed weights (and of the rounded input).
@@ -511,100 +499,4 @@ mod imp {
             )
         };
     }
-
-    const RATE_ITERS: usize = 20_000;
-
-    /// Seconds for RATE_ITERS × 8 independent `vfmadd231ps`.
-    ///
-    /// # Safety
-    /// AVX-512F must be present.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn time_fma() -> f64 {
-        let x = _mm512_set1_ps(std::hint::black_box(0.999));
-        let y = _mm512_set1_ps(std::hint::black_box(1e-3));
-        let mut c = [_mm512_setzero_ps(); 8];
-        let t = std::time::Instant::now();
-        for _ in 0..RATE_ITERS {
-            for ci in c.iter_mut() {
-                *ci = _mm512_fmadd_ps(*ci, x, y);
-            }
-        }
-        std::hint::black_box(c.iter().map(|v| _mm512_reduce_add_ps(*v)).sum::<f32>());
-        t.elapsed().as_secs_f64()
-    }
-
-    /// Seconds for RATE_ITERS × 8 independent `vdpbf16ps`.
-    ///
-    /// # Safety
-    /// AVX-512F and AVX512-BF16 must be present.
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn time_dot() -> f64 {
-        let bits = _mm512_set1_epi32(std::hint::black_box(0x3f00_3e80));
-        // SAFETY: __m512i and __m512bh are both 64 plain bytes.
-        let x: __m512bh = unsafe { std::mem::transmute::<__m512i, __m512bh>(bits) };
-        let mut c = [_mm512_setzero_ps(); 8];
-        let t = std::time::Instant::now();
-        for _ in 0..RATE_ITERS {
-            for ci in c.iter_mut() {
-                *ci = _mm512_dpbf16_ps(*ci, x, x);
-            }
-        }
-        std::hint::black_box(c.iter().map(|v| _mm512_reduce_add_ps(*v)).sum::<f32>());
-        t.elapsed().as_secs_f64()
-    }
-
-    /// FLOP/s of `vfmadd231ps` and of `vdpbf16ps` on one core (best of three short runs).
-    ///
-    /// # Safety
-    /// AVX-512F and AVX512-BF16 must be present.
-    pub unsafe fn instruction_rates() -> (f64, f64) {
-        let (mut fma, mut dot) = (f64::INFINITY, f64::INFINITY);
-        for _ in 0..3 {
-            // SAFETY: the caller guarantees both features.
-            unsafe {
-                fma = fma.min(time_fma());
-                dot = dot.min(time_dot());
-            }
-        }
-        let ops = (RATE_ITERS * 8) as f64;
-        (ops * 32.0 / fma, ops * 64.0 / dot)
-    }
-}
-
-/// Whether this kernel should take bf16 weights from oneDNN: it can run, and either oneDNN has no
-/// bf16 matmul here (absent, or its ISA capped below AVX-512, e.g. `DNNL_MAX_CPU_ISA=AVX2`: the
-/// alternative is the portable path) or oneDNN has no AMX and the CPU's bf16 dot product is slower
-/// than f32 FMA (per FLOP, below 3/4 of it). Measured once per process;
-/// `QWEN3VL_BF16_GEMM=fma|onednn` overrides.
-pub fn preferred(onednn_has_amx: bool, onednn_runs_bf16: bool) -> bool {
-    if !available() {
-        return false;
-    }
-    match std::env::var("QWEN3VL_BF16_GEMM").as_deref() {
-        Ok("fma") => return true,
-        Ok("onednn") => return false,
-        _ => {}
-    }
-    !onednn_runs_bf16 || (!onednn_has_amx && dot_is_slow())
-}
-
-/// `vdpbf16ps` below 3/4 of the FMA FLOP rate (or absent), measured once.
-pub fn dot_is_slow() -> bool {
-    use std::sync::OnceLock;
-    static SLOW: OnceLock<bool> = OnceLock::new();
-    *SLOW.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")) {
-                return true;
-            }
-            // SAFETY: both features were detected just above.
-            let (fma, dot) = unsafe { imp::instruction_rates() };
-            dot < 0.75 * fma
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            true
-        }
-    })
 }

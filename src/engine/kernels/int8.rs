@@ -23,6 +23,7 @@ pub use super::int8_quant::{quantize_activations, quantize_row};
 use super::int8_vnni;
 use super::ops::{RawRows, SyncSlice};
 use super::pool::ThreadPool;
+use super::runtime::plan::Int8Gemm;
 use super::simd::multiversion;
 use crate::engine::error::{EngineError, Result};
 
@@ -250,12 +251,10 @@ impl Int8Linear {
     pub fn describe(&self) -> String {
         let isa = match &self.w.onednn {
             Some(d) => format!("oneDNN {}", d.impl_name(128)),
-            None if int8_amx::available() && int8_vnni::available() => {
-                "amx-int8 / avx512-vnni".into()
-            }
-            None if int8_vnni::available() => "avx512-vnni".into(),
-            None if int8_avx2::available() => "avx2".into(),
-            None => "portable".into(),
+            None => match super::runtime::plan::active().int8_gemm {
+                Int8Gemm::Amx => "amx-int8 / avx512-vnni".into(),
+                tier => tier.name().into(),
+            },
         };
         let a = match self.act {
             ActQuant::Dynamic => "per-token",
@@ -355,12 +354,17 @@ impl Int8Linear {
                 .map(|(l, y)| SyncSlice(y.as_mut_ptr(), m * l.w.n))
                 .collect();
             let panel_layers = layers.iter().any(|l| l.w.onednn.is_none());
-            // AMX-INT8 tiles where they run (same sums as VNNI, see `int8_amx`).
-            let use_amx = panel_layers && m >= int8_amx::MIN_ROWS && int8_amx::available();
+            // The plan's tiles (it only names tiers this CPU has; the checks keep that local).
+            let tier = super::runtime::plan::active().int8_gemm;
+            let vnni = tier >= Int8Gemm::Vnni && int8_vnni::available();
+            // AMX-INT8 tiles for 2+ rows (same sums as VNNI, see `int8_amx`).
+            let use_amx = panel_layers
+                && tier == Int8Gemm::Amx
+                && m >= int8_amx::MIN_ROWS
+                && int8_amx::available();
             let amx = use_amx.then(|| int8_amx::pack_rows(xu, m, kp, xa));
             // The group-major copy only serves panel layers (oneDNN reads `xu` itself).
-            let use_tall =
-                !use_amx && panel_layers && TALL_M.contains(&m) && int8_vnni::available();
+            let use_tall = !use_amx && panel_layers && TALL_M.contains(&m) && vnni;
             if use_tall {
                 xt.clear();
                 xt.resize(m * kp, 0);
@@ -372,7 +376,8 @@ impl Int8Linear {
             }
             let tall = use_tall.then_some(&xt[..]);
             // The AVX2 tiles multiply i16: widen the activations once for every strip.
-            let use_wide = panel_layers && !int8_vnni::available() && int8_avx2::available();
+            let use_wide =
+                panel_layers && tier == Int8Gemm::Avx2 && !vnni && int8_avx2::available();
             if use_wide {
                 xw.clear();
                 xw.extend(xu.iter().map(|&v| v as i16));
@@ -396,6 +401,7 @@ impl Int8Linear {
                     None => {
                         let inputs = StripInputs {
                             xu,
+                            vnni,
                             tall,
                             wide,
                             amx,
@@ -439,6 +445,7 @@ impl Int8Linear {
     fn strip(&self, s: usize, inputs: StripInputs, row_scale: &[f32], m: usize, out: &SyncSlice) {
         let StripInputs {
             xu,
+            vnni,
             tall,
             wide,
             amx,
@@ -469,7 +476,6 @@ impl Int8Linear {
         }
         let b = &self.w.packed[p0 * panel_bytes..(p0 + np) * panel_bytes];
         let mut acc = [0i32; int8_vnni::TALL_ROWS * PANEL * STRIP_PANELS];
-        let vnni = int8_vnni::available();
         if let (true, Some(at)) = (vnni, tall) {
             // 7..=16 rows (batched decode): one pass over the weights for all rows.
             for p in 0..np {
@@ -514,6 +520,8 @@ impl Int8Linear {
 #[derive(Clone, Copy)]
 struct StripInputs<'a> {
     xu: &'a [u8],
+    /// The VNNI tiles run (else AVX2 with `wide`, else portable).
+    vnni: bool,
     tall: Option<&'a [u8]>,
     wide: Option<&'a [i16]>,
     amx: Option<int8_amx::RowTiles<'a>>,

@@ -22,7 +22,8 @@ pub const SLACK_BYTES: usize = 1024;
 /// below this the VNNI tiles stream the weights as fast (see [`super::int8`]'s strip).
 pub const MIN_ROWS: usize = 2;
 
-/// Whether AMX-INT8 tiles run here ([`amx::available_int8`]).
+/// Whether AMX-INT8 tiles can run here ([`amx::available_int8`]); the kernel plan decides
+/// whether they do.
 pub fn available() -> bool {
     amx::available_int8()
 }

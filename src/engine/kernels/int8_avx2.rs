@@ -10,24 +10,10 @@
 
 use super::int8::{PANEL, STRIP_PANELS, TILE_ROWS};
 
-/// Whether the AVX2 tiles can run: AVX2 present and the dispatch level not lowered to the
-/// baseline (`QWEN3VL_ISA=base` or [`super::simd::force_level`]).
+/// Whether the AVX2 tiles can run: AVX2 present. The kernel plan's
+/// [`Int8Gemm`](super::runtime::plan::Int8Gemm) decides whether they do.
 pub fn available() -> bool {
-    cpu_has_it() && super::simd::level() >= super::simd::Level::Avx2
-}
-
-/// The CPU has AVX2 (what the tiles' safety rests on, whatever the level).
-fn cpu_has_it() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static CPU: OnceLock<bool> = OnceLock::new();
-        *CPU.get_or_init(|| is_x86_feature_detected!("avx2"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::runtime::caps::CpuCaps::detect().avx2
 }
 
 /// acc[i·64 + c] = Σ_k a[i·kp + k] · w[c][k] for `rows` ≤ 6 rows and `np` ≤ 4 panels, with `a`
@@ -42,7 +28,7 @@ pub fn tile(
     acc: &mut [i32; TILE_ROWS * PANEL * STRIP_PANELS],
 ) {
     // The CPU check, not the level: another thread may lower the level after the caller chose.
-    assert!(cpu_has_it(), "AVX2 int8 tile called on a CPU without AVX2");
+    assert!(available(), "AVX2 int8 tile called on a CPU without AVX2");
     assert!((1..=TILE_ROWS).contains(&rows) && (1..=STRIP_PANELS).contains(&np));
     assert!(a.len() >= rows * kp && kp >= groups * 4);
     assert!(b.len() >= np * groups * PANEL * 4);

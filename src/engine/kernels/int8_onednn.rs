@@ -1,7 +1,8 @@
 //! W8A8 weights held by oneDNN's int8 matmul (`u8 × s8 → s32`) instead of our VNNI panels: the
 //! AMX-INT8 tier. On a CPU with AMX, oneDNN runs `tdpbusd` tiles (≈6 TOPS on 2 cores per the
 //! spec's measurements, against ≈1 TOPS for AVX512-VNNI); elsewhere it runs its own VNNI kernels.
-//! Opt-in (`QWEN3VL_INT8=onednn`): see [`default_engine`] for the measured trade.
+//! Opt-in (`QWEN3VL_INT8=onednn`, read by the kernel plan): see [`default_engine`] for the
+//! measured trade.
 //!
 //! The source is the same `q + 128` bytes the panels take and the result is the exact int32 sum
 //! (AMX and VNNI accumulate u8·s8 products in int32 without saturation), so the epilogue —
@@ -26,33 +27,20 @@ pub enum Int8Engine {
     OneDnn,
 }
 
-/// The engine new W8A8 weights get: the panels, unless `QWEN3VL_INT8=onednn` asks for oneDNN
-/// (honoured only where it is loaded and the CPU has AVX512-VNNI or AMX, so the integer sums stay
-/// exact). Measured on an AMX machine (oneDNN 2.6, 2B W8A8, 2 threads): oneDNN's AMX tiles
-/// prefill 1.36× faster than the panels (352 vs 258 tok/s) but decode one sequence 1.46× slower
-/// (11.8 vs 17.2 tok/s) and 16 streams level (131 vs 128); decode dominates a served request,
-/// so the panels are the default there too and oneDNN is the prefill-heavy choice.
+/// The engine new W8A8 weights get: the plan in force's `int8_weights`. The panels unless
+/// `QWEN3VL_INT8=onednn` asks for oneDNN (honoured only where it is loaded and the CPU has
+/// AVX512-VNNI or AMX, so the integer sums stay exact). Measured on an AMX machine (oneDNN 2.6,
+/// 2B W8A8, 2 threads): oneDNN's AMX tiles prefill 1.36× faster than the panels (352 vs 258
+/// tok/s) but decode one sequence 1.46× slower (11.8 vs 17.2 tok/s) and 16 streams level (131
+/// vs 128); decode dominates a served request, so the panels are the default there too and
+/// oneDNN is the prefill-heavy choice.
 pub fn default_engine() -> Int8Engine {
-    use std::sync::OnceLock;
-    static E: OnceLock<Int8Engine> = OnceLock::new();
-    *E.get_or_init(|| match std::env::var("QWEN3VL_INT8").as_deref() {
-        Ok("onednn") if exact_here() => Int8Engine::OneDnn,
-        _ => Int8Engine::Panels,
-    })
+    super::runtime::plan::active().int8_weights
 }
 
 /// Whether oneDNN is loaded and its int8 sums are exact on this CPU (AMX or AVX512-VNNI).
 pub fn exact_here() -> bool {
-    let vnni = {
-        #[cfg(target_arch = "x86_64")]
-        {
-            is_x86_feature_detected!("avx512vnni")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    };
+    let vnni = super::runtime::caps::CpuCaps::detect().avx512_vnni;
     OneDnn::get().is_some_and(|d| d.has_amx() || vnni)
 }
 

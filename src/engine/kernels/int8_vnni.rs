@@ -5,28 +5,15 @@
 
 use super::int8::{PANEL, STRIP_PANELS, TILE_ROWS};
 
-/// Whether the VNNI tiles can run: AVX512-VNNI present and the dispatch level not lowered
-/// (`QWEN3VL_ISA=avx2|base` or [`super::simd::force_level`] select the portable path).
+/// Whether the VNNI tiles can run: AVX512F/BW/VNNI present. The kernel plan's
+/// [`Int8Gemm`](super::runtime::plan::Int8Gemm) decides whether they do.
 pub fn available() -> bool {
-    cpu_has_them() && super::simd::level() == super::simd::Level::Avx512
+    cpu_has_them()
 }
 
-/// The CPU has AVX512F/BW/VNNI (what the tiles' safety rests on, whatever the level).
+/// The CPU has AVX512F/BW/VNNI (what the tiles' safety rests on).
 fn cpu_has_them() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static CPU: OnceLock<bool> = OnceLock::new();
-        *CPU.get_or_init(|| {
-            is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vnni")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::runtime::caps::CpuCaps::detect().avx512_vnni
 }
 
 /// Groups ahead that [`tile`] prefetches when asked to (one 64-byte line per panel per group):

@@ -27,7 +27,8 @@ pub fn release_range(map: &Mmap, start: usize, end: usize) {
 /// Asks Linux to back `[ptr, ptr + len)` with transparent huge pages (where THP is in `madvise`
 /// mode, the common default). Call it before the buffer is first written. Decode streams every
 /// weight once per token; with 4 KiB pages one core reads ≈ 17 GB/s here, with 2 MiB pages ≈ 32.
-/// A no-op elsewhere, when the kernel refuses, or with `QWEN3VL_NO_HUGEPAGES` set.
+/// A no-op elsewhere, when the kernel refuses, or where the kernel plan says no (its `huge_pages`,
+/// off with `QWEN3VL_NO_HUGEPAGES` set).
 pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
     #[cfg(target_os = "linux")]
     {
@@ -36,7 +37,7 @@ pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
         extern "C" {
             fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
         }
-        if std::env::var_os("QWEN3VL_NO_HUGEPAGES").is_some() {
+        if !super::runtime::plan::active().huge_pages {
             return;
         }
         // Only whole 2 MiB ranges inside the buffer can become huge pages.

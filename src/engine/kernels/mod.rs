@@ -27,43 +27,48 @@ pub mod ops;
 pub mod paged_attention;
 pub mod paged_attention_avx512;
 pub mod pool;
+pub mod runtime;
 pub mod simd;
 pub mod softmax_avx512;
 
 use crate::engine::error::{EngineError, Result};
 use linear::{FastBackend, FastMatmul, WeightStore};
 use onednn::{OneDnn, PackedWeight, Source, WeightData};
+pub use runtime::plan::AUTO_MIN_ELEMENTS;
+use runtime::plan::{Bf16Gemm, F16Gemm, F32Gemm, KernelPlan, OneDnnFacts};
 
-/// Weights smaller than this (elements) stay on the portable path under automatic selection:
-/// oneDNN's per-call cost (primitive lookup, OpenMP region) dominates on tiny matrices.
-pub const AUTO_MIN_ELEMENTS: usize = 1 << 18;
-
-/// The backend of automatic selection: oneDNN where present for weights of at least
-/// [`AUTO_MIN_ELEMENTS`], with bf16 weights going to our own kernels instead where they are the
-/// faster ones on this CPU: [`gemm_amx`] wherever AMX tiles run (twice oneDNN 2.6's rate on
-/// the vision and prefill shapes), else [`gemm_bf16_dot`] where `vdpbf16ps` is the fast unit,
-/// else [`gemm_bf16_fma`] where that kernel wins (a slow `vdpbf16ps`, or no oneDNN bf16 matmul
-/// at all; see [`gemm_bf16_fma::preferred`]). f16 weights go to [`gemm_bf16_fma`]'s f16 panels
-/// wherever that kernel runs (oneDNN has no fast f16 matmul without AVX512-FP16 / AMX-FP16, and
-/// our bf16-only units cannot take f16).
-pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
-    let dnn = onednn_backend(AUTO_MIN_ELEMENTS);
-    let amx = OneDnn::get().is_some_and(|d| d.has_amx());
-    let ours = if gemm_amx::preferred() {
-        Some(PanelKernel::Amx)
-    } else if gemm_bf16_dot::preferred(amx) {
-        Some(PanelKernel::Dot)
-    } else {
-        gemm_bf16_fma::preferred(amx, onednn_runs_bf16()).then_some(PanelKernel::Fma)
+/// The GEMM backend `plan` describes: its bf16 kernel ([`gemm_amx`], [`gemm_bf16_dot`],
+/// [`gemm_bf16_fma`], oneDNN or none), f16 weights on [`gemm_bf16_fma`]'s f16 panels where the
+/// plan says so, f32 (and declined bf16) weights on oneDNN where it is loaded; weights below the
+/// plan's `gemm_min_elements` stay portable. `None`: everything portable.
+pub fn backend_for(plan: &KernelPlan) -> Option<Box<dyn FastBackend>> {
+    let kernel = match plan.bf16_gemm {
+        Bf16Gemm::Amx => Some(PanelKernel::Amx),
+        Bf16Gemm::Dot => Some(PanelKernel::Dot),
+        Bf16Gemm::Fma => Some(PanelKernel::Fma),
+        Bf16Gemm::OneDnn | Bf16Gemm::Portable => None,
     };
-    if ours.is_none() && !gemm_bf16_fma::available() {
+    let f16 = plan.f16_gemm == F16Gemm::Fma;
+    let wants_dnn = plan.f32_gemm == F32Gemm::OneDnn || plan.bf16_gemm == Bf16Gemm::OneDnn;
+    let dnn = if wants_dnn {
+        onednn_backend(plan.gemm_min_elements)
+    } else {
+        None
+    };
+    if kernel.is_none() && !f16 {
         return dnn;
     }
     Some(Box::new(Bf16PanelBackend {
-        kernel: ours,
+        kernel,
+        f16,
         fallback: dnn,
-        min_elements: AUTO_MIN_ELEMENTS,
+        min_elements: plan.gemm_min_elements,
     }))
+}
+
+/// [`backend_for`] the plan in force ([`runtime::plan::active`]).
+pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
+    backend_for(&runtime::plan::active())
 }
 
 /// [`gemm_bf16_fma`] for every bf16 weight of at least `min_elements` (f32 weights go to oneDNN
@@ -88,6 +93,7 @@ fn panel_backend(kernel: PanelKernel, min_elements: usize) -> Option<Box<dyn Fas
     kernel.available().then(|| {
         Box::new(Bf16PanelBackend {
             kernel: Some(kernel),
+            f16: gemm_bf16_fma::available(),
             fallback: onednn_backend(min_elements),
             min_elements,
         }) as Box<dyn FastBackend>
@@ -140,9 +146,10 @@ impl PanelKernel {
 }
 
 /// bf16 weights to one of our [`PanelKernel`]s (when `kernel` is set), f16 weights to the FMA
-/// panels in f16 format; everything else to `fallback`.
+/// panels in f16 format (when `f16` is set); everything else to `fallback`.
 struct Bf16PanelBackend {
     kernel: Option<PanelKernel>,
+    f16: bool,
     fallback: Option<Box<dyn FastBackend>>,
     min_elements: usize,
 }
@@ -155,7 +162,9 @@ impl Bf16PanelBackend {
         }
         match w {
             WeightStore::Bf16(_) => self.kernel.filter(|k| k.available()),
-            WeightStore::F16(_) => gemm_bf16_fma::available().then_some(PanelKernel::Fma),
+            WeightStore::F16(_) => {
+                (self.f16 && gemm_bf16_fma::available()).then_some(PanelKernel::Fma)
+            }
             WeightStore::F32(_) => None,
         }
     }
@@ -204,10 +213,12 @@ impl FastBackend for Bf16PanelBackend {
             Some(PanelKernel::Amx) => "bf16 AMX tiles + ",
             None => "",
         };
-        let ours = format!("{bf16}f16 FMA panels");
+        let f16 = if self.f16 { "f16 FMA panels" } else { "" };
+        let ours = format!("{bf16}{f16}");
+        let ours = ours.trim_end_matches(" + ");
         match &self.fallback {
             Some(be) => format!("{ours} + {}", be.name()),
-            None => ours,
+            None => ours.to_string(),
         }
     }
 }
@@ -271,7 +282,6 @@ impl FastMatmul for AmxMatmul {
 
 /// The oneDNN backend when the library is present; `min_elements` keeps smaller weights portable.
 pub fn onednn_backend(min_elements: usize) -> Option<Box<dyn FastBackend>> {
-    configure_openmp();
     OneDnn::get().map(|dnn| Box::new(OneDnnBackend { dnn, min_elements }) as Box<dyn FastBackend>)
 }
 
@@ -286,36 +296,46 @@ pub fn onednn_row_invariant() -> bool {
     OneDnn::get().is_some_and(|d| d.has_avx512_bf16() && !d.has_amx())
 }
 
-/// Whether oneDNN has a non-reference bf16 matmul on this CPU (none on AVX2-only CPUs, where the
-/// oneDNN backend leaves bf16 weights to the FMA kernel or the portable path).
+/// Whether oneDNN is present and has a non-reference bf16 matmul on this CPU (none on AVX2-only
+/// CPUs, where the oneDNN backend leaves bf16 weights to the FMA kernel or the portable path).
 pub fn onednn_runs_bf16() -> bool {
+    OneDnn::get().is_some_and(runs_bf16)
+}
+
+/// Whether `dnn` packs a bf16 weight without falling back to its reference kernels (tried once).
+fn runs_bf16(dnn: &'static OneDnn) -> bool {
     static RUNS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *RUNS.get_or_init(|| {
-        OneDnn::get().is_some_and(|d| {
-            let w = vec![half::bf16::ZERO; 64 * 64];
-            PackedWeight::new(d, WeightData::Bf16(&w), 64, 64).is_ok()
-        })
+        let w = vec![half::bf16::ZERO; 64 * 64];
+        PackedWeight::new(dnn, WeightData::Bf16(&w), 64, 64).is_ok()
+    })
+}
+
+/// Loads oneDNN for the kernel plan (once per process; see [`OneDnn::load_once`]) and tells the
+/// plan what it can do.
+pub(crate) fn load_onednn(
+    threads: usize,
+    lib: Option<&str>,
+) -> std::result::Result<OneDnnFacts, String> {
+    let dnn = OneDnn::load_once(threads, lib)?;
+    Ok(OneDnnFacts {
+        describe: dnn.describe(),
+        amx: dnn.has_amx(),
+        runs_bf16: runs_bf16(dnn),
     })
 }
 
 /// libgomp (oneDNN's runtime) reads its environment once, when oneDNN is loaded. Give it our
 /// thread count and a short spin so its idle workers do not steal cores from the compute pool
 /// between matmuls. Explicit user settings win.
-fn configure_openmp() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("OMP_NUM_THREADS").is_none() {
-            std::env::set_var(
-                "OMP_NUM_THREADS",
-                pool::ThreadPool::global().threads().to_string(),
-            );
-        }
-        if std::env::var_os("OMP_WAIT_POLICY").is_none()
-            && std::env::var_os("GOMP_SPINCOUNT").is_none()
-        {
-            std::env::set_var("GOMP_SPINCOUNT", "20000");
-        }
-    });
+fn configure_openmp(threads: usize) {
+    if std::env::var_os("OMP_NUM_THREADS").is_none() {
+        std::env::set_var("OMP_NUM_THREADS", threads.to_string());
+    }
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() && std::env::var_os("GOMP_SPINCOUNT").is_none()
+    {
+        std::env::set_var("GOMP_SPINCOUNT", "20000");
+    }
 }
 
 struct OneDnnBackend {
@@ -418,19 +438,12 @@ impl OneDnnBackend {
     }
 }
 
-/// oneDNN column slices per compute thread. One by default: decode runs ~1500 matmuls per token
-/// and every slice execution costs a fixed overhead (measured on the 2B model, 2 threads: 9.6
-/// vs 7.4 tok/s with 4 slices per thread, vision and prefill unchanged). More slices balance
-/// better when other processes steal cores: `QWEN3VL_ONEDNN_SLICES=4`.
+/// oneDNN column slices per compute thread: the plan's `onednn_slices`. One by default: decode
+/// runs ~1500 matmuls per token and every slice execution costs a fixed overhead (measured on
+/// the 2B model, 2 threads: 9.6 vs 7.4 tok/s with 4 slices per thread, vision and prefill
+/// unchanged). More slices balance better when other processes steal cores.
 fn slices_per_thread() -> usize {
-    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| {
-        std::env::var("QWEN3VL_ONEDNN_SLICES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| n >= 1)
-            .unwrap_or(1)
-    })
+    runtime::plan::active().onednn_slices
 }
 
 thread_local! {

@@ -1,8 +1,9 @@
 //! Optional oneDNN (v2 C API, `libdnnl.so.2`) matmul for `Linear` layers: `y = x · Wᵀ (+ b)`.
 //!
 //! * The library is `dlopen`ed at run time ([`OneDnn::get`]), so the binary builds and runs
-//!   without oneDNN; `QWEN3VL_NO_ONEDNN=1` disables it, `QWEN3VL_ONEDNN_LIB=/path/libdnnl.so.2`
-//!   overrides the file name. Only the v2 API (major version 2) is accepted.
+//!   without oneDNN; the kernel plan loads it unless `QWEN3VL_NO_ONEDNN=1`, from the file
+//!   `QWEN3VL_ONEDNN_LIB` names (default `libdnnl.so.2`). Only the v2 API (major version 2) is
+//!   accepted.
 //! * [`PackedWeight::new`] reorders a PyTorch-layout `[N, K]` weight **once** into the blocked layout
 //!   oneDNN prefers (weights format `any`, chosen for a representative `M = 128`). Primitives for
 //!   other `M` reuse exactly that layout and are cached per `(M, has_bias)` (LRU, 16 entries;
@@ -126,16 +127,40 @@ unsafe impl Sync for OneDnn {}
 static INSTANCE: OnceLock<Result<OneDnn, String>> = OnceLock::new();
 
 impl OneDnn {
-    /// Process-wide instance, loaded lazily on first call; `None` if the library is missing,
-    /// fails to initialise, or `QWEN3VL_NO_ONEDNN=1`.
+    /// Process-wide instance; `None` if the library is missing, fails to initialise, or the
+    /// process plan disabled it (`QWEN3VL_NO_ONEDNN=1`).
     pub fn get() -> Option<&'static OneDnn> {
         Self::get_or_reason().ok()
     }
 
-    /// Like [`OneDnn::get`], but says why oneDNN is unavailable (for logs).
+    /// Like [`OneDnn::get`], but says why oneDNN is unavailable (for logs). The process kernel
+    /// plan loads the library when it resolves (with its thread count and library path), so
+    /// this resolves the plan first if nothing has.
     pub fn get_or_reason() -> Result<&'static OneDnn, &'static str> {
+        if INSTANCE.get().is_none() {
+            let plan = crate::engine::kernels::runtime::plan::process();
+            if let (None, Err(why)) = (INSTANCE.get(), &plan.onednn) {
+                return Err(why.as_str());
+            }
+        }
+        match INSTANCE.get() {
+            Some(r) => r.as_ref().map_err(|e| e.as_str()),
+            None => Err("not loaded"),
+        }
+    }
+
+    /// Loads the library once per process (`lib`: file name or path, default `libdnnl.so.2`),
+    /// first telling libgomp to use `threads` threads (it reads its environment when loaded).
+    /// Later calls return the first call's result whatever their arguments.
+    pub(crate) fn load_once(
+        threads: usize,
+        lib: Option<&str>,
+    ) -> Result<&'static OneDnn, &'static str> {
         INSTANCE
-            .get_or_init(Self::load)
+            .get_or_init(|| {
+                super::configure_openmp(threads);
+                Self::load(lib.unwrap_or("libdnnl.so.2"))
+            })
             .as_ref()
             .map_err(|e| e.as_str())
     }
@@ -161,15 +186,11 @@ impl OneDnn {
         isa.starts_with("avx512") && isa.contains("bf16")
     }
 
-    fn load() -> Result<OneDnn, String> {
-        if std::env::var("QWEN3VL_NO_ONEDNN").is_ok_and(|v| !v.is_empty() && v != "0") {
-            return Err("disabled by QWEN3VL_NO_ONEDNN".into());
-        }
+    fn load(name: &str) -> Result<OneDnn, String> {
         let amx = super::amx::request_permission();
-        let name = std::env::var("QWEN3VL_ONEDNN_LIB").unwrap_or_else(|_| "libdnnl.so.2".into());
         // SAFETY: loading runs the library's static initialisers (oneDNN, libgomp, libstdc++),
         // which have no preconditions on the caller.
-        let lib = unsafe { Library::new(&name) }.map_err(|e| format!("cannot load {name}: {e}"))?;
+        let lib = unsafe { Library::new(name) }.map_err(|e| format!("cannot load {name}: {e}"))?;
         // SAFETY: `dnnl_version` is exported by every oneDNN; we check the major version before
         // trusting the v2 signatures of the other symbols.
         let version = unsafe {

@@ -554,7 +554,8 @@ mod tests {
     /// v[d − half]) bit for bit, for both roundings and precisions, at every dispatch level.
     #[test]
     fn rotate_half_equals_the_plain_loop() {
-        use crate::engine::kernels::simd::{force_level, Level};
+        use crate::engine::kernels::runtime::plan::{active, KernelPlan};
+        use crate::engine::kernels::simd::Level;
         let hd = 128;
         let v: Vec<f32> = (0..hd)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.173)
@@ -575,10 +576,9 @@ mod tests {
                     })
                     .collect();
                 for level in [None, Some(Level::Avx2), Some(Level::Base)] {
-                    force_level(level);
+                    let plan = level.map_or_else(active, KernelPlan::at_level);
                     let mut got = v.clone();
-                    rotate_half(&mut got, &cos, &sin, p, each_op);
-                    force_level(None);
+                    plan.run(|| rotate_half(&mut got, &cos, &sin, p, each_op));
                     assert_eq!(got, want, "{p:?}, each_op {each_op}, level {level:?}");
                 }
             }
@@ -589,7 +589,8 @@ mod tests {
     /// cast to), at every dispatch level; the fused add + norm equals add then in-place norm.
     #[test]
     fn layer_norm_variants_equal_the_plain_formula() {
-        use crate::engine::kernels::simd::{force_level, Level};
+        use crate::engine::kernels::runtime::plan::{active, KernelPlan};
+        use crate::engine::kernels::simd::Level;
         let pool = ThreadPool::global();
         let dim = 1000; // not a multiple of the 16 lanes
         let rows = 37;
@@ -618,18 +619,20 @@ mod tests {
                 })
                 .collect();
             for level in [None, Some(Level::Avx2), Some(Level::Base)] {
-                force_level(level);
-                let mut inplace = x.clone();
-                layer_norm(pool, &mut inplace, dim, &w, &b, 1e-6, p);
-                let mut into = vec![0f32; x.len()];
-                layer_norm_into(pool, &x, &mut into, dim, &w, &b, 1e-6, p);
-                let (mut xa, mut ya) = (y.clone(), x.clone());
-                add_layer_norm(pool, &mut xa, &mut ya, dim, &w, &b, 1e-6, p);
-                let mut xb = y.clone();
-                add_inplace(&mut xb, &x, p);
-                let mut yb = xb.clone();
-                layer_norm(pool, &mut yb, dim, &w, &b, 1e-6, p);
-                force_level(None);
+                let plan = level.map_or_else(active, KernelPlan::at_level);
+                let (inplace, into, (xa, ya), (xb, yb)) = plan.run(|| {
+                    let mut inplace = x.clone();
+                    layer_norm(pool, &mut inplace, dim, &w, &b, 1e-6, p);
+                    let mut into = vec![0f32; x.len()];
+                    layer_norm_into(pool, &x, &mut into, dim, &w, &b, 1e-6, p);
+                    let (mut xa, mut ya) = (y.clone(), x.clone());
+                    add_layer_norm(pool, &mut xa, &mut ya, dim, &w, &b, 1e-6, p);
+                    let mut xb = y.clone();
+                    add_inplace(&mut xb, &x, p);
+                    let mut yb = xb.clone();
+                    layer_norm(pool, &mut yb, dim, &w, &b, 1e-6, p);
+                    (inplace, into, (xa, ya), (xb, yb))
+                });
                 assert_eq!(inplace, want, "{p:?} {level:?}: in place");
                 assert_eq!(into, want, "{p:?} {level:?}: into");
                 assert_eq!((xa, ya), (xb, yb), "{p:?} {level:?}: add + norm");

@@ -14,6 +14,7 @@ use super::bf16::Precision;
 use super::ops::SyncSlice;
 use super::paged_attention_avx512::{self as blocks, LANES};
 use super::pool::ThreadPool;
+use super::runtime::plan::PagedAttention;
 use super::simd::{exp_f32, multiversion};
 
 /// Key/value rows of one layer: `n_slots × kv_dim` values, f32, bf16 bit patterns or f16.
@@ -191,7 +192,9 @@ multiversion! {
         tile.resize(2 * KEY_TILE * hd, 0.0);
         // The transposed tile costs hd scattered stores per key; worth it only when enough rows
         // share it. Either way the scores are bit-identical.
-        let use_blocks = blocked && blocks::available();
+        let use_blocks = blocked
+            && super::runtime::plan::active().paged_attention == PagedAttention::Avx512
+            && blocks::available();
         let transposed = use_blocks && hd.is_multiple_of(LANES) && lines >= MIN_BLOCKED_LINES;
         // Scores, one key tile at a time.
         let mut j0 = 0;
@@ -393,7 +396,8 @@ mod tests {
     /// The dispatched (AVX-512 / AVX2) and baseline builds of the task body agree bit for bit.
     #[test]
     fn isa_levels_are_bit_identical() {
-        use crate::engine::kernels::simd::{force_level, Level};
+        use crate::engine::kernels::runtime::plan::KernelPlan;
+        use crate::engine::kernels::simd::Level;
         let pool = ThreadPool::new(2);
         let shape = AttnShape {
             n_heads: 4,
@@ -430,11 +434,8 @@ mod tests {
             out
         };
         for p in [Precision::F32, Precision::Bf16, Precision::F16] {
-            force_level(None);
             let best = run(p);
-            force_level(Some(Level::Base));
-            let base = run(p);
-            force_level(None);
+            let base = KernelPlan::at_level(Level::Base).run(|| run(p));
             assert!(best
                 .iter()
                 .zip(&base)

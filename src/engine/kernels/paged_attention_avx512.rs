@@ -9,23 +9,10 @@ use super::bf16::Precision;
 /// Keys per [`dots16`] call, values per vector.
 pub const LANES: usize = 16;
 
-/// Whether the blocks can run: AVX512F present and the dispatch level not lowered.
+/// Whether the blocks can run: AVX512F present. The kernel plan's
+/// [`PagedAttention`](super::runtime::plan::PagedAttention) decides whether they do.
 pub fn available() -> bool {
-    cpu_has_it() && super::simd::level() == super::simd::Level::Avx512
-}
-
-/// The CPU has AVX512F (what the blocks' safety rests on, whatever the level).
-fn cpu_has_it() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static CPU: OnceLock<bool> = OnceLock::new();
-        *CPU.get_or_init(|| is_x86_feature_detected!("avx512f"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::runtime::caps::CpuCaps::detect().avx512f
 }
 
 /// Query rows per [`dots_lines`] call.
@@ -53,7 +40,7 @@ pub fn dots_lines(
 ) -> [[f32; KEYS]; LINES] {
     // The CPU check, not the level: another thread may lower the level after the caller chose.
     assert!(
-        cpu_has_it(),
+        available(),
         "AVX-512 attention block on a CPU without AVX512F"
     );
     assert!((1..=LINES).contains(&q_rows.len()));
@@ -82,7 +69,7 @@ pub fn dots_lines(
         out
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("cpu_has_it() is false off x86_64")
+    unreachable!("available() is false off x86_64")
 }
 
 /// `acc += p[j]·v_j` for keys j < `n` in key order, `v_j = tile[j·hd..][..hd]`, `hd =
@@ -90,7 +77,7 @@ pub fn dots_lines(
 /// Must only be called when [`available`] is true.
 pub fn axpy_keys(acc: &mut [f32], p: &[f32], tile: &[f32], n: usize) {
     assert!(
-        cpu_has_it(),
+        available(),
         "AVX-512 attention block on a CPU without AVX512F"
     );
     let hd = acc.len();

@@ -1,12 +1,15 @@
 //! One persistent compute pool sized to the cores. A parallel region hands out task indices
 //! through an atomic counter; idle workers spin briefly (decode steps come every few ms) and then
-//! park on a condvar, so a descheduled thread never makes the others spin forever.
+//! park on a condvar, so a descheduled thread never makes the others spin forever. A region
+//! runs under its caller's kernel plan: a plan scoped with `KernelPlan::run` reaches the tasks.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
+
+use super::runtime::plan::{self, KernelPlan};
 
 type Task<'a> = dyn Fn(usize) + Sync + 'a;
 
@@ -18,7 +21,8 @@ unsafe impl Send for TaskPtr {}
 
 struct Shared {
     epoch: AtomicU64,
-    task: Mutex<Option<(TaskPtr, usize)>>,
+    /// The region's task, its task count and the plan its caller scoped.
+    task: Mutex<Option<(TaskPtr, usize, Option<KernelPlan>)>>,
     wake: Condvar,
     next: AtomicUsize,
     pending_workers: AtomicUsize,
@@ -91,10 +95,10 @@ impl ThreadPool {
         }
     }
 
-    /// The process-wide pool; `QWEN3VL_THREADS` overrides the core count.
+    /// The process-wide pool, sized by the process kernel plan's `threads` when first used.
     pub fn global() -> &'static ThreadPool {
         static POOL: OnceLock<ThreadPool> = OnceLock::new();
-        POOL.get_or_init(|| ThreadPool::new(default_threads()))
+        POOL.get_or_init(|| ThreadPool::new(plan::process().plan.threads))
     }
 
     pub fn threads(&self) -> usize {
@@ -118,7 +122,7 @@ impl ThreadPool {
         let ptr = TaskPtr(unsafe { std::mem::transmute::<&Task<'_>, &Task<'static>>(f) });
         {
             let mut t = s.task.lock().unwrap_or_else(|e| e.into_inner());
-            *t = Some((ptr, n_tasks));
+            *t = Some((ptr, n_tasks, plan::scoped()));
             s.next.store(0, Ordering::SeqCst);
             s.pending_workers
                 .store(self.workers.len(), Ordering::SeqCst);
@@ -199,13 +203,15 @@ fn worker_loop(s: &Shared) {
         }
         seen = s.epoch.load(Ordering::Acquire);
         let job = *s.task.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((TaskPtr(ptr), n)) = job {
+        if let Some((TaskPtr(ptr), n, scoped)) = job {
             IN_REGION.with(|c| c.set(true));
+            plan::set_scoped(scoped);
             // SAFETY: `run` keeps the task alive until this worker decrements `pending_workers`.
             let f = unsafe { &*ptr };
             if catch_unwind(AssertUnwindSafe(|| claim_tasks(s, f, n))).is_err() {
                 s.panicked.store(true, Ordering::SeqCst);
             }
+            plan::set_scoped(None);
             IN_REGION.with(|c| c.set(false));
         }
         if s.pending_workers.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -226,14 +232,6 @@ impl Drop for ThreadPool {
             let _ = w.join();
         }
     }
-}
-
-fn default_threads() -> usize {
-    std::env::var("QWEN3VL_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 #[cfg(test)]

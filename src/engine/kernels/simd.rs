@@ -1,9 +1,7 @@
 //! Runtime ISA dispatch. Hot loops are written once as plain Rust that the compiler vectorises,
-//! and [`multiversion!`] compiles each one for AVX-512, AVX2+FMA and the x86-64 baseline, picking
-//! the best the CPU has at run time. Rust never contracts `a·b + c` into an FMA on its own, so
+//! and [`multiversion!`] compiles each one for AVX-512, AVX2+FMA and the x86-64 baseline, running
+//! the level of the kernel plan in force (the best the CPU has by default). Rust never contracts `a·b + c` into an FMA on its own, so
 //! every version computes bit-identical results; only explicit `mul_add` differs in speed.
-
-use std::sync::atomic::{AtomicU8, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -12,59 +10,22 @@ pub enum Level {
     Avx512 = 3,
 }
 
-static LEVEL: AtomicU8 = AtomicU8::new(0);
-
-/// The instruction-set level in use: the best the CPU supports, lowered with
-/// `QWEN3VL_ISA=base|avx2|avx512` (for testing the portable paths on a fast machine).
-pub fn level() -> Level {
-    match LEVEL.load(Ordering::Relaxed) {
-        1 => Level::Base,
-        2 => Level::Avx2,
-        3 => Level::Avx512,
-        _ => {
-            let l = detect();
-            LEVEL.store(l as u8, Ordering::Relaxed);
-            l
+impl Level {
+    /// The name `QWEN3VL_ISA` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Base => "base",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
         }
     }
 }
 
-/// Force a level (tests compare the portable and vector paths); `None` re-detects.
-pub fn force_level(level: Option<Level>) {
-    LEVEL.store(
-        level.map_or(0, |l| l.min(cpu_level()) as u8),
-        Ordering::Relaxed,
-    );
-}
-
-fn detect() -> Level {
-    let cpu = cpu_level();
-    let wanted = match std::env::var("QWEN3VL_ISA").as_deref() {
-        Ok("base") => Level::Base,
-        Ok("avx2") => Level::Avx2,
-        _ => Level::Avx512,
-    };
-    cpu.min(wanted)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn cpu_level() -> Level {
-    if is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vl")
-        && is_x86_feature_detected!("fma")
-    {
-        Level::Avx512
-    } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        Level::Avx2
-    } else {
-        Level::Base
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn cpu_level() -> Level {
-    Level::Base
+/// The instruction-set level of the plan in force ([`super::runtime::plan::active`]): the best
+/// the CPU supports unless `QWEN3VL_ISA` or an explicit plan lowers it.
+#[inline]
+pub fn level() -> Level {
+    super::runtime::plan::active().isa
 }
 
 /// Define a function whose body is compiled for every [`Level`] and dispatched at run time.
@@ -81,9 +42,11 @@ macro_rules! multiversion {
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn v3($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
                 match $crate::engine::kernels::simd::level() {
-                    // SAFETY: `level()` reports AVX-512F/BW/VL + FMA only when the CPU has them.
+                    // SAFETY: the plan in force never asks for more than the CPU has (resolved
+                    // from `CpuCaps`, or checked by `KernelPlan::fits` before it is scoped), and
+                    // its AVX-512 level means AVX-512F/BW/VL + FMA.
                     $crate::engine::kernels::simd::Level::Avx512 => return unsafe { v4($($arg),*) },
-                    // SAFETY: `level()` reports AVX2 + FMA only when the CPU has them.
+                    // SAFETY: as above; the AVX2 level means AVX2 + FMA.
                     $crate::engine::kernels::simd::Level::Avx2 => return unsafe { v3($($arg),*) },
                     $crate::engine::kernels::simd::Level::Base => {}
                 }
@@ -177,6 +140,7 @@ pub fn sigmoid_f32(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::kernels::runtime::plan::KernelPlan;
 
     #[test]
     fn exp_is_accurate() {
@@ -232,9 +196,10 @@ mod tests {
     fn dispatched_versions_agree() {
         let xs: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin()).collect();
         let best = sum_squares(&xs);
-        LEVEL.store(Level::Base as u8, Ordering::Relaxed);
-        let base = sum_squares(&xs);
-        LEVEL.store(0, Ordering::Relaxed);
+        let base = KernelPlan::at_level(Level::Base).run(|| {
+            assert_eq!(level(), Level::Base);
+            sum_squares(&xs)
+        });
         assert_eq!(best.to_bits(), base.to_bits());
     }
 }

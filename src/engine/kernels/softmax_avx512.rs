@@ -7,9 +7,10 @@
 //! the same summation order), only with several independent max chains where the compiled
 //! loop kept one latency-bound chain and with the tail done under a mask.
 
-/// Whether the kernel can run: AVX-512F on this CPU and the dispatch level not lowered.
+/// Whether the kernel runs: the bf16 attention tiles' CPU (AVX-512F + AVX512_BF16) and the
+/// plan's dispatch level not lowered below AVX-512 (the f32 loops run otherwise, same bits).
 pub fn available() -> bool {
-    super::attention_bf16::available()
+    super::attention_bf16::cpu_has_them() && super::simd::level() == super::simd::Level::Avx512
 }
 
 /// `row` (≥ 1 value) becomes the exp numerators of `softmax(round(round(row)·scale))` over its
