@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use qwen3vl::engine::kernels::attention::{attention_with, AttnShape, Kernel, Mask, Segment};
 use qwen3vl::engine::kernels::bf16::Precision;
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 
 fn main() {
     let tokens: usize = std::env::args()
@@ -86,7 +86,7 @@ fn main() {
             flops / med / 1e9
         );
     }
-    if qwen3vl::engine::kernels::softmax_avx512::available() {
+    if qwen3vl::engine::kernels::attention::softmax_avx512::available() {
         // The softmax alone on one thread: `tokens` rows of `tokens` scores (one head's worth).
         let mut rows: Vec<f32> = q.iter().take(tokens * tokens.min(width)).copied().collect();
         rows.resize(tokens * tokens, 0.5);
@@ -95,7 +95,7 @@ fn main() {
             .map(|_| {
                 let t = Instant::now();
                 for row in rows.chunks_exact_mut(tokens) {
-                    qwen3vl::engine::kernels::softmax_avx512::softmax_to_bf16(
+                    qwen3vl::engine::kernels::attention::softmax_avx512::softmax_to_bf16(
                         row, tokens, 0.125, &mut probs,
                     );
                 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 use half::bf16;
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -38,10 +38,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let onednn = qwen3vl::engine::kernels::onednn_backend(0);
-    let fma = qwen3vl::engine::kernels::fma_backend(0);
-    let dot = qwen3vl::engine::kernels::dot_backend(0);
-    let amx = qwen3vl::engine::kernels::amx_backend(0);
+    let onednn = qwen3vl::engine::kernels::gemm::onednn_backend(0);
+    let fma = qwen3vl::engine::kernels::gemm::fma_backend(0);
+    let dot = qwen3vl::engine::kernels::gemm::dot_backend(0);
+    let amx = qwen3vl::engine::kernels::gemm::amx_backend(0);
     // LINEAR_BENCH_SHAPES=3072x1024,4096x1024 (N×K) replaces the default shapes.
     let shapes: Vec<(usize, usize)> = match std::env::var("LINEAR_BENCH_SHAPES") {
         Ok(v) => v

@@ -10,7 +10,7 @@ use std::time::Instant;
 use half::bf16;
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 use qwen3vl::engine::moe::{ExpertSchedule, MoeBlock};
 
 fn env(name: &str, default: usize) -> usize {
@@ -44,7 +44,7 @@ fn linear(pool: &ThreadPool, n: usize, k: usize, seed: u64, w8a8: bool) -> Linea
     if w8a8 {
         return Linear::quantized(pool, &store, n, k, None, Precision::Bf16).expect("int8");
     }
-    let backend = qwen3vl::engine::kernels::auto_backend();
+    let backend = qwen3vl::engine::kernels::gemm::auto_backend();
     Linear::new(store, n, k, None, Precision::Bf16, backend.as_deref()).expect("linear")
 }
 

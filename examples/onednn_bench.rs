@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use half::bf16;
-use qwen3vl::engine::kernels::onednn::{OneDnn, PackedWeight, WeightData};
+use qwen3vl::engine::kernels::gemm::onednn::{OneDnn, PackedWeight, WeightData};
 
 const N: usize = 6144;
 const K: usize = 2048;

@@ -1,4 +1,4 @@
-//! Time of one layer's causal prefill attention in the text decoder (`kernels::paged_attention`)
+//! Time of one layer's causal prefill attention in the text decoder (`kernels::attention::paged`)
 //! at the Qwen3-VL-2B shape (16 query heads, 8 KV heads of 128, bf16 cache): the part of a long
 //! prompt's prefill that grows with the square of its length. Prints the median time per layer
 //! and the useful rate (2 · hd FLOPs per visible key for q·k and again for P·V).
@@ -8,10 +8,10 @@
 
 use std::time::Instant;
 
+use qwen3vl::engine::kernels::attention::paged::{paged_attention, KvRows, PagedSeq};
 use qwen3vl::engine::kernels::attention::AttnShape;
 use qwen3vl::engine::kernels::bf16::Precision;
-use qwen3vl::engine::kernels::paged_attention::{paged_attention, KvRows, PagedSeq};
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 
 fn main() {
     let lens: Vec<usize> = std::env::args()

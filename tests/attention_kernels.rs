@@ -3,12 +3,12 @@
 //! rounding points — for odd head dims (5, 72), GQA, one-key segments, causal masks with cached
 //! keys, and several segments in one call.
 
+use qwen3vl::engine::kernels::attention::bf16 as attention_bf16;
 use qwen3vl::engine::kernels::attention::{attention_with, AttnShape, Kernel, Mask, Segment};
-use qwen3vl::engine::kernels::attention_bf16;
 use qwen3vl::engine::kernels::bf16::{round_bf16, Precision};
-use qwen3vl::engine::kernels::pool::ThreadPool;
 use qwen3vl::engine::kernels::runtime::plan::KernelPlan;
-use qwen3vl::engine::kernels::simd::Level;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::simd::Level;
 
 fn noise(n: usize, seed: u32, amp: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);

@@ -83,7 +83,7 @@ fn flags_and_variables_change_the_printed_plan() {
     assert_eq!(plan_line(&out, "threads"), ("3", "--threads"));
     assert_eq!(plan_line(&out, "int8 gemm").0, "portable");
     assert_eq!(plan_line(&out, "paged attention").0, "plain");
-    if CpuCaps::detect().isa > qwen3vl::engine::kernels::simd::Level::Base {
+    if CpuCaps::detect().isa > qwen3vl::engine::kernels::runtime::simd::Level::Base {
         assert_eq!(
             plan_line(&out, "isa"),
             ("base", "lowered by QWEN3VL_ISA=base")

@@ -1,4 +1,4 @@
-//! The AMX-BF16 tile GEMM (`kernels::gemm_amx`) against an f64 reference and the portable path on
+//! The AMX-BF16 tile GEMM (`kernels::gemm::amx`) against an f64 reference and the portable path on
 //! odd shapes (M = 1, 3, 17, 40, …: partial and odd row tiles; K and N off the 32 × 16 tile),
 //! with and without bias, plus its batch invariance: a row's result is bit-identical whatever
 //! the number of rows computed with it. On a CPU (or OS) without AMX tiles the tests say so and
@@ -7,9 +7,9 @@
 mod common;
 
 use common::bf16_gemm::{self, bf16_rows, Matmul};
-use qwen3vl::engine::kernels::gemm_amx::{self, AmxPanels};
+use qwen3vl::engine::kernels::gemm::amx::{self, AmxPanels};
 use qwen3vl::engine::kernels::linear::WeightStore;
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 
 fn pack(w: &[f32], n: usize, k: usize) -> Matmul {
     let p = AmxPanels::from_rows(ThreadPool::global(), n, k, &bf16_rows(w, k)).expect("pack");
@@ -17,10 +17,10 @@ fn pack(w: &[f32], n: usize, k: usize) -> Matmul {
 }
 
 fn here() -> bool {
-    let ok = gemm_amx::available();
+    let ok = amx::available();
     if !ok {
         eprintln!("no usable AMX-BF16 here: the AMX kernel is not used on this CPU");
-        assert!(qwen3vl::engine::kernels::amx_backend(0).is_none());
+        assert!(qwen3vl::engine::kernels::gemm::amx_backend(0).is_none());
     }
     ok
 }
@@ -57,10 +57,10 @@ fn a_rows_result_does_not_depend_on_the_batch() {
 
 #[test]
 fn linear_through_the_amx_backend_equals_portable() {
-    if let Some(be) = qwen3vl::engine::kernels::amx_backend(0) {
+    if let Some(be) = qwen3vl::engine::kernels::gemm::amx_backend(0) {
         bf16_gemm::linear_through_the_backend_equals_portable(&*be, "AMX");
     } else {
-        assert!(!gemm_amx::available());
+        assert!(!amx::available());
     }
 }
 
@@ -86,7 +86,7 @@ fn a_grouped_call_equals_separate_calls() {
         return;
     }
     let pool = ThreadPool::global();
-    let amx = qwen3vl::engine::kernels::amx_backend(0).unwrap();
+    let amx = qwen3vl::engine::kernels::gemm::amx_backend(0).unwrap();
     for &(m, k) in &[(1usize, 300usize), (37, 96), (128, 512), (545, 1024)] {
         let x = bf16_values(&noise(m * k, 3));
         let widths = [97usize, 64, 640];

@@ -1,4 +1,4 @@
-//! The AVX512-BF16 `vdpbf16ps` GEMM (`kernels::gemm_bf16_dot`) against an f64 reference and the
+//! The AVX512-BF16 `vdpbf16ps` GEMM (`kernels::gemm::bf16_dot`) against an f64 reference and the
 //! portable path on odd shapes (M = 1, 3, 17, …: partial row tiles and every small-M plan; K odd,
 //! so the last reduction pair is half zero; N off the 32-channel chunk), with and without bias, plus
 //! its batch invariance: a row's result is bit-identical whatever the number of rows computed with
@@ -8,9 +8,9 @@
 mod common;
 
 use common::bf16_gemm::{self, bf16_rows, Matmul};
-use qwen3vl::engine::kernels::gemm_bf16_dot::{self, DotPanels};
+use qwen3vl::engine::kernels::gemm::bf16_dot::{self, DotPanels};
 use qwen3vl::engine::kernels::linear::WeightStore;
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 
 fn pack(w: &[f32], n: usize, k: usize) -> Matmul {
     let p = DotPanels::from_rows(ThreadPool::global(), n, k, &bf16_rows(w, k)).expect("pack");
@@ -18,10 +18,10 @@ fn pack(w: &[f32], n: usize, k: usize) -> Matmul {
 }
 
 fn here() -> bool {
-    let ok = gemm_bf16_dot::available();
+    let ok = bf16_dot::available();
     if !ok {
         eprintln!("no AVX512_BF16 here: the bf16 dot kernel is not used on this CPU");
-        assert!(qwen3vl::engine::kernels::dot_backend(0).is_none());
+        assert!(qwen3vl::engine::kernels::gemm::dot_backend(0).is_none());
     }
     ok
 }
@@ -61,10 +61,10 @@ fn a_rows_result_does_not_depend_on_the_batch() {
 
 #[test]
 fn linear_through_the_dot_backend_equals_portable() {
-    if let Some(be) = qwen3vl::engine::kernels::dot_backend(0) {
+    if let Some(be) = qwen3vl::engine::kernels::gemm::dot_backend(0) {
         bf16_gemm::linear_through_the_backend_equals_portable(&*be, "dot");
     } else {
-        assert!(!gemm_bf16_dot::available());
+        assert!(!bf16_dot::available());
     }
 }
 
@@ -114,7 +114,7 @@ fn fused_epilogues_equal_the_separate_passes() {
             assert_eq!(got, want, "{m}x{k}x{n} {ep:?}");
         }
         let store = || WeightStore::Bf16(w.iter().map(|&v| half::bf16::from_f32(v)).collect());
-        let dot = qwen3vl::engine::kernels::dot_backend(0).unwrap();
+        let dot = qwen3vl::engine::kernels::gemm::dot_backend(0).unwrap();
         for be in [Some(&*dot), None] {
             let l = Linear::new(store(), n, k, Some(b.clone()), Precision::Bf16, be).unwrap();
             let mut sep = l.apply(pool, &x, m).unwrap();

@@ -1,4 +1,4 @@
-//! The FMA kernel over bf16 panels (`kernels::gemm_bf16_fma`, AVX-512 or AVX2 tiles, whichever the
+//! The FMA kernel over bf16 panels (`kernels::gemm::bf16_fma`, AVX-512 or AVX2 tiles, whichever the
 //! CPU has) against an f64 reference and the portable path, on odd shapes (M = 1, 3, 17, …; K and
 //! N off the 32-channel chunk and the 256-deep reduction block), plus its batch invariance: a row's
 //! result is bit-identical whatever the number of rows computed with it. On an AVX-512 CPU the
@@ -8,9 +8,9 @@
 mod common;
 
 use common::bf16_gemm::{self, bf16_rows, bf16_values, Matmul};
-use qwen3vl::engine::kernels::gemm_bf16_fma::{self, Bf16Panels};
+use qwen3vl::engine::kernels::gemm::bf16_fma::{self, Bf16Panels};
 use qwen3vl::engine::kernels::linear::WeightStore;
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 
 fn panels(w: &[f32], n: usize, k: usize) -> Bf16Panels {
     Bf16Panels::from_rows(ThreadPool::global(), n, k, &bf16_rows(w, k)).expect("pack")
@@ -22,7 +22,7 @@ fn pack(w: &[f32], n: usize, k: usize) -> Matmul {
 }
 
 fn here() -> bool {
-    let ok = gemm_bf16_fma::available();
+    let ok = bf16_fma::available();
     if !ok {
         eprintln!("no AVX-512F or AVX2 + FMA here: the bf16 FMA kernel is not used on this CPU");
     }
@@ -59,10 +59,10 @@ fn a_rows_result_does_not_depend_on_the_batch() {
 
 #[test]
 fn linear_through_the_fma_backend_equals_portable() {
-    if let Some(be) = qwen3vl::engine::kernels::fma_backend(0) {
+    if let Some(be) = qwen3vl::engine::kernels::gemm::fma_backend(0) {
         bf16_gemm::linear_through_the_backend_equals_portable(&*be, "FMA");
     } else {
-        assert!(!gemm_bf16_fma::available());
+        assert!(!bf16_fma::available());
     }
 }
 

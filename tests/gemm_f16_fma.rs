@@ -9,9 +9,9 @@ use common::bf16_gemm::{self, Matmul};
 use common::noise;
 use half::f16;
 use qwen3vl::engine::error::Result;
-use qwen3vl::engine::kernels::gemm_bf16_fma::{self, Bf16Panels, PanelFormat};
+use qwen3vl::engine::kernels::gemm::bf16_fma::{self, Bf16Panels, PanelFormat};
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 use qwen3vl::engine::Precision;
 
 fn f16_values(v: &[f32]) -> Vec<f32> {
@@ -46,7 +46,7 @@ fn pack(w: &[f32], n: usize, k: usize) -> Matmul {
 }
 
 fn here() -> bool {
-    let ok = gemm_bf16_fma::available();
+    let ok = bf16_fma::available();
     if !ok {
         eprintln!("no AVX-512F or AVX2 + FMA + F16C here: the f16 panels are not used on this CPU");
     }
@@ -135,13 +135,13 @@ fn avx2_tiles_give_the_avx512_bits() {
 fn f16_linears_route_to_the_panels_and_equal_portable() {
     let pool = ThreadPool::global();
     let backends = [
-        ("auto", qwen3vl::engine::kernels::auto_backend()),
-        ("fma", qwen3vl::engine::kernels::fma_backend(0)),
+        ("auto", qwen3vl::engine::kernels::gemm::auto_backend()),
+        ("fma", qwen3vl::engine::kernels::gemm::fma_backend(0)),
     ];
     for (label, be) in backends {
         let Some(be) = be else {
             assert!(
-                !gemm_bf16_fma::available(),
+                !bf16_fma::available(),
                 "{label}: no backend but the kernel runs"
             );
             continue;
@@ -161,10 +161,10 @@ fn f16_linears_route_to_the_panels_and_equal_portable() {
             let from_rows = Linear::from_rows(&rows, n, k, Some(b.clone()), p, Some(&*be)).unwrap();
             let portable = Linear::new(store(), n, k, Some(b.clone()), p, None).unwrap();
             // The automatic backend keeps small weights portable.
-            let big = label == "fma" || n * k >= qwen3vl::engine::kernels::AUTO_MIN_ELEMENTS;
+            let big = label == "fma" || n * k >= qwen3vl::engine::kernels::gemm::AUTO_MIN_ELEMENTS;
             assert_eq!(
                 fast.backend_name().contains("f16 panels"),
-                big && gemm_bf16_fma::available(),
+                big && bf16_fma::available(),
                 "{label}: {}",
                 fast.backend_name()
             );

@@ -4,13 +4,13 @@
 //! of 16).
 
 use qwen3vl::engine::kernels::bf16::Precision;
+use qwen3vl::engine::kernels::int8::onednn::{self, Int8Engine};
+use qwen3vl::engine::kernels::int8::vnni;
 use qwen3vl::engine::kernels::int8::{quantize_row, Int8Linear, Int8Weight};
-use qwen3vl::engine::kernels::int8_onednn::{self, Int8Engine};
-use qwen3vl::engine::kernels::int8_vnni;
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
-use qwen3vl::engine::kernels::pool::ThreadPool;
 use qwen3vl::engine::kernels::runtime::plan::{active, Int8Gemm, KernelPlan};
-use qwen3vl::engine::kernels::simd::Level;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::simd::Level;
 
 fn noise(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -145,7 +145,7 @@ fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
 #[test]
 fn int8_paths_are_bit_identical_and_match_the_formulas() {
     let pool = ThreadPool::global();
-    eprintln!("VNNI available: {}", int8_vnni::available());
+    eprintln!("VNNI available: {}", vnni::available());
     for (si, &(m, k, n)) in SHAPES.iter().enumerate() {
         let seed = si as u32 * 10;
         let (_, q, s_w) = quantized_weight(n, k, seed + 1);
@@ -252,7 +252,7 @@ fn packing_round_trips_and_rejects_bad_shapes() {
 /// through the same code path (the only part AMX changes is inside oneDNN).
 #[test]
 fn onednn_int8_engine_equals_the_panels() {
-    if !int8_onednn::exact_here() {
+    if !onednn::exact_here() {
         eprintln!("oneDNN with exact int8 (AMX or AVX512-VNNI) unavailable: skipped");
         return;
     }

@@ -7,20 +7,20 @@ mod common;
 
 use common::noise;
 use half::{bf16, f16};
+use qwen3vl::engine::kernels::attention::paged::{paged_attention, KvRows, PagedSeq};
 use qwen3vl::engine::kernels::attention::{attention, AttnShape, Kernel, Mask, Segment};
-use qwen3vl::engine::kernels::backend_for;
 use qwen3vl::engine::kernels::bf16::{round_bf16, Precision};
+use qwen3vl::engine::kernels::gemm::backend_for;
+use qwen3vl::engine::kernels::gemm::onednn_runs_bf16;
+use qwen3vl::engine::kernels::int8::onednn::{self, Int8Engine};
 use qwen3vl::engine::kernels::int8::{quantize_row, Int8Linear, Int8Weight};
-use qwen3vl::engine::kernels::int8_onednn::{self, Int8Engine};
 use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
-use qwen3vl::engine::kernels::onednn_runs_bf16;
-use qwen3vl::engine::kernels::paged_attention::{paged_attention, KvRows, PagedSeq};
-use qwen3vl::engine::kernels::pool::ThreadPool;
 use qwen3vl::engine::kernels::runtime::caps::CpuCaps;
 use qwen3vl::engine::kernels::runtime::plan::{
     Bf16Gemm, F16Gemm, F32Gemm, Int8Gemm, KernelPlan, PagedAttention,
 };
-use qwen3vl::engine::kernels::simd::Level;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::simd::Level;
 
 /// The automatic plan at each level this CPU has, each with `vary` applied; those this CPU can
 /// run, without repeats.
@@ -175,7 +175,7 @@ fn every_int8_tier_here_gives_the_portable_bits() {
                 assert_eq!(got, want, "{m}×{k}×{n} {name} ≠ portable");
             }
         }
-        if int8_onednn::exact_here() {
+        if onednn::exact_here() {
             let (got, name) = run(&KernelPlan::at_level(Level::Avx512), Int8Engine::OneDnn);
             assert!(name.contains("oneDNN"), "{name}");
             assert_eq!(got, want, "{m}×{k}×{n} {name} ≠ portable");

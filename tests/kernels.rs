@@ -10,9 +10,9 @@ use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
 use qwen3vl::engine::kernels::ops::{
     activate, add_inplace, layer_norm, rms_norm, silu_mul, Activation,
 };
-use qwen3vl::engine::kernels::pool::ThreadPool;
 use qwen3vl::engine::kernels::runtime::plan::{active, KernelPlan};
-use qwen3vl::engine::kernels::simd::{level, Level};
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::simd::{level, Level};
 
 fn naive(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f64> {
     let mut y = vec![0f64; m * n];
@@ -31,7 +31,7 @@ fn naive(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize) 
 #[test]
 fn linear_backends_agree_on_odd_shapes() {
     let pool = ThreadPool::global();
-    let onednn = qwen3vl::engine::kernels::onednn_backend(0);
+    let onednn = qwen3vl::engine::kernels::gemm::onednn_backend(0);
     if onednn.is_none() {
         eprintln!("oneDNN unavailable: checking the portable path against the naive product only");
     }
@@ -84,7 +84,7 @@ fn linear_backends_agree_on_odd_shapes() {
                 // f16 weights never go to oneDNN (no fast f16 matmul without AVX512-FP16).
                 let takes = precision == Precision::F32
                     || (precision == Precision::Bf16
-                        && qwen3vl::engine::kernels::onednn_runs_bf16());
+                        && qwen3vl::engine::kernels::gemm::onednn_runs_bf16());
                 assert_eq!(
                     fast.backend_name().starts_with("oneDNN"),
                     takes,

@@ -184,7 +184,7 @@ fn moe_f16_close_to_transformers() {
 #[test]
 fn f16_portable_and_fma_paths_close_to_transformers() {
     check_f16("dense_untied", BackendChoice::Portable);
-    if qwen3vl::engine::kernels::gemm_bf16_fma::available() {
+    if qwen3vl::engine::kernels::gemm::bf16_fma::available() {
         check_f16("moe", BackendChoice::Fma);
     }
 }
@@ -225,7 +225,7 @@ fn portable_path_matches_transformers_f32() {
 }
 
 fn onednn_available() -> bool {
-    let ok = qwen3vl::engine::kernels::onednn::OneDnn::get().is_some();
+    let ok = qwen3vl::engine::kernels::gemm::onednn::OneDnn::get().is_some();
     if !ok {
         eprintln!("oneDNN not available on this machine: skipping the oneDNN comparison");
     }
@@ -242,14 +242,14 @@ fn onednn_path_matches_transformers_f32() {
 
 #[test]
 fn onednn_path_matches_transformers_bf16() {
-    if onednn_available() && qwen3vl::engine::kernels::onednn_runs_bf16() {
+    if onednn_available() && qwen3vl::engine::kernels::gemm::onednn_runs_bf16() {
         check_bf16("dense_untied", BackendChoice::OneDnn);
     }
 }
 
 #[test]
 fn fma_kernel_path_matches_transformers_bf16() {
-    if !qwen3vl::engine::kernels::gemm_bf16_fma::available() {
+    if !qwen3vl::engine::kernels::gemm::bf16_fma::available() {
         eprintln!("no AVX-512F or AVX2 + FMA: the bf16 FMA kernel is not used on this CPU");
         return;
     }
@@ -260,7 +260,7 @@ fn fma_kernel_path_matches_transformers_bf16() {
 
 #[test]
 fn dot_kernel_path_matches_transformers_bf16() {
-    if !qwen3vl::engine::kernels::gemm_bf16_dot::available() {
+    if !qwen3vl::engine::kernels::gemm::bf16_dot::available() {
         eprintln!("no AVX512_BF16: the bf16 dot kernel is not used on this CPU");
         return;
     }
@@ -271,7 +271,7 @@ fn dot_kernel_path_matches_transformers_bf16() {
 
 #[test]
 fn amx_kernel_path_matches_transformers_bf16() {
-    if !qwen3vl::engine::kernels::gemm_amx::available() {
+    if !qwen3vl::engine::kernels::gemm::amx::available() {
         eprintln!("no usable AMX-BF16: the AMX kernel is not used on this CPU");
         return;
     }

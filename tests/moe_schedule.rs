@@ -12,7 +12,7 @@ use half::bf16;
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::linear::{FastBackend, Linear, WeightStore};
 use qwen3vl::engine::kernels::ops::silu_mul;
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 use qwen3vl::engine::moe::{ExpertSchedule, MoeBlock};
 
 const HIDDEN: usize = 96;
@@ -211,17 +211,17 @@ fn portable_schedules_equal_the_reference() {
 
 #[test]
 fn panel_kernel_schedules_equal_the_reference() {
-    let fma = qwen3vl::engine::kernels::fma_backend(0);
+    let fma = qwen3vl::engine::kernels::gemm::fma_backend(0);
     match fma.as_deref() {
         Some(be) => check("fma", Path::Float(Some(be)), None),
         None => eprintln!("no FMA panel kernel on this CPU"),
     }
-    let dot = qwen3vl::engine::kernels::dot_backend(0);
+    let dot = qwen3vl::engine::kernels::gemm::dot_backend(0);
     match dot.as_deref() {
         Some(be) => check("dot", Path::Float(Some(be)), None),
         None => eprintln!("no AVX512-BF16 dot kernel on this CPU"),
     }
-    let amx = qwen3vl::engine::kernels::amx_backend(0);
+    let amx = qwen3vl::engine::kernels::gemm::amx_backend(0);
     match amx.as_deref() {
         Some(be) => check("amx", Path::Float(Some(be)), None),
         None => eprintln!("no AMX tiles on this CPU"),

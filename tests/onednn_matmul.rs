@@ -4,7 +4,7 @@ mod common;
 
 use common::reference;
 use half::bf16;
-use qwen3vl::engine::kernels::onednn::{OneDnn, OneDnnError, PackedWeight, WeightData};
+use qwen3vl::engine::kernels::gemm::onednn::{OneDnn, OneDnnError, PackedWeight, WeightData};
 
 /// Deterministic values in [-1, 1) (xorshift64*).
 struct Rng(u64);
@@ -22,7 +22,7 @@ impl Rng {
     }
 }
 
-use qwen3vl::engine::kernels::onednn_runs_bf16;
+use qwen3vl::engine::kernels::gemm::onednn_runs_bf16;
 
 fn dnn() -> Option<&'static OneDnn> {
     match OneDnn::get_or_reason() {
@@ -227,9 +227,9 @@ fn shape_errors() {
 #[test]
 fn row_blocks_pack_like_the_whole_weight() {
     use qwen3vl::engine::kernels::bf16::Precision;
+    use qwen3vl::engine::kernels::gemm::onednn_backend;
     use qwen3vl::engine::kernels::linear::{Linear, WeightStore};
-    use qwen3vl::engine::kernels::onednn_backend;
-    use qwen3vl::engine::kernels::pool::ThreadPool;
+    use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
     use std::sync::Mutex;
 
     let Some(backend) = onednn_backend(0) else {
@@ -296,7 +296,7 @@ fn row_blocks_pack_like_the_whole_weight() {
 #[test]
 fn a_row_gets_the_same_bits_in_any_batch() {
     let Some(d) = dnn() else { return };
-    if !qwen3vl::engine::kernels::onednn_row_invariant() {
+    if !qwen3vl::engine::kernels::gemm::onednn_row_invariant() {
         eprintln!(
             "skipping: oneDNN is not row-invariant here ({})",
             d.describe()

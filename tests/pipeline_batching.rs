@@ -150,7 +150,7 @@ fn batched_greedy_equals_single_dense_bf16() {
 /// output in k order), so it is batch-invariant without oneDNN.
 #[test]
 fn batched_greedy_equals_single_dense_bf16_fma_kernel() {
-    if !qwen3vl::engine::kernels::gemm_bf16_fma::available() {
+    if !qwen3vl::engine::kernels::gemm::bf16_fma::available() {
         eprintln!("no AVX-512F or AVX2 + FMA: the bf16 FMA kernel is not used on this CPU");
         return;
     }

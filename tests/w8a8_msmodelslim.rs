@@ -7,7 +7,7 @@ use std::path::Path;
 
 use qwen3vl::engine::kernels::bf16::Precision;
 use qwen3vl::engine::kernels::int8::quantize_row;
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 use qwen3vl::engine::loader::Loader;
 use qwen3vl::engine::quant::QuantDescription;
 use qwen3vl::engine::weights::Checkpoint;

@@ -1,4 +1,4 @@
-"""Fits the two polynomials of `erf_f32` (src/engine/kernels/simd.rs) and reports the worst error of
+"""Fits the two polynomials of `erf_f32` (src/engine/kernels/runtime/simd.rs) and reports the worst error of
 the f32 evaluation against the correctly rounded erf. Plain least squares on Chebyshev nodes,
 weighted by 1/value (relative error). Needs numpy only.
 

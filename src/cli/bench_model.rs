@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use qwen3vl::engine::kernels::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 use qwen3vl::engine::model::{argmax, StepInput};
 use qwen3vl::engine::paged::KvBlocks;
 use qwen3vl::engine::{

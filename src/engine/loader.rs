@@ -4,7 +4,7 @@ use super::error::{EngineError, Result};
 use super::kernels::bf16::Precision;
 use super::kernels::int8::{Int8Linear, Int8Weight};
 use super::kernels::linear::{FastBackend, Linear, WeightStore};
-use super::kernels::pool::ThreadPool;
+use super::kernels::runtime::pool::ThreadPool;
 use super::quant::{load_int8_linear, LinearScheme, QuantDescription};
 use super::weights::{Checkpoint, StoredDtype};
 

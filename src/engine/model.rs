@@ -7,10 +7,10 @@ use super::config::Qwen3VlConfig;
 use super::error::{EngineError, Result};
 use super::kernels::bf16::Precision;
 use super::kernels::linear::FastBackend;
-use super::kernels::pool::ThreadPool;
 use super::kernels::runtime::caps::CpuCaps;
 use super::kernels::runtime::env::PlanEnv;
 use super::kernels::runtime::plan::{self, KernelPlan, PlanRequest, Resolved};
+use super::kernels::runtime::pool::ThreadPool;
 use super::kv_cache::KvCache;
 use super::loader::Loader;
 use super::position::{rope_index, PositionIds, VisionTokens};
@@ -105,7 +105,7 @@ impl Qwen3VlModel {
             threads: Some(process.plan.threads),
         };
         let plan = KernelPlan::resolve(CpuCaps::detect(), &request, PlanEnv::process())?;
-        let backend = super::kernels::backend_for(&plan.plan);
+        let backend = super::kernels::gemm::backend_for(&plan.plan);
         let loader = Loader {
             ckpt: &ckpt,
             precision: opts.precision,

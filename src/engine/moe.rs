@@ -8,7 +8,7 @@ use super::error::{EngineError, Result};
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
 use super::kernels::ops::{act_mul, zeroed, Activation};
-use super::kernels::pool::ThreadPool;
+use super::kernels::runtime::pool::ThreadPool;
 use super::loader::Loader;
 
 struct Expert {

@@ -4,14 +4,14 @@
 use super::config::Qwen3VlConfig;
 use super::embedding::Embedding;
 use super::error::{EngineError, Result};
+use super::kernels::attention::paged::{paged_attention, KvRows, PagedSeq};
 use super::kernels::attention::AttnShape;
 use super::kernels::bf16::Precision;
 use super::kernels::linear::Linear;
 use super::kernels::ops::{
     act_mul, add_inplace, par_row_blocks, residual_add, rms_norm, sized, zeroed, Activation,
 };
-use super::kernels::paged_attention::{paged_attention, KvRows, PagedSeq};
-use super::kernels::pool::ThreadPool;
+use super::kernels::runtime::pool::ThreadPool;
 use super::kv_cache::KvCache;
 use super::loader::Loader;
 use super::moe::MoeBlock;

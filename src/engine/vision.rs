@@ -10,7 +10,7 @@ use super::kernels::ops::{
     activate, add_inplace, add_layer_norm, layer_norm, layer_norm_into, par_row_blocks,
     residual_add, Activation,
 };
-use super::kernels::pool::ThreadPool;
+use super::kernels::runtime::pool::ThreadPool;
 use super::loader::Loader;
 use super::rope::{apply_rope, vision_tables, RopeRounding};
 

@@ -10,7 +10,7 @@ use half::{bf16, f16};
 use memmap2::Mmap;
 
 use super::error::{EngineError, Result};
-use super::kernels::mmap::{map_file, release_range};
+use super::kernels::runtime::mmap::{map_file, release_range};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredDtype {

@@ -4,11 +4,11 @@
 use half::bf16;
 use qwen3vl::engine::error::Result;
 use qwen3vl::engine::kernels::bf16::Precision;
-use qwen3vl::engine::kernels::gemm_bf16_fma::{self, Bf16Panels};
+use qwen3vl::engine::kernels::gemm::bf16_fma::{self, Bf16Panels};
 use qwen3vl::engine::kernels::linear::{FastBackend, Linear, WeightStore};
-use qwen3vl::engine::kernels::pool::ThreadPool;
 use qwen3vl::engine::kernels::runtime::plan::KernelPlan;
-use qwen3vl::engine::kernels::simd::{level, Level};
+use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
+use qwen3vl::engine::kernels::runtime::simd::{level, Level};
 
 use super::{noise, reference};
 
@@ -41,7 +41,7 @@ pub fn avx2_tiles_give_the_avx512_bits(
     panels: fn(&[f32], usize, usize) -> Bf16Panels,
     shapes: &[(usize, usize, usize)],
 ) {
-    if level() != Level::Avx512 || !gemm_bf16_fma::available() {
+    if level() != Level::Avx512 || !bf16_fma::available() {
         eprintln!("no AVX-512 here: only the AVX2 tiles run (checked by the other tests)");
         return;
     }
@@ -56,7 +56,7 @@ pub fn avx2_tiles_give_the_avx512_bits(
         // An explicit plan at the AVX2 level, for this call only (its pool tasks included).
         let mut narrow = vec![f32::NAN; m * n];
         let r = KernelPlan::at_level(Level::Avx2).run(|| {
-            assert_eq!(gemm_bf16_fma::tiles_name(), "AVX2");
+            assert_eq!(bf16_fma::tiles_name(), "AVX2");
             p.matmul(pool, &x, m, Some(&b), &mut narrow)
         });
         r.unwrap();

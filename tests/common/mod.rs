@@ -129,11 +129,12 @@ pub fn reference(
 /// kernels, our AMX tiles or the FMA kernel over bf16 panels), so results do not depend on how
 /// many rows a call has; `None` where only the portable GEMM (or oneDNN's AVX2 GEMM) is left.
 pub fn row_invariant_backend(precision: Precision) -> Option<BackendChoice> {
-    if qwen3vl::engine::kernels::onednn_row_invariant() {
+    if qwen3vl::engine::kernels::gemm::onednn_row_invariant() {
         Some(BackendChoice::OneDnn)
-    } else if precision == Precision::Bf16 && qwen3vl::engine::kernels::gemm_amx::available() {
+    } else if precision == Precision::Bf16 && qwen3vl::engine::kernels::gemm::amx::available() {
         Some(BackendChoice::Amx)
-    } else if precision == Precision::Bf16 && qwen3vl::engine::kernels::gemm_bf16_fma::available() {
+    } else if precision == Precision::Bf16 && qwen3vl::engine::kernels::gemm::bf16_fma::available()
+    {
         Some(BackendChoice::Fma)
     } else {
         None

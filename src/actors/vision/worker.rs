@@ -14,7 +14,7 @@ use crate::actors::llm::engine::EngineStats;
 use crate::actors::llm::{Admit, LlmActor};
 use crate::actors::request::PreparedRequest;
 use crate::actors::stream::{Fail, StreamActor};
-use crate::engine::kernels::pool::ThreadPool;
+use crate::engine::kernels::runtime::pool::ThreadPool;
 use crate::engine::vision::VisionOutput;
 use crate::engine::Qwen3VlModel;
 use std::sync::atomic::Ordering;

@@ -1,4 +1,4 @@
-//! 16-lane AVX-512 forms of the scalar helpers in [`super::bf16`], [`super::simd`] and
+//! 16-lane AVX-512 forms of the scalar helpers in [`super::bf16`], [`super::runtime::simd`] and
 //! [`super::ops`], operation for operation (no fused multiply-adds where the scalar code has
 //! none), so a kernel that uses them gives the scalar code's bits. Shared by the softmax kernel
 //! and the GEMM epilogues.
@@ -92,7 +92,7 @@ mod tests {
     /// clamps, ties, zeros, NaN and infinities.
     #[test]
     fn lanes_equal_the_scalar_helpers() {
-        if !super::super::attention_bf16::cpu_has_them() {
+        if !crate::engine::kernels::attention::bf16::cpu_has_them() {
             eprintln!("skipped: no AVX-512 here");
             return;
         }
@@ -132,18 +132,22 @@ mod tests {
             (
                 "round_bf16",
                 |v| unsafe { round_bf16(v) },
-                super::super::bf16::round_bf16,
+                crate::engine::kernels::bf16::round_bf16,
             ),
             (
                 "round_f16",
                 |v| unsafe { round_f16(v) },
-                super::super::bf16::round_f16,
+                crate::engine::kernels::bf16::round_f16,
             ),
-            ("exp", |v| unsafe { exp(v) }, super::super::simd::exp_f32),
+            (
+                "exp",
+                |v| unsafe { exp(v) },
+                crate::engine::kernels::runtime::simd::exp_f32,
+            ),
             (
                 "gelu_tanh",
                 |v| unsafe { gelu_tanh(v) },
-                super::super::ops::gelu_tanh,
+                crate::engine::kernels::ops::gelu_tanh,
             ),
         ];
         for (name, lane, scalar) in cases {

@@ -2,7 +2,7 @@
 //! bf16- (f16-) representable values: every place where PyTorch rounds a half-precision tensor,
 //! we round too.
 
-use super::simd::multiversion;
+use super::runtime::simd::multiversion;
 
 /// Round to the nearest bf16 value (ties to even), returned as f32. Bit arithmetic so that loops
 /// over buffers vectorise; NaN stays NaN.

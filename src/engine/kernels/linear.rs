@@ -6,10 +6,10 @@
 use half::{bf16, f16};
 
 use super::bf16::Precision;
-use super::gemm_portable;
+use super::gemm::portable as gemm_portable;
 use super::int8::{quantize_row, Int8Linear, Int8Weight};
 use super::ops::{Activation, RawRows};
-use super::pool::ThreadPool;
+use super::runtime::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
 
 /// Weight storage in the model's precision.
@@ -61,8 +61,8 @@ pub trait FastMatmul: Send + Sync {
     }
 
     /// The AMX panels behind this matmul, which can share one packed input with others
-    /// ([`super::gemm_amx::AmxPanels::matmul_group`]).
-    fn amx_panels(&self) -> Option<&super::gemm_amx::AmxPanels> {
+    /// ([`super::gemm::amx::AmxPanels::matmul_group`]).
+    fn amx_panels(&self) -> Option<&super::gemm::amx::AmxPanels> {
         None
     }
 
@@ -304,7 +304,7 @@ impl Linear {
     /// oneDNN, which brings its own OpenMP threads.
     pub fn runs_on_pool(&self) -> bool {
         match (&self.fast, &self.int8) {
-            (_, Some(q)) => q.weight().engine() != super::int8_onednn::Int8Engine::OneDnn,
+            (_, Some(q)) => q.weight().engine() != super::int8::onednn::Int8Engine::OneDnn,
             (Some(f), None) => !f.threads_outside_pool(),
             (None, None) => true,
         }
@@ -358,7 +358,7 @@ impl Linear {
                     let biases: Vec<Option<&[f32]>> =
                         layers.iter().map(|l| l.bias.as_deref()).collect();
                     let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| &mut **y).collect();
-                    super::gemm_amx::AmxPanels::matmul_group(
+                    super::gemm::amx::AmxPanels::matmul_group(
                         pool, &panels, x, m, &biases, &mut outs,
                     )?;
                     for (l, y) in layers.iter().zip(outs) {
@@ -376,7 +376,7 @@ impl Linear {
 
     /// Every layer's AMX panels, when all of them are on AMX tiles (float weights) with one
     /// reduction length.
-    fn shared_amx<'a>(layers: &[&'a Linear]) -> Option<Vec<&'a super::gemm_amx::AmxPanels>> {
+    fn shared_amx<'a>(layers: &[&'a Linear]) -> Option<Vec<&'a super::gemm::amx::AmxPanels>> {
         if layers.len() < 2 {
             return None;
         }

@@ -3,7 +3,7 @@
 
 use super::Qwen3VlModel;
 use crate::engine::error::{EngineError, Result};
-use crate::engine::kernels::paged_attention::PagedSeq;
+use crate::engine::kernels::attention::paged::PagedSeq;
 use crate::engine::paged::KvBlocks;
 use crate::engine::text::Deepstack;
 use crate::engine::vision::VisionOutput;

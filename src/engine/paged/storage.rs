@@ -3,9 +3,9 @@
 //! already rounded to that precision by the decoder, so this halves memory without changing a
 //! single value.
 
+use crate::engine::kernels::attention::paged::KvRows;
 use crate::engine::kernels::bf16::{narrow_f16, Precision};
-use crate::engine::kernels::mmap::advise_huge_pages;
-use crate::engine::kernels::paged_attention::KvRows;
+use crate::engine::kernels::runtime::mmap::advise_huge_pages;
 
 enum Rows {
     F32(Vec<f32>),

@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use crate::engine::kernels::simd::Level;
+use super::simd::Level;
 
 /// The CPU's features and measured rates (see the module doc).
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +127,7 @@ fn features() -> CpuCaps {
     let avx512_bf16 = avx512f && is_x86_feature_detected!("avx512bf16");
     let amx = read_amx_cpuid();
     // The permission is asked only where the tiles exist; it is what executing them rests on.
-    let amx_tiles = amx.tile && crate::engine::kernels::amx::request_permission();
+    let amx_tiles = amx.tile && super::amx::request_permission();
     CpuCaps {
         model: String::new(),
         cores: 1,

@@ -1,10 +1,17 @@
-//! What runs where: the machine's capabilities ([`caps`]), the `QWEN3VL_*` settings ([`env`])
-//! and the kernel plan resolved from them ([`plan`]).
+//! What runs where, and on what: the machine's capabilities ([`caps`]), the `QWEN3VL_*`
+//! settings ([`env`]), the kernel plan resolved from them ([`plan`]), and what every kernel
+//! runs on — the compute pool ([`pool`]), ISA dispatch ([`simd`]), AMX tile configuration
+//! ([`amx`]), aligned buffers ([`aligned`]) and file mappings / huge pages ([`mmap`]).
 
+pub mod aligned;
+pub mod amx;
 pub mod caps;
 pub mod env;
+pub mod mmap;
 pub mod plan;
+pub mod pool;
 mod resolve;
+pub mod simd;
 
 #[cfg(test)]
 mod tests;

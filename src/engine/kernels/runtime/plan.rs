@@ -18,10 +18,10 @@ use super::caps::CpuCaps;
 use super::env::{self, PlanEnv};
 /// [`KernelPlan::resolve`] with oneDNN's facts given: the rules alone, for any CPU.
 pub use super::resolve::resolve_with;
+use super::simd::Level;
 use crate::engine::error::Result;
 use crate::engine::kernels::attention::Kernel as Attention;
-use crate::engine::kernels::int8_onednn::Int8Engine;
-use crate::engine::kernels::simd::Level;
+use crate::engine::kernels::int8::onednn::Int8Engine;
 
 /// Weights below this many elements stay on the portable GEMM under automatic selection:
 /// oneDNN's per-call cost (primitive lookup, OpenMP region) dominates on tiny matrices.
@@ -171,7 +171,9 @@ impl KernelPlan {
                 huge_pages: env.get(env::NO_HUGEPAGES).is_none(),
                 ..KernelPlan::portable()
             };
-            loading.run(|| crate::engine::kernels::load_onednn(threads.0, env.get(env::ONEDNN_LIB)))
+            loading.run(|| {
+                crate::engine::kernels::gemm::load_onednn(threads.0, env.get(env::ONEDNN_LIB))
+            })
         };
         super::resolve::resolve_with(caps, onednn, req, env)
     }

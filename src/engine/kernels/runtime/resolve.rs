@@ -9,10 +9,10 @@ use super::plan::{
     BackendChoice, Bf16Gemm, F16Gemm, F32Gemm, Int8Gemm, KernelPlan, OneDnnFacts, PagedAttention,
     PlanRequest, Reason, Resolved, AUTO_MIN_ELEMENTS,
 };
+use super::simd::Level;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::attention::Kernel as Attention;
-use crate::engine::kernels::int8_onednn::Int8Engine;
-use crate::engine::kernels::simd::Level;
+use crate::engine::kernels::int8::onednn::Int8Engine;
 
 /// The dispatch level's register tiles of the FMA panels run here.
 pub(super) fn fma_tiles(caps: &CpuCaps, isa: Level) -> bool {

@@ -7,10 +7,10 @@ use super::plan::{
     self, resolve_with, BackendChoice, Bf16Gemm, F16Gemm, F32Gemm, Int8Gemm, KernelPlan,
     OneDnnFacts, PagedAttention, PlanRequest,
 };
+use super::pool::ThreadPool;
+use super::simd::Level;
 use crate::engine::kernels::attention::Kernel as Attention;
-use crate::engine::kernels::int8_onednn::Int8Engine;
-use crate::engine::kernels::pool::ThreadPool;
-use crate::engine::kernels::simd::Level;
+use crate::engine::kernels::int8::onednn::Int8Engine;
 
 /// Ice Lake-class Xeon: AVX-512 + VNNI, no AVX512_BF16, no AMX.
 fn ice_lake() -> CpuCaps {

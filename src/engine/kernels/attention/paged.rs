@@ -4,18 +4,18 @@
 //! products, P·V accumulates keys in index order. So a token's attention output does not depend
 //! on how many other rows share the call — batched decode equals single-request decode, a
 //! recomputed prefill equals the token-by-token run, and paged equals contiguous bit for bit.
-//! Rounding points follow the eager PyTorch path of [`super::attention`]: scores
+//! Rounding points follow the eager PyTorch path of [`super`]: scores
 //! round(round(q·k)·scale), fp32 softmax, P rounded to the activation precision, output rounded.
 
 use std::cell::RefCell;
 
-use super::attention::AttnShape;
-use super::bf16::Precision;
-use super::ops::SyncSlice;
-use super::paged_attention_avx512::{self as blocks, LANES};
-use super::pool::ThreadPool;
-use super::runtime::plan::PagedAttention;
-use super::simd::{exp_f32, multiversion};
+use super::paged_avx512::{self as blocks, LANES};
+use super::AttnShape;
+use crate::engine::kernels::bf16::Precision;
+use crate::engine::kernels::ops::SyncSlice;
+use crate::engine::kernels::runtime::plan::{self, PagedAttention};
+use crate::engine::kernels::runtime::pool::ThreadPool;
+use crate::engine::kernels::runtime::simd::{exp_f32, multiversion};
 
 /// Key/value rows of one layer: `n_slots × kv_dim` values, f32, bf16 bit patterns or f16.
 #[derive(Clone, Copy)]
@@ -37,7 +37,7 @@ impl KvRows<'_> {
                     *d = f32::from_bits((b as u32) << 16);
                 }
             }
-            KvRows::F16(s) => super::bf16::widen_f16(dst, &s[at..at + dst.len()]),
+            KvRows::F16(s) => crate::engine::kernels::bf16::widen_f16(dst, &s[at..at + dst.len()]),
         }
     }
 }
@@ -193,7 +193,7 @@ multiversion! {
         // The transposed tile costs hd scattered stores per key; worth it only when enough rows
         // share it. Either way the scores are bit-identical.
         let use_blocks = blocked
-            && super::runtime::plan::active().paged_attention == PagedAttention::Avx512
+            && plan::active().paged_attention == PagedAttention::Avx512
             && blocks::available();
         let transposed = use_blocks && hd.is_multiple_of(LANES) && lines >= MIN_BLOCKED_LINES;
         // Scores, one key tile at a time.
@@ -397,7 +397,7 @@ mod tests {
     #[test]
     fn isa_levels_are_bit_identical() {
         use crate::engine::kernels::runtime::plan::KernelPlan;
-        use crate::engine::kernels::simd::Level;
+        use crate::engine::kernels::runtime::simd::Level;
         let pool = ThreadPool::new(2);
         let shape = AttnShape {
             n_heads: 4,

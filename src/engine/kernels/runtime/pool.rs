@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
-use super::runtime::plan::{self, KernelPlan};
+use super::plan::{self, KernelPlan};
 
 type Task<'a> = dyn Fn(usize) + Sync + 'a;
 

@@ -1,5 +1,5 @@
 //! The f32 accumulator tiles shared by the bf16 GEMMs that lay weights out in 32-channel chunks
-//! ([`super::gemm_bf16_fma`]'s AVX-512 tiles and [`super::gemm_bf16_dot`]): MR rows × NV 16-lane
+//! ([`super::bf16_fma`]'s AVX-512 tiles and [`super::bf16_dot`]): MR rows × NV 16-lane
 //! vectors, vector v at columns (v/2)·32 + (v%2)·16 of the tile, masked to its valid columns.
 //! Both kernels start a tile from zero or from the partial sums in y, and end it by adding the
 //! bias, applying an [`Epilogue`] and storing.
@@ -8,8 +8,8 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512_math::{gelu_tanh, round_bf16};
-use super::linear::Epilogue;
+use crate::engine::kernels::avx512_math::{gelu_tanh, round_bf16};
+use crate::engine::kernels::linear::Epilogue;
 
 /// Output channels per chunk (two 16-lane vectors).
 const CHUNK: usize = 32;

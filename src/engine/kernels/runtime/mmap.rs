@@ -37,7 +37,7 @@ pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
         extern "C" {
             fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
         }
-        if !super::runtime::plan::active().huge_pages {
+        if !super::plan::active().huge_pages {
             return;
         }
         // Only whole 2 MiB ranges inside the buffer can become huge pages.

@@ -14,9 +14,9 @@
 
 use std::cell::RefCell;
 
-use super::onednn::{OneDnn, PackedWeight, WeightData};
-use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
+use crate::engine::kernels::gemm::onednn::{OneDnn, PackedWeight, WeightData};
+use crate::engine::kernels::runtime::pool::ThreadPool;
 
 /// Which integer GEMM holds a W8A8 weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +35,12 @@ pub enum Int8Engine {
 /// vs 128); decode dominates a served request, so the panels are the default there too and
 /// oneDNN is the prefill-heavy choice.
 pub fn default_engine() -> Int8Engine {
-    super::runtime::plan::active().int8_weights
+    crate::engine::kernels::runtime::plan::active().int8_weights
 }
 
 /// Whether oneDNN is loaded and its int8 sums are exact on this CPU (AMX or AVX512-VNNI).
 pub fn exact_here() -> bool {
-    let vnni = super::runtime::caps::CpuCaps::detect().avx512_vnni;
+    let vnni = crate::engine::kernels::runtime::caps::CpuCaps::detect().avx512_vnni;
     OneDnn::get().is_some_and(|d| d.has_amx() || vnni)
 }
 

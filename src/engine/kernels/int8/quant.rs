@@ -1,8 +1,8 @@
 //! Int8 quantization of W8A8 weights (per output channel) and activations (per token or per
-//! tensor), as msModelSlim defines them; activations come out as `q + 128` (see [`super::int8`]).
+//! tensor), as msModelSlim defines them; activations come out as `q + 128` (see [`super`]).
 
-use super::int8::ActQuant;
-use super::simd::multiversion;
+use super::ActQuant;
+use crate::engine::kernels::runtime::simd::multiversion;
 
 /// Symmetric per-output-channel quantization of a float weight row:
 /// `s = max|w|/127`, `q = round(w/s)` (ties to even, like `torch.round`). An all-zero row gets

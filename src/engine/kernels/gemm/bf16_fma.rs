@@ -10,7 +10,7 @@
 //! `vdpbf16ps` below 3/4 of the FMA rate and there is no AMX. On AVX2-only CPUs oneDNN has no
 //! bf16 matmul but its reference one, so this kernel is the bf16 path there.
 //!
-//! [`CpuCaps`]: super::runtime::caps::CpuCaps
+//! [`CpuCaps`]: crate::engine::kernels::runtime::caps::CpuCaps
 //!
 //! Numerics: in bf16 mode both operands are bf16 values (the input is rounded to bf16 first, as
 //! oneDNN does); a product of two bf16 values is exact in f32 and sums are f32, i.e. PyTorch's
@@ -35,9 +35,9 @@ use std::cell::RefCell;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
-use super::linear::{RowSource, WeightStore};
-use super::pool::ThreadPool;
 use crate::engine::error::{EngineError, Result};
+use crate::engine::kernels::linear::{RowSource, WeightStore};
+use crate::engine::kernels::runtime::pool::ThreadPool;
 
 /// Output channels per chunk (two 16-lane vectors).
 pub const CHUNK: usize = 32;
@@ -57,11 +57,11 @@ enum Isa {
     Avx2,
 }
 
-/// The tiles of the plan's dispatch level ([`super::simd::level`]), where this CPU has them. The
-/// AVX2 tiles also need F16C (for f16 panels; every AVX2 CPU has it).
+/// The tiles of the plan's dispatch level ([`level`](crate::engine::kernels::runtime::simd::level)),
+/// where this CPU has them. The AVX2 tiles also need F16C (for f16 panels; every AVX2 CPU has it).
 fn isa() -> Option<Isa> {
-    use super::simd::{level, Level};
-    let caps = super::runtime::caps::CpuCaps::detect();
+    use crate::engine::kernels::runtime::simd::{level, Level};
+    let caps = crate::engine::kernels::runtime::caps::CpuCaps::detect();
     match level() {
         Level::Avx512 if caps.avx512f => Some(Isa::Avx512),
         Level::Avx512 | Level::Avx2 if caps.avx2_fma_f16c => Some(Isa::Avx2),
@@ -81,7 +81,7 @@ pub fn tiles_name() -> &'static str {
 /// Whether the kernel can run on this CPU: AVX-512F or AVX2 + FMA + F16C. It runs under plans
 /// whose dispatch level is not the baseline.
 pub fn available() -> bool {
-    let caps = super::runtime::caps::CpuCaps::detect();
+    let caps = crate::engine::kernels::runtime::caps::CpuCaps::detect();
     caps.avx512f || caps.avx2_fma_f16c
 }
 
@@ -97,7 +97,9 @@ impl PanelFormat {
     #[inline(always)]
     fn bits(self, v: f32) -> u16 {
         match self {
-            PanelFormat::Bf16 => (super::bf16::round_bf16(v).to_bits() >> 16) as u16,
+            PanelFormat::Bf16 => {
+                (crate::engine::kernels::bf16::round_bf16(v).to_bits() >> 16) as u16
+            }
             PanelFormat::F16 => half::f16::from_f32(v).to_bits(),
         }
     }
@@ -159,40 +161,49 @@ impl Bf16Panels {
         let chunks = n.div_ceil(CHUNK);
         let len = chunks * k * CHUNK;
         let mut data: Vec<u16> = Vec::with_capacity(len);
-        super::mmap::advise_huge_pages(data.as_mut_ptr().cast(), len * 2);
+        crate::engine::kernels::runtime::mmap::advise_huge_pages(data.as_mut_ptr().cast(), len * 2);
         data.resize(len, 0);
-        let out = super::ops::RawRows(data.as_mut_ptr());
-        super::linear::for_row_blocks(n, k, CHUNK, rows, "bf16 panels", &mut |r0, r1, part| {
-            let c0 = r0 / CHUNK;
-            pool.run((r1 - r0).div_ceil(CHUNK), &|i| {
-                let c = c0 + i;
-                // SAFETY: chunk c's k·32 values belong to this task only and lie inside `data`
-                // (c < chunks).
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out.get().add(c * k * CHUNK), k * CHUNK)
-                };
-                let rows_here = ((c + 1) * CHUNK).min(r1) - c * CHUNK;
-                let first = (c * CHUNK - r0) * k;
-                // Bit patterns of this chunk's rows, then one transposing pass over them.
-                let span = first..first + rows_here * k;
-                let bits: Vec<u16> = match (part, format) {
-                    (WeightStore::Bf16(w), PanelFormat::Bf16) => {
-                        w[span].iter().map(|v| v.to_bits()).collect()
-                    }
-                    (WeightStore::F16(w), PanelFormat::F16) => {
-                        w[span].iter().map(|v| v.to_bits()).collect()
-                    }
-                    (WeightStore::F32(w), _) => w[span].iter().map(|&v| format.bits(v)).collect(),
-                    (WeightStore::Bf16(w), _) => {
-                        w[span].iter().map(|v| format.bits(v.to_f32())).collect()
-                    }
-                    (WeightStore::F16(w), _) => {
-                        w[span].iter().map(|v| format.bits(v.to_f32())).collect()
-                    }
-                };
-                transpose_chunk(&bits, rows_here, k, format, dst);
-            });
-        })?;
+        let out = crate::engine::kernels::ops::RawRows(data.as_mut_ptr());
+        crate::engine::kernels::linear::for_row_blocks(
+            n,
+            k,
+            CHUNK,
+            rows,
+            "bf16 panels",
+            &mut |r0, r1, part| {
+                let c0 = r0 / CHUNK;
+                pool.run((r1 - r0).div_ceil(CHUNK), &|i| {
+                    let c = c0 + i;
+                    // SAFETY: chunk c's k·32 values belong to this task only and lie inside `data`
+                    // (c < chunks).
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(out.get().add(c * k * CHUNK), k * CHUNK)
+                    };
+                    let rows_here = ((c + 1) * CHUNK).min(r1) - c * CHUNK;
+                    let first = (c * CHUNK - r0) * k;
+                    // Bit patterns of this chunk's rows, then one transposing pass over them.
+                    let span = first..first + rows_here * k;
+                    let bits: Vec<u16> = match (part, format) {
+                        (WeightStore::Bf16(w), PanelFormat::Bf16) => {
+                            w[span].iter().map(|v| v.to_bits()).collect()
+                        }
+                        (WeightStore::F16(w), PanelFormat::F16) => {
+                            w[span].iter().map(|v| v.to_bits()).collect()
+                        }
+                        (WeightStore::F32(w), _) => {
+                            w[span].iter().map(|&v| format.bits(v)).collect()
+                        }
+                        (WeightStore::Bf16(w), _) => {
+                            w[span].iter().map(|v| format.bits(v.to_f32())).collect()
+                        }
+                        (WeightStore::F16(w), _) => {
+                            w[span].iter().map(|v| format.bits(v.to_f32())).collect()
+                        }
+                    };
+                    transpose_chunk(&bits, rows_here, k, format, dst);
+                });
+            },
+        )?;
         Ok(Bf16Panels {
             n,
             k,
@@ -235,13 +246,13 @@ impl Bf16Panels {
                 "bf16 FMA kernel called on a CPU without AVX-512 or AVX2 + FMA".into(),
             ));
         };
-        super::linear::check_matmul_operands("bf16 FMA", (n, k), x, m, bias, y)?;
+        crate::engine::kernels::linear::check_matmul_operands("bf16 FMA", (n, k), x, m, bias, y)?;
         let (mr, _) = plan(isa, m);
         INPUT.with(|cell| {
             let mut a = cell.borrow_mut();
             pack_input(&x[..m * k], m, k, mr, self.format, &mut a);
             let tasks = self.chunks.min(pool.threads() * TASKS_PER_THREAD).max(1);
-            let out = super::ops::RawRows(y.as_mut_ptr());
+            let out = crate::engine::kernels::ops::RawRows(y.as_mut_ptr());
             let a = &a[..];
             pool.run(tasks, &|t| {
                 let c0 = t * self.chunks / tasks;
@@ -262,7 +273,7 @@ impl Bf16Panels {
         a: &[f32],
         m: usize,
         bias: Option<&[f32]>,
-        out: &super::ops::RawRows<f32>,
+        out: &crate::engine::kernels::ops::RawRows<f32>,
     ) {
         let (n, k) = (self.n, self.k);
         let (mr, ns) = plan(isa, m);
@@ -308,8 +319,8 @@ impl Bf16Panels {
 /// 8 KiB stride fall into the same L1 set and evict each other).
 fn pack_input(x: &[f32], m: usize, k: usize, mr: usize, format: PanelFormat, out: &mut Vec<f32>) {
     let round = match format {
-        PanelFormat::Bf16 => super::bf16::round_bf16,
-        PanelFormat::F16 => super::bf16::round_f16,
+        PanelFormat::Bf16 => crate::engine::kernels::bf16::round_bf16,
+        PanelFormat::F16 => crate::engine::kernels::bf16::round_f16,
     };
     out.clear();
     out.resize(m * k, 0.0);
@@ -445,8 +456,8 @@ impl Tile<'_> {
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::chunk_acc;
     use super::{Tile, CHUNK};
+    use crate::engine::kernels::gemm::chunk_acc;
 
     /// MR rows × NV vectors (NV/2 chunks) of accumulators; `F16`: f16 panels.
     ///
@@ -495,7 +506,7 @@ mod imp {
                 t.ldy,
                 t.cols,
                 t.bias,
-                super::super::linear::Epilogue::None,
+                crate::engine::kernels::linear::Epilogue::None,
             )
         };
     }

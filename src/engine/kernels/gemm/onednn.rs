@@ -1,5 +1,12 @@
 //! Optional oneDNN (v2 C API, `libdnnl.so.2`) matmul for `Linear` layers: `y = x · Wᵀ (+ b)`.
 //!
+//! Why it stays: it is the only fast path for f32 weights (`--dtype f32`: we have no f32 panels),
+//! and its AMX-INT8 matmul prefills W8A8 1.36× faster than our panels (352 vs 258 tok/s, 2B, AMX
+//! VM; `QWEN3VL_INT8=onednn`, see [`crate::engine::kernels::int8::onednn`]). For bf16 weights
+//! our kernels win on every CPU measured (docs/performance.md), so oneDNN's bf16 matmul is the
+//! automatic choice only where none of ours runs (a dispatch level lowered to the baseline);
+//! that route costs only the bf16 arm of the weight and source types.
+//!
 //! * The library is `dlopen`ed at run time ([`OneDnn::get`]), so the binary builds and runs
 //!   without oneDNN; the kernel plan loads it unless `QWEN3VL_NO_ONEDNN=1`, from the file
 //!   `QWEN3VL_ONEDNN_LIB` names (default `libdnnl.so.2`). Only the v2 API (major version 2) is
@@ -38,7 +45,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
-use std::ptr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use half::bf16;
@@ -48,6 +54,7 @@ use libloading::Library;
 use super::onednn_sys::*;
 
 mod handles;
+mod load;
 mod primitives;
 use handles::{AlignedBuf, Prim};
 
@@ -184,82 +191,6 @@ impl OneDnn {
     pub fn has_avx512_bf16(&self) -> bool {
         let isa = isa_name(self.isa);
         isa.starts_with("avx512") && isa.contains("bf16")
-    }
-
-    fn load(name: &str) -> Result<OneDnn, String> {
-        let amx = super::amx::request_permission();
-        // SAFETY: loading runs the library's static initialisers (oneDNN, libgomp, libstdc++),
-        // which have no preconditions on the caller.
-        let lib = unsafe { Library::new(name) }.map_err(|e| format!("cannot load {name}: {e}"))?;
-        // SAFETY: `dnnl_version` is exported by every oneDNN; we check the major version before
-        // trusting the v2 signatures of the other symbols.
-        let version = unsafe {
-            let f = lib
-                .get::<unsafe extern "C" fn() -> *const dnnl_version_t>(b"dnnl_version\0")
-                .map_err(|e| format!("{name} is not oneDNN: {e}"))?;
-            &*f()
-        };
-        if version.major != 2 {
-            return Err(format!(
-                "{name} is oneDNN {}.{}, only the v2 API is supported",
-                version.major, version.minor
-            ));
-        }
-        // SAFETY: the library is oneDNN 2.x (checked above); `lib` is stored next to `api` in the
-        // same struct and never dropped before it.
-        let api = unsafe { Api::load(&lib) }?;
-        let mut engine = ptr::null_mut();
-        // SAFETY: `engine` is a valid out-pointer.
-        check("dnnl_engine_create", unsafe {
-            (api.engine_create)(&mut engine, DNNL_CPU, 0)
-        })
-        .map_err(|e| e.to_string())?;
-        let mut attr = ptr::null_mut();
-        // SAFETY: `attr` is a valid out-pointer; the created attribute is valid for the setter.
-        unsafe {
-            check(
-                "dnnl_primitive_attr_create",
-                (api.primitive_attr_create)(&mut attr),
-            )
-            .map_err(|e| e.to_string())?;
-            check(
-                "dnnl_primitive_attr_set_scratchpad_mode",
-                (api.primitive_attr_set_scratchpad_mode)(attr, DNNL_SCRATCHPAD_MODE_USER),
-            )
-            .map_err(|e| e.to_string())?;
-        }
-        let runtime = match version.cpu_runtime {
-            DNNL_RUNTIME_OMP => "OpenMP",
-            DNNL_RUNTIME_TBB => "TBB",
-            DNNL_RUNTIME_SEQ => "sequential",
-            DNNL_RUNTIME_THREADPOOL => "threadpool",
-            _ => "unknown runtime",
-        };
-        // SAFETY: both are argument-less queries of the loaded library.
-        let (isa, threads) = unsafe {
-            (
-                (api.get_effective_cpu_isa)(),
-                api.omp_get_max_threads.map(|f| f()),
-            )
-        };
-        let threads = threads.map_or(String::new(), |t| format!(", {t} threads"));
-        let amx = if amx { ", AMX permitted" } else { "" };
-        let describe = format!(
-            "oneDNN {}.{}.{} ({runtime}{threads}, isa {}{amx})",
-            version.major,
-            version.minor,
-            version.patch,
-            isa_name(isa)
-        );
-        Ok(OneDnn {
-            api,
-            engine,
-            attr_user_scratchpad: attr,
-            streams: Mutex::new(Vec::new()),
-            describe,
-            isa,
-            _lib: lib,
-        })
     }
 }
 

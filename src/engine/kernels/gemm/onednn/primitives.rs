@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::handles::{AlignedBuf, Prim};
 use super::{check, Matmul, OneDnnError, PackedWeight, CACHE_CAP};
-use crate::engine::kernels::onednn_sys::*;
+use crate::engine::kernels::gemm::onednn_sys::*;
 
 impl PackedWeight {
     pub(super) fn create(

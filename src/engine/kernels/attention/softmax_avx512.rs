@@ -5,12 +5,15 @@
 //! It reproduces `attention::softmax_numerators` (bf16) followed by `narrow_scaled` bit for
 //! bit: the same operations in the same order (no fused multiply-adds, the same exp polynomial,
 //! the same summation order), only with several independent max chains where the compiled
-//! loop kept one latency-bound chain and with the tail done under a mask.
+//! loop kept one latency-bound chain and with the tail done under a mask. One layer's vision
+//! attention (784 tokens, 16 heads × 64, `attention_bench`, 2 threads): 7.5 → 6.6–6.8 ms.
 
 /// Whether the kernel runs: the bf16 attention tiles' CPU (AVX-512F + AVX512_BF16) and the
 /// plan's dispatch level not lowered below AVX-512 (the f32 loops run otherwise, same bits).
 pub fn available() -> bool {
-    super::attention_bf16::cpu_has_them() && super::simd::level() == super::simd::Level::Avx512
+    super::bf16::cpu_has_them()
+        && crate::engine::kernels::runtime::simd::level()
+            == crate::engine::kernels::runtime::simd::Level::Avx512
 }
 
 /// `row` (≥ 1 value) becomes the exp numerators of `softmax(round(round(row)·scale))` over its
@@ -18,7 +21,7 @@ pub fn available() -> bool {
 /// c < row.len() (= probs.len()). Must only be called when [`available`] is true.
 pub fn softmax_to_bf16(row: &mut [f32], visible: usize, scale: f32, probs: &mut [u16]) {
     assert!(
-        super::attention_bf16::cpu_has_them(),
+        super::bf16::cpu_has_them(),
         "AVX-512 softmax called on a CPU without AVX-512F"
     );
     assert!(visible <= row.len() && probs.len() == row.len());
@@ -39,7 +42,7 @@ pub fn softmax_to_bf16(row: &mut [f32], visible: usize, scale: f32, probs: &mut 
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::avx512_math::{exp, round_bf16};
+    use crate::engine::kernels::avx512_math::{exp, round_bf16};
 
     const L: usize = 16;
 

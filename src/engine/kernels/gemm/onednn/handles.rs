@@ -5,7 +5,7 @@ use std::ffi::{c_int, c_void, CStr};
 use std::ptr;
 
 use super::{check, OneDnn, OneDnnError};
-use crate::engine::kernels::onednn_sys::*;
+use crate::engine::kernels::gemm::onednn_sys::*;
 
 impl OneDnn {
     /// A plain row-major (`ab`) or column-major (`ba`) 2-D memory descriptor.
@@ -238,7 +238,7 @@ impl AlignedBuf {
             if self.0.is_empty() {
                 // Packed weights are streamed every decode step: back them with huge pages.
                 self.0.reserve_exact(lines);
-                crate::engine::kernels::mmap::advise_huge_pages(
+                crate::engine::kernels::runtime::mmap::advise_huge_pages(
                     self.0.as_mut_ptr().cast(),
                     lines * 64,
                 );

@@ -1,11 +1,15 @@
 //! Portable GEMM: the `gemm` crate (AVX-512 when the CPU has it, selected at run time), split over
 //! output columns on the compute pool. bf16 and f16 weights are widened to f32 (exactly) one column
 //! block at a time so the whole matrix is never converted.
+//!
+//! What every x86-64 CPU runs, weights below the plan's size bound (where a packed kernel's
+//! per-call cost dominates) and the reference the other backends are tested against
+//! (`tests/kernel_plans.rs`).
 
 use half::{bf16, f16};
 
-use super::pool::ThreadPool;
-use super::simd::multiversion;
+use crate::engine::kernels::runtime::pool::ThreadPool;
+use crate::engine::kernels::runtime::simd::multiversion;
 
 /// Columns per task: a block of bf16 weight rows widened to f32 stays L2-resident.
 const BLOCK_N: usize = 64;
@@ -84,7 +88,7 @@ pub fn matmul_bf16(
     n: usize,
     y: &mut [f32],
 ) {
-    matmul_widened(pool, x, m, k, w, n, y, super::bf16::widen)
+    matmul_widened(pool, x, m, k, w, n, y, crate::engine::kernels::bf16::widen)
 }
 
 /// y[m, n] = x[m, k] · wᵀ with f16 weights [n, k], f32 accumulation.
@@ -97,7 +101,16 @@ pub fn matmul_f16(
     n: usize,
     y: &mut [f32],
 ) {
-    matmul_widened(pool, x, m, k, w, n, y, super::bf16::widen_f16)
+    matmul_widened(
+        pool,
+        x,
+        m,
+        k,
+        w,
+        n,
+        y,
+        crate::engine::kernels::bf16::widen_f16,
+    )
 }
 
 /// y[m, n] = x[m, k] · wᵀ with 16-bit weights that `widen` turns into f32 exactly.

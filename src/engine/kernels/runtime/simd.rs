@@ -1,7 +1,8 @@
 //! Runtime ISA dispatch. Hot loops are written once as plain Rust that the compiler vectorises,
 //! and [`multiversion!`] compiles each one for AVX-512, AVX2+FMA and the x86-64 baseline, running
-//! the level of the kernel plan in force (the best the CPU has by default). Rust never contracts `a·b + c` into an FMA on its own, so
-//! every version computes bit-identical results; only explicit `mul_add` differs in speed.
+//! the level of the kernel plan in force (the best the CPU has by default). Rust never contracts
+//! `a·b + c` into an FMA on its own, so every version computes bit-identical results; only
+//! explicit `mul_add` differs in speed.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -21,11 +22,11 @@ impl Level {
     }
 }
 
-/// The instruction-set level of the plan in force ([`super::runtime::plan::active`]): the best
+/// The instruction-set level of the plan in force ([`super::plan::active`]): the best
 /// the CPU supports unless `QWEN3VL_ISA` or an explicit plan lowers it.
 #[inline]
 pub fn level() -> Level {
-    super::runtime::plan::active().isa
+    super::plan::active().isa
 }
 
 /// Define a function whose body is compiled for every [`Level`] and dispatched at run time.
@@ -41,14 +42,15 @@ macro_rules! multiversion {
                 unsafe fn v4($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn v3($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                match $crate::engine::kernels::simd::level() {
+                use $crate::engine::kernels::runtime::simd::{level, Level};
+                match level() {
                     // SAFETY: the plan in force never asks for more than the CPU has (resolved
                     // from `CpuCaps`, or checked by `KernelPlan::fits` before it is scoped), and
                     // its AVX-512 level means AVX-512F/BW/VL + FMA.
-                    $crate::engine::kernels::simd::Level::Avx512 => return unsafe { v4($($arg),*) },
+                    Level::Avx512 => return unsafe { v4($($arg),*) },
                     // SAFETY: as above; the AVX2 level means AVX2 + FMA.
-                    $crate::engine::kernels::simd::Level::Avx2 => return unsafe { v3($($arg),*) },
-                    $crate::engine::kernels::simd::Level::Base => {}
+                    Level::Avx2 => return unsafe { v3($($arg),*) },
+                    Level::Base => {}
                 }
             }
             body($($arg),*)

@@ -3,7 +3,7 @@
 //! `W8A8_DYNAMIC`) or with a calibrated per-tensor scale and zero point (static, `W8A8`).
 //!
 //! Activations are stored as `u8 = q + 128` so one integer GEMM serves AVX512-VNNI (`vpdpbusd`
-//! multiplies u8 by s8), AVX2 ([`int8_avx2`], exact i16 products) and the portable path; the shift
+//! multiplies u8 by s8), AVX2 ([`avx2`], exact i16 products) and the portable path; the shift
 //! is undone exactly in the epilogue with the precomputed column sums:
 //! `Σ (q+128)·w = Σ q·w + 128·Σ w`. All paths therefore produce the same int32 accumulators and
 //! bit-identical outputs.
@@ -12,19 +12,23 @@
 //! group 64 bytes `[16 channels][4 k]` — exactly one `vpdpbusd` operand. K is padded to a multiple
 //! of 4 and N to a multiple of 16 with zero weights.
 
+pub mod amx;
+pub mod avx2;
+pub mod onednn;
+mod portable;
+pub mod quant;
+pub mod vnni;
+
 use std::cell::RefCell;
 
-use super::aligned::AlignedBuf;
-use super::amx::Tiles;
-use super::int8_amx;
-use super::int8_avx2;
-use super::int8_onednn::{default_engine, Int8Engine, OneDnnInt8};
-pub use super::int8_quant::{quantize_activations, quantize_row};
-use super::int8_vnni;
+use self::onednn::{default_engine, Int8Engine, OneDnnInt8};
+pub use self::quant::{quantize_activations, quantize_row};
 use super::ops::{RawRows, SyncSlice};
-use super::pool::ThreadPool;
+use super::runtime::aligned::AlignedBuf;
+use super::runtime::amx::Tiles;
 use super::runtime::plan::Int8Gemm;
-use super::simd::multiversion;
+use super::runtime::pool::ThreadPool;
+use super::runtime::simd::multiversion;
 use crate::engine::error::{EngineError, Result};
 
 /// Output channels per panel.
@@ -33,7 +37,7 @@ pub const PANEL: usize = 16;
 pub const STRIP_PANELS: usize = 4;
 /// Rows computed together in one tile (weights are re-used from registers across them).
 pub const TILE_ROWS: usize = 6;
-/// Row counts that use the one-pass tall tiles on VNNI ([`int8_vnni::tile_tall`]).
+/// Row counts that use the one-pass tall tiles on VNNI ([`vnni::tile_tall`]).
 pub const TALL_M: std::ops::RangeInclusive<usize> = 7..=16;
 
 /// How activations are quantized before the integer GEMM.
@@ -52,7 +56,7 @@ pub struct Int8Weight {
     pub k: usize,
     /// K rounded up to a multiple of 4.
     kp: usize,
-    /// Our panels, 64-byte aligned and followed by [`int8_amx::SLACK_BYTES`] zeros (AMX tile
+    /// Our panels, 64-byte aligned and followed by [`amx::SLACK_BYTES`] zeros (AMX tile
     /// reads); empty when oneDNN holds the weight.
     packed: AlignedBuf<i8>,
     onednn: Option<OneDnnInt8>,
@@ -95,7 +99,7 @@ impl Int8Weight {
         let groups = kp / 4;
         let panels = n.div_ceil(PANEL);
         let len = panels * groups * PANEL * 4;
-        let mut packed = AlignedBuf::<i8>::zeroed_huge(len + int8_amx::SLACK_BYTES);
+        let mut packed = AlignedBuf::<i8>::zeroed_huge(len + amx::SLACK_BYTES);
         for (row, wr) in q.chunks_exact(k).enumerate() {
             let (p, j) = (row / PANEL, row % PANEL);
             for (kk, &w) in wr.iter().enumerate() {
@@ -356,13 +360,11 @@ impl Int8Linear {
             let panel_layers = layers.iter().any(|l| l.w.onednn.is_none());
             // The plan's tiles (it only names tiers this CPU has; the checks keep that local).
             let tier = super::runtime::plan::active().int8_gemm;
-            let vnni = tier >= Int8Gemm::Vnni && int8_vnni::available();
-            // AMX-INT8 tiles for 2+ rows (same sums as VNNI, see `int8_amx`).
-            let use_amx = panel_layers
-                && tier == Int8Gemm::Amx
-                && m >= int8_amx::MIN_ROWS
-                && int8_amx::available();
-            let amx = use_amx.then(|| int8_amx::pack_rows(xu, m, kp, xa));
+            let vnni = tier >= Int8Gemm::Vnni && vnni::available();
+            // AMX-INT8 tiles for 2+ rows (same sums as VNNI, see `amx`).
+            let use_amx =
+                panel_layers && tier == Int8Gemm::Amx && m >= amx::MIN_ROWS && amx::available();
+            let amx = use_amx.then(|| amx::pack_rows(xu, m, kp, xa));
             // The group-major copy only serves panel layers (oneDNN reads `xu` itself).
             let use_tall = !use_amx && panel_layers && TALL_M.contains(&m) && vnni;
             if use_tall {
@@ -376,8 +378,7 @@ impl Int8Linear {
             }
             let tall = use_tall.then_some(&xt[..]);
             // The AVX2 tiles multiply i16: widen the activations once for every strip.
-            let use_wide =
-                panel_layers && tier == Int8Gemm::Avx2 && !vnni && int8_avx2::available();
+            let use_wide = panel_layers && tier == Int8Gemm::Avx2 && !vnni && avx2::available();
             if use_wide {
                 xw.clear();
                 xw.extend(xu.iter().map(|&v| v as i16));
@@ -461,10 +462,10 @@ impl Int8Linear {
         if let Some(a) = amx {
             AMX_ACC.with(|cell| {
                 let mut acc = cell.borrow_mut();
-                acc.resize_zeroed(a.row_tiles * super::amx::TILE * PANEL * STRIP_PANELS);
+                acc.resize_zeroed(a.row_tiles * super::runtime::amx::TILE * PANEL * STRIP_PANELS);
                 let tiles = Tiles::new().expect("AMX-INT8 chosen only where tiles run");
                 let words = &self.w.packed.as_words()[p0 * panel_bytes / 4..];
-                int8_amx::strip(&tiles, a, words, np, groups, &mut acc);
+                amx::strip(&tiles, a, words, np, groups, &mut acc);
                 for r in 0..m {
                     // SAFETY: this task owns columns [c0, c1) of every row; rows are disjoint.
                     let dst = unsafe { out.range(r * n + c0, r * n + c1) };
@@ -475,12 +476,12 @@ impl Int8Linear {
             return;
         }
         let b = &self.w.packed[p0 * panel_bytes..(p0 + np) * panel_bytes];
-        let mut acc = [0i32; int8_vnni::TALL_ROWS * PANEL * STRIP_PANELS];
+        let mut acc = [0i32; vnni::TALL_ROWS * PANEL * STRIP_PANELS];
         if let (true, Some(at)) = (vnni, tall) {
             // 7..=16 rows (batched decode): one pass over the weights for all rows.
             for p in 0..np {
                 let panel = &b[p * panel_bytes..(p + 1) * panel_bytes];
-                int8_vnni::tile_tall(at, m, panel, groups, &mut acc[p * PANEL..]);
+                vnni::tile_tall(at, m, panel, groups, &mut acc[p * PANEL..]);
             }
             for r in 0..m {
                 // SAFETY: this task owns columns [c0, c1) of every row; rows are disjoint ranges.
@@ -498,12 +499,12 @@ impl Int8Linear {
                 .try_into()
                 .expect("tile-sized prefix");
             if vnni {
-                int8_vnni::tile(a, kp, rows, b, np, groups, r0 == 0, tile_acc);
+                vnni::tile(a, kp, rows, b, np, groups, r0 == 0, tile_acc);
             } else if let Some(xw) = wide {
                 let aw = &xw[r0 * kp..(r0 + rows) * kp];
-                int8_avx2::tile(aw, kp, rows, b, np, groups, tile_acc);
+                avx2::tile(aw, kp, rows, b, np, groups, tile_acc);
             } else {
-                tile_portable(a, kp, rows, b, np, groups, tile_acc);
+                portable::tile(a, kp, rows, b, np, groups, tile_acc);
             }
             for i in 0..rows {
                 let r = r0 + i;
@@ -524,7 +525,7 @@ struct StripInputs<'a> {
     vnni: bool,
     tall: Option<&'a [u8]>,
     wide: Option<&'a [i16]>,
-    amx: Option<int8_amx::RowTiles<'a>>,
+    amx: Option<amx::RowTiles<'a>>,
 }
 
 struct Scratch {
@@ -554,35 +555,6 @@ thread_local! {
             row_scale: Vec::new(),
         })
     };
-}
-
-multiversion! {
-    /// acc[i][c] = Σ_k a[i][k]·w[c][k] for `rows` rows and `np` panels (portable integer GEMM).
-    fn tile_portable(
-        a: &[u8],
-        kp: usize,
-        rows: usize,
-        b: &[i8],
-        np: usize,
-        groups: usize,
-        acc: &mut [i32; TILE_ROWS * PANEL * STRIP_PANELS],
-    ) {
-        for i in 0..rows {
-            let ar = &a[i * kp..(i + 1) * kp];
-            for p in 0..np {
-                let mut sum = [0i32; PANEL];
-                let panel = &b[p * groups * PANEL * 4..(p + 1) * groups * PANEL * 4];
-                for (av, w) in ar.chunks_exact(4).zip(panel.chunks_exact(PANEL * 4)) {
-                    for j in 0..PANEL {
-                        for kk in 0..4 {
-                            sum[j] += av[kk] as i32 * w[j * 4 + kk] as i32;
-                        }
-                    }
-                }
-                acc[i * PANEL * STRIP_PANELS + p * PANEL..][..PANEL].copy_from_slice(&sum);
-            }
-        }
-    }
 }
 
 multiversion! {

@@ -1,18 +1,21 @@
-//! AVX-512 blocks for [`super::paged_attention`]'s prefill loops. They run the plain loops'
+//! AVX-512 blocks for [`super::paged`]'s prefill loops. They run the plain loops'
 //! arithmetic (a multiply then an add per term, never fused; terms in the same order), so every
 //! score and output has the plain loops' bits; they only lay the work out so that it stays in
 //! vector registers. Written with intrinsics because the auto-vectoriser, given the same loops
 //! over arrays, vectorised across the wrong dimension (gathers and scatters, 4× slower).
+//! Against the plain loops: 1024-token prefill 136.4 / 132.1 → 159.6 / 173.3 tok/s (2B, Zen 5 VM).
 
-use super::bf16::Precision;
+use crate::engine::kernels::bf16::Precision;
 
 /// Keys per [`dots16`] call, values per vector.
 pub const LANES: usize = 16;
 
-/// Whether the blocks can run: AVX512F present. The kernel plan's
-/// [`PagedAttention`](super::runtime::plan::PagedAttention) decides whether they do.
+/// Whether the blocks can run: AVX512F present. The kernel plan's [`PagedAttention`] decides
+/// whether they do.
+///
+/// [`PagedAttention`]: crate::engine::kernels::runtime::plan::PagedAttention
 pub fn available() -> bool {
-    super::runtime::caps::CpuCaps::detect().avx512f
+    crate::engine::kernels::runtime::caps::CpuCaps::detect().avx512f
 }
 
 /// Query rows per [`dots_lines`] call.
@@ -23,7 +26,7 @@ pub const KEYS: usize = 2 * LANES;
 /// The plain loop's `dot(q, k)` of up to [`LINES`] query rows with [`KEYS`] keys at once, from a
 /// transposed tile: key `l`'s value `d` at `kt[d·stride + l]`. Out row `r`, lane `l` = the score
 /// of `q_rows[r]` and key `l`, finished as the plain loop finishes it: `round(round(dot)·scale)`
-/// with the rounding of `p` ([`super::bf16::Precision::round`]; none in f32).
+/// with the rounding of `p` ([`crate::engine::kernels::bf16::Precision::round`]; none in f32).
 ///
 /// The plain loop keeps 16 lane sums (lane i adds the terms d ≡ i mod 16 in increasing d) and
 /// then adds them to 0 in lane order, then the tail (0.0 when `hd % 16 == 0`). Here lane sum i
@@ -100,8 +103,8 @@ pub fn axpy_keys(acc: &mut [f32], p: &[f32], tile: &[f32], n: usize) {
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::avx512_math::{round_bf16, round_f16};
     use super::LANES;
+    use crate::engine::kernels::avx512_math::{round_bf16, round_f16};
     use crate::engine::kernels::bf16::Precision;
 
     /// # Safety

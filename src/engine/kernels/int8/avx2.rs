@@ -1,4 +1,4 @@
-//! AVX2 tiles for the int8 GEMM in [`super::int8`], for CPUs without AVX512-VNNI.
+//! AVX2 tiles for the int8 GEMM in [`super`], for CPUs without AVX512-VNNI.
 //!
 //! `vpmaddubsw` (u8 × s8 → i16 pairs) would be the obvious instruction, but its i16 sums saturate
 //! for u8 activations near 255 against weights near ±128, so results would differ from VNNI. Here
@@ -6,14 +6,15 @@
 //! is exact: the int32 accumulators equal the VNNI and portable ones, so outputs are bit-identical
 //! across tiers. The activations arrive widened once per call (`a`: i16, row-major, `kp` per row);
 //! each 16-byte quarter of a weight group (4 channels × 4 k) is widened in a register and used by
-//! the rows of the pass.
+//! the rows of the pass. On an AVX2-only Zen 3 VM: 214 GOP/s at 4096 × 1024, M = 128 (the bf16
+//! FMA panels: 112); 2B W8A8 decode 13.6 tok/s against 6.35 in bf16.
 
-use super::int8::{PANEL, STRIP_PANELS, TILE_ROWS};
+use super::{PANEL, STRIP_PANELS, TILE_ROWS};
 
 /// Whether the AVX2 tiles can run: AVX2 present. The kernel plan's
-/// [`Int8Gemm`](super::runtime::plan::Int8Gemm) decides whether they do.
+/// [`Int8Gemm`](crate::engine::kernels::runtime::plan::Int8Gemm) decides whether they do.
 pub fn available() -> bool {
-    super::runtime::caps::CpuCaps::detect().avx2
+    crate::engine::kernels::runtime::caps::CpuCaps::detect().avx2
 }
 
 /// acc[i·64 + c] = Σ_k a[i·kp + k] · w[c][k] for `rows` ≤ 6 rows and `np` ≤ 4 panels, with `a`

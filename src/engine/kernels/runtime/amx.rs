@@ -1,8 +1,12 @@
 //! AMX tiles: `tdpbf16ps` multiplies a 16×32 bf16 tile by a 32×16 one (as 16 rows of 16 bf16
 //! pairs) into 16×16 f32 accumulators, about 30× the rate of `vdpbf16ps` on the same core;
 //! `tdpbusd` does the same for u8 × s8 quads into i32. Used by the attention GEMMs (on the word
-//! layout of [`super::attention_bf16`]), the bf16 GEMM ([`super::gemm_amx`]) and the W8A8
-//! panels ([`super::int8_amx`]).
+//! layout of [`attention::bf16`]), the bf16 GEMM ([`gemm::amx`]) and the W8A8 panels
+//! ([`int8::amx`]).
+//!
+//! [`attention::bf16`]: crate::engine::kernels::attention::bf16
+//! [`gemm::amx`]: crate::engine::kernels::gemm::amx
+//! [`int8::amx`]: crate::engine::kernels::int8::amx
 //!
 //! Rust has no AMX intrinsics on stable, so the tile instructions are `asm!` with the tile
 //! number as a `const` operand. The eight tile registers are invisible to the compiler, which
@@ -13,7 +17,7 @@
 
 use std::marker::PhantomData;
 
-use super::runtime::caps::CpuCaps;
+use super::caps::CpuCaps;
 
 /// Rows of a tile, and words (bf16 pairs, or f32 columns) per tile row.
 pub const TILE: usize = 16;
@@ -464,7 +468,7 @@ mod tests {
     use super::*;
 
     fn bf(x: f32) -> u32 {
-        super::super::bf16::round_bf16(x).to_bits() >> 16
+        crate::engine::kernels::bf16::round_bf16(x).to_bits() >> 16
     }
 
     /// Every block shape (2×2, 2×1, 1×2, 1×1) against a scalar loop over the same words.

@@ -1,7 +1,8 @@
-//! AMX-INT8 tiles for the W8A8 panels of [`super::int8`]: `tdpbusd` multiplies a 16 × 64 tile of
+//! AMX-INT8 tiles for the W8A8 panels of [`super`]: `tdpbusd` multiplies a 16 × 64 tile of
 //! u8 activations by a 64 × 16 tile of s8 weights into 16 × 16 i32 sums, exact and without
 //! saturation like `vpdpbusd`, so every output bit equals the VNNI tiles' (same int32 sums, same
-//! epilogue).
+//! epilogue). Against the VNNI tiles on the AMX VM: 2B W8A8 prefill 236 → 379 tok/s, 16
+//! streams 120 → 153 tok/s (one-row decode stays on VNNI, which streams as fast).
 //!
 //! No second copy of the weights: a panel (16 channels, groups of 4 reductions as 64-byte
 //! `[channel][4]` lines) already is a column of AMX tiles — 16 consecutive groups are one 1 KB
@@ -10,16 +11,16 @@
 //! multiple of 16 can be read whole; the activations are zero there (not the `q + 128` of the
 //! padding inside K), so whatever those bytes are contributes nothing.
 
-use super::aligned::AlignedBuf;
-use super::amx::{self, Operand, TileLayout, Tiles, TILE};
-use super::int8::{PANEL, STRIP_PANELS};
+use super::{PANEL, STRIP_PANELS};
+use crate::engine::kernels::runtime::aligned::AlignedBuf;
+use crate::engine::kernels::runtime::amx::{self, Operand, TileLayout, Tiles, TILE};
 
 /// Reductions per tile row (16 groups of 4).
 const KTILE: usize = 64;
 /// Zero bytes after the last panel (up to 15 groups of one reduction tile read past a panel).
 pub const SLACK_BYTES: usize = 1024;
 /// Fewest rows sent to the tiles: a tile product costs the same for 1 row as for 16, and
-/// below this the VNNI tiles stream the weights as fast (see [`super::int8`]'s strip).
+/// below this the VNNI tiles stream the weights as fast (see [`super`]'s strip).
 pub const MIN_ROWS: usize = 2;
 
 /// Whether AMX-INT8 tiles can run here ([`amx::available_int8`]); the kernel plan decides

@@ -1,14 +1,16 @@
-//! AVX512-BF16 tiles for [`super::attention`] in bf16 mode. Both attention GEMMs take bf16
+//! AVX512-BF16 tiles for [`super`] in bf16 mode. Both attention GEMMs take bf16
 //! operands there (q, k after RoPE rounding; probabilities rounded before p·v), so `vdpbf16ps`
-//! multiplies them exactly and accumulates in f32 like the f32 path, at twice its rate.
+//! multiplies them exactly and accumulates in f32 like the f32 path, at twice its rate (2B vision
+//! tower 2.40 → 1.73 s when these tiles replaced the f32 GEMMs). The AMX attention runs on the
+//! same word layout and packers.
 //!
 //! Operands are "words": two bf16 values in one u32, the pair a `vdpbf16ps` lane consumes. The
 //! left operand is a row of words along the reduction dimension; the right operand is packed as
 //! [reduction pair][column] so one 64-byte load feeds 16 output columns.
 
-use super::aligned::AlignedBuf;
-use super::bf16::{interleave_pairs, round_bf16};
-use super::simd::multiversion;
+use crate::engine::kernels::bf16::{interleave_pairs, round_bf16};
+use crate::engine::kernels::runtime::aligned::AlignedBuf;
+use crate::engine::kernels::runtime::simd::multiversion;
 
 /// Output columns per register tile (4 vectors of 16).
 pub const TILE_COLS: usize = 64;
@@ -17,14 +19,14 @@ pub const TILE_ROWS: usize = 6;
 const LANES: usize = 16;
 
 /// Whether the tiles can run: AVX512F + AVX512_BF16 present. The kernel plan decides whether
-/// they do ([`super::attention::Kernel::best`]).
+/// they do ([`super::Kernel::best`]).
 pub fn available() -> bool {
     cpu_has_them()
 }
 
 /// The CPU has AVX512F + AVX512_BF16 (what the tiles' safety rests on).
 pub(crate) fn cpu_has_them() -> bool {
-    super::runtime::caps::CpuCaps::detect().avx512_bf16
+    crate::engine::kernels::runtime::caps::CpuCaps::detect().avx512_bf16
 }
 
 /// Two values as one word: `lo` in the low half (the even reduction index).
@@ -279,7 +281,7 @@ mod tests {
     #[test]
     fn packers_equal_the_definition() {
         use crate::engine::kernels::runtime::plan::{active, KernelPlan};
-        use crate::engine::kernels::simd::Level;
+        use crate::engine::kernels::runtime::simd::Level;
         let (stride, col0) = (83usize, 5usize);
         let src: Vec<f32> = (0..stride * 75)
             .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * 0.0137)
