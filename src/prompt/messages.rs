@@ -7,7 +7,7 @@ use crate::media::overrides::KwargScope;
 use crate::media::{ImageInput, KwargError, MediaError, MediaOverrides, MediaSource, VideoInput};
 
 /// One chat message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
@@ -25,7 +25,7 @@ pub struct ChatMessage {
 }
 
 /// Message content: a string or a list of typed parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
@@ -34,7 +34,7 @@ pub enum MessageContent {
 
 /// One content part. Besides OpenAI's `text` / `image_url` / `video_url`, the Hugging Face /
 /// qwen-vl-utils spellings `{"type":"image","image":…}` and `{"type":"video","video":…}` are accepted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
     Text {
@@ -73,7 +73,7 @@ pub enum ContentPart {
 }
 
 /// `"url"` or `{"url": "…", "detail": …}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum UrlRef {
     Url(String),
@@ -103,7 +103,7 @@ impl UrlRef {
 }
 
 /// A video: one URL, `{"url": …}`, a list of frame URLs, or `{"frames": [...], "fps": …}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum VideoRef {
     Url(String),
@@ -134,7 +134,7 @@ impl VideoRef {
 }
 
 /// An assistant tool call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ToolCall {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -144,7 +144,7 @@ pub struct ToolCall {
 }
 
 /// Function name and arguments (a JSON string, as OpenAI sends it, or an object).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FunctionCall {
     pub name: String,
     #[serde(default)]

@@ -1,9 +1,9 @@
 //! MindIE's error body (`{"error": "...", "error_type": "..."}`) and its status codes
 //! (`HttpRestResource::WrapperJson`, `g_exceptionInfo` in MindIE's `http_rest_resource.h`).
 
+use crate::wire::error::ErrorBody;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
 
 use crate::pipeline::RequestError;
 
@@ -48,9 +48,17 @@ impl ApiError {
         error_type(self.status)
     }
 
+    /// The body, typed.
+    pub fn wire(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.message.clone(),
+            error_type: self.error_type().to_string(),
+        }
+    }
+
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": self.message, "error_type": self.error_type()})
+        serde_json::to_value(self.wire()).unwrap_or_default()
     }
 }
 
@@ -82,7 +90,7 @@ impl ResponseError for ApiError {
         }
         res.insert_header((header::CONNECTION, "close"))
             .content_type("application/json")
-            .body(self.body().to_string())
+            .body(serde_json::to_string(&self.wire()).unwrap_or_default())
     }
 }
 
@@ -110,6 +118,7 @@ impl From<serde_json::Error> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn types_follow_mindie() {

@@ -26,6 +26,7 @@ pub mod generation;
 pub mod limits;
 pub mod metrics;
 pub mod mindie_config;
+pub mod openapi;
 pub mod params;
 pub mod pipelining;
 pub mod routes;

@@ -156,7 +156,7 @@ fn ascii_punctuation_outside_strings(text: &str) -> String {
 }
 
 /// `"stop"`: one string or a list.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum StopList {
     One(String),
@@ -173,7 +173,7 @@ impl StopList {
 }
 
 /// A vLLM `prompt` / TGI `inputs`: a string or a list of typed parts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum TextOrParts {
     Text(String),
@@ -233,7 +233,7 @@ fn seed(v: Option<u64>) -> Result<Option<u64>, ApiError> {
 }
 
 /// Sampling fields of `/generate` (vLLM), `/v1/chat/completions` and `/v1/completions`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct VllmSampling {
     pub temperature: Option<f32>,
@@ -347,7 +347,7 @@ impl VllmSampling {
 
 /// The `parameters` object of TGI (`/generate` with `inputs`, `/generate_stream`, `/`) and of
 /// MindIE's `/infer`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct TgiParameters {
     pub best_of: Option<i64>,

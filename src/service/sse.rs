@@ -30,15 +30,15 @@ pub fn done() -> Bytes {
 }
 
 /// vLLM `/generate` streaming: `<json>\0`, no `data:` prefix.
-pub fn nul(v: &Value) -> Bytes {
-    let mut s = v.to_string();
+pub fn nul<T: serde::Serialize>(v: &T) -> Bytes {
+    let mut s = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\0');
     Bytes::from(s)
 }
 
 /// An error inside a stream that has already started (the status line is gone).
 pub fn error_frame(e: &ApiError) -> Bytes {
-    data(&e.body())
+    data_of(&e.wire())
 }
 
 /// A non-stream JSON response.

@@ -3,11 +3,12 @@
 //! AISBench's client: a missing field takes its default, and an optional field (or a list
 //! element) of a shape we do not know reads as absent instead of failing the whole frame.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// `usage`; `prompt_tokens_details` only when the prompt had cached or visual tokens
 /// (`visual_tokens`: image and video placeholders, part of `prompt_tokens`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
     #[serde(default)]
     pub prompt_tokens: u64,
@@ -37,7 +38,7 @@ impl Usage {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromptTokensDetails {
     #[serde(default)]
     pub cached_tokens: u64,
@@ -46,7 +47,7 @@ pub struct PromptTokensDetails {
 }
 
 /// One token's log-probability in chat logprobs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenLogprob {
     pub token: String,
     pub logprob: f32,
@@ -56,13 +57,13 @@ pub struct TokenLogprob {
 }
 
 /// Chat `logprobs`: `{"content": [...]}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatLogprobs {
     pub content: Vec<TokenLogprob>,
 }
 
 /// The assistant's message in a non-streaming chat response.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AssistantMessage {
     #[serde(default)]
     pub role: String,
@@ -85,7 +86,7 @@ pub struct AssistantMessage {
     pub tool_calls: Vec<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatChoice {
     #[serde(default)]
     pub index: usize,
@@ -98,7 +99,7 @@ pub struct ChatChoice {
 }
 
 /// `chat.completion`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatCompletion {
     #[serde(default)]
     pub id: String,
@@ -115,7 +116,7 @@ pub struct ChatCompletion {
 }
 
 /// A chunk's `delta`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -135,7 +136,7 @@ pub struct Delta {
     pub reasoning: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChunkChoice {
     #[serde(default)]
     pub index: usize,
@@ -149,7 +150,7 @@ pub struct ChunkChoice {
 
 /// `chat.completion.chunk`. `usage` is absent, `null` (other chunks under
 /// `stream_options.include_usage`) or the usage.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatChunk {
     #[serde(default)]
     pub id: String,
@@ -170,7 +171,7 @@ pub struct ChatChunk {
 }
 
 /// Completions `logprobs`: parallel lists.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompletionLogprobs {
     pub tokens: Vec<String>,
     pub token_logprobs: Vec<f32>,
@@ -178,7 +179,7 @@ pub struct CompletionLogprobs {
     pub text_offset: Vec<usize>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompletionChoice {
     #[serde(default)]
     pub index: usize,
@@ -195,7 +196,7 @@ pub struct CompletionChoice {
 
 /// `text_completion`, a whole response or a stream chunk (`usage` absent on chunks but the
 /// last).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Completion {
     #[serde(default)]
     pub id: String,

@@ -5,13 +5,14 @@
 //! `[DONE]`. `details.generated_tokens` (asked for with `details: true`) is taken as the
 //! server's output token count; the protocol has no prompt token count.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::framing::{Framer, SseFramer};
 use super::http::{content_json, exchange, HttpTarget, Protocol};
 use super::{Backend, BenchRequest, BoxFuture, GenParams};
 use crate::bench::dataset::Part;
 use crate::bench::record::{Clock, Recorder, RequestRecord, Usage};
+use crate::wire::mindie::{InferParameters, InferRequest};
 
 pub struct MindieInfer {
     target: HttpTarget,
@@ -25,19 +26,22 @@ impl MindieInfer {
 }
 
 pub fn request_body(params: &GenParams, parts: &[Part]) -> Value {
-    json!({
-        "inputs": content_json(parts),
-        "stream": params.stream,
-        "parameters": {
-            "temperature": params.temperature,
-            "ignore_eos": params.ignore_eos,
-            "max_new_tokens": params.max_tokens,
-            "details": true,
+    let body = InferRequest {
+        inputs: content_json(parts),
+        stream: params.stream,
+        parameters: InferParameters {
+            temperature: Some(params.temperature),
+            ignore_eos: Some(params.ignore_eos),
+            max_new_tokens: Some(params.max_tokens as u64),
+            details: Some(true),
         },
-    })
+    };
+    serde_json::to_value(body).unwrap_or_default()
 }
 
-/// Reads `/infer` responses.
+/// Reads `/infer` responses, field by field rather than through
+/// [`crate::wire::mindie::InferFrame`]: MindIE builds differ in which fields a frame carries,
+/// and a missing one must not lose the others.
 pub struct InferProtocol;
 
 fn details(v: &Value, rec: &mut Recorder) {

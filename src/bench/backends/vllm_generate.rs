@@ -4,13 +4,14 @@
 //! of `{"text": [<delta>]}` objects each ended by `\0` (no SSE framing, no `[DONE]`).
 //! The protocol reports no usage, so token counts fall back to the tokenizer (`--tokenizer`).
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::framing::{Framer, NulFramer};
 use super::http::{content_json, exchange, HttpTarget, Protocol};
 use super::{Backend, BenchRequest, BoxFuture, GenParams};
 use crate::bench::dataset::Part;
 use crate::bench::record::{Clock, Recorder, RequestRecord};
+use crate::wire::vllm::{GenerateRequest, GenerateText};
 
 pub struct VllmGenerate {
     target: HttpTarget,
@@ -24,16 +25,15 @@ impl VllmGenerate {
 }
 
 pub fn request_body(params: &GenParams, parts: &[Part]) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("prompt".into(), content_json(parts));
-    m.insert("max_tokens".into(), json!(params.max_tokens));
-    m.insert("temperature".into(), json!(params.temperature));
-    m.insert("ignore_eos".into(), json!(params.ignore_eos));
-    m.insert("stream".into(), json!(params.stream));
-    if let Some(model) = &params.model {
-        m.insert("model".into(), json!(model));
-    }
-    Value::Object(m)
+    let body = GenerateRequest {
+        prompt: content_json(parts),
+        max_tokens: Some(params.max_tokens as u64),
+        temperature: Some(params.temperature),
+        ignore_eos: Some(params.ignore_eos),
+        stream: Some(params.stream),
+        model: params.model.clone(),
+    };
+    serde_json::to_value(body).unwrap_or_default()
 }
 
 /// Reads `/generate` responses; `prompt_text` is the prompt's first text item, which the
@@ -42,14 +42,13 @@ pub struct GenerateProtocol {
     pub prompt_text: String,
 }
 
-fn first_text(v: &Value) -> Result<&str, String> {
+fn first_text(v: &Value) -> Result<String, String> {
     if let Some(e) = v.get("error") {
         return Err(format!("server error: {e}"));
     }
-    v.get("text")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_str)
+    serde_json::from_value::<GenerateText>(v.clone())
+        .ok()
+        .and_then(|g| g.text.into_iter().next())
         .ok_or_else(|| format!("expected {{\"text\": [...]}}, got {v}"))
 }
 
@@ -60,14 +59,15 @@ impl Protocol for GenerateProtocol {
 
     fn on_event(&self, event: &Value, rec: &mut Recorder) -> Result<(), String> {
         let t = first_text(event)?;
-        rec.push_content(t);
+        rec.push_content(&t);
         Ok(())
     }
 
     fn on_body(&self, body: &Value, rec: &mut Recorder) -> Result<(), String> {
         let t = first_text(body)?;
         let prefix = format!("{} ", self.prompt_text);
-        rec.set_content(t.strip_prefix(&prefix).unwrap_or(t).to_string());
+        let text = t.strip_prefix(&prefix).map(str::to_string).unwrap_or(t);
+        rec.set_content(text);
         Ok(())
     }
 }

@@ -18,15 +18,15 @@ use crate::service::state::{AppState, PromptInput};
 use crate::service::stream::{self, Framing};
 use crate::wire::openai as wire;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-enum CompletionPrompt {
+pub(crate) enum CompletionPrompt {
     Text(String),
     Tokens(Vec<u32>),
 }
 
-#[derive(Debug, Deserialize)]
-struct CompletionRequest {
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub(crate) struct CompletionRequest {
     model: Option<String>,
     prompt: CompletionPrompt,
     #[serde(default)]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use actix_web::web::{Bytes, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::media::MediaOverrides;
 use crate::pipeline::SamplingParams;
@@ -21,9 +20,11 @@ use crate::service::params::{
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
 use crate::service::stream::{self, Framing};
+use crate::wire::tgi::{DetailToken, Details, Generated, StreamFrame, StreamToken};
+use crate::wire::vllm::GenerateText;
 
-#[derive(Debug, Deserialize)]
-struct VllmRequest {
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub(crate) struct VllmRequest {
     prompt: TextOrParts,
     /// MindIE reads it as a LoRA id; only the served model exists here.
     #[serde(default)]
@@ -34,7 +35,7 @@ struct VllmRequest {
     mm_processor_kwargs: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(crate) struct TgiRequest {
     pub inputs: TextOrParts,
     #[serde(default)]
@@ -197,7 +198,7 @@ async fn vllm(
             .iter()
             .map(|ch| format!("{head} {}", ch.text))
             .collect();
-        return Ok(sse::json(&json!({ "text": text })));
+        return Ok(sse::json_of(&GenerateText { text }));
     }
     let full = state.config.full_text;
     Ok(stream::respond(
@@ -222,29 +223,31 @@ impl Framing for VllmFraming {
             self.texts.resize(c.choice + 1, String::new());
         }
         self.texts[c.choice].push_str(&c.text);
-        let out: Vec<&str> = (0..self.texts.len())
+        let text = (0..self.texts.len())
             .map(|i| match (i == c.choice, self.full) {
-                (_, true) => self.texts[i].as_str(),
-                (true, false) => c.text.as_str(),
-                (false, false) => "",
+                (_, true) => self.texts[i].clone(),
+                (true, false) => c.text.clone(),
+                (false, false) => String::new(),
             })
             .collect();
-        vec![sse::nul(&json!({ "text": out }))]
+        vec![sse::nul(&GenerateText { text })]
     }
 
     fn error(&self, e: &ApiError) -> Vec<Bytes> {
-        vec![sse::nul(&e.body())]
+        vec![sse::nul(&e.wire())]
     }
 }
 
-/// TGI `details` for a finished request.
-pub(crate) fn details(g_seed: u64, prompt: usize, finish: &str, generated: usize) -> Value {
-    json!({
-        "prompt_tokens": prompt,
-        "finish_reason": finish,
-        "generated_tokens": generated,
-        "seed": g_seed,
-    })
+/// TGI `details` for a finished request (without the per-token lists).
+fn details(seed: u64, prompt_tokens: usize, finish: &str, generated_tokens: usize) -> Details {
+    Details {
+        prompt_tokens,
+        finish_reason: finish.to_string(),
+        generated_tokens,
+        seed,
+        prefill: None,
+        tokens: None,
+    }
 }
 
 /// Raw-text prompt with TGI's `truncate` (keep the last N tokens).
@@ -289,29 +292,34 @@ async fn tgi(
         let ch = c.choices.first().cloned().unwrap_or_default();
         let (prompt_tokens, generated) = c.usage();
         let text = format!("{prefix}{}", ch.text);
-        let mut out = json!({});
-        if with_details {
+        let details = with_details.then(|| {
             let tok = state.tokenizer.clone();
-            let tokens: Vec<Value> = ch
+            let tokens = ch
                 .token_ids
                 .iter()
-                .map(|&id| {
-                    let text = tok.as_ref().and_then(|t| t.decode(&[id], false).ok());
-                    json!({"id": id, "logprob": null, "special": null, "text": text})
+                .map(|&id| DetailToken {
+                    id,
+                    logprob: None,
+                    special: None,
+                    text: tok.as_ref().and_then(|t| t.decode(&[id], false).ok()),
                 })
                 .collect();
             let finish = ch.finish.as_ref().map_or("length", |f| f.tgi());
-            let mut d = details(seed, prompt_tokens, finish, generated);
-            d["prefill"] = json!([]);
-            d["tokens"] = Value::Array(tokens);
-            out["details"] = d;
-        }
-        out["generated_text"] = json!(text);
-        return Ok(sse::json(&if route == TgiRoute::Root {
-            json!([out])
+            Details {
+                prefill: Some(Vec::new()),
+                tokens: Some(tokens),
+                ..details(seed, prompt_tokens, finish, generated)
+            }
+        });
+        let out = Generated {
+            details,
+            generated_text: text,
+        };
+        return Ok(if route == TgiRoute::Root {
+            sse::json_of(&[out])
         } else {
-            out
-        }));
+            sse::json_of(&out)
+        });
     }
     Ok(stream::respond(
         g,
@@ -337,19 +345,24 @@ impl Framing for TgiFraming {
             return Vec::new();
         }
         self.text.push_str(&c.text);
-        let mut frame = json!({
-            "token": {"id": c.token_ids, "text": c.text, "logprob": null, "special": null},
-            "generated_text": null,
-            "details": null,
-        });
+        let mut frame = StreamFrame {
+            token: StreamToken {
+                id: c.token_ids,
+                text: c.text,
+                logprob: None,
+                special: None,
+            },
+            generated_text: None,
+            details: None,
+        };
         if let Some(f) = &c.finish {
-            frame["generated_text"] = json!(self.text);
+            frame.generated_text = Some(self.text.clone());
             if self.with_details {
                 let (p, n) = g.usage();
-                frame["details"] = details(self.seed, p, f.tgi(), n);
+                frame.details = Some(details(self.seed, p, f.tgi(), n));
             }
         }
-        vec![sse::data(&frame)]
+        vec![sse::data_of(&frame)]
     }
 
     fn error(&self, e: &ApiError) -> Vec<Bytes> {

@@ -5,7 +5,6 @@
 use actix_web::web::{Bytes, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::generate::tgi_prompt;
 use crate::pipeline::SamplingParams;
@@ -16,9 +15,10 @@ use crate::service::params::{parse_body, Body, TextOrParts, TgiParameters};
 use crate::service::sse;
 use crate::service::state::{AppState, PromptInput};
 use crate::service::stream::{self, Framing};
+use crate::wire::mindie::{InferDetails, InferFrame, InferToken, Inferred};
 
-#[derive(Debug, Deserialize)]
-struct InferRequest {
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub(crate) struct InferRequest {
     #[serde(default)]
     inputs: Option<TextOrParts>,
     #[serde(default)]
@@ -96,16 +96,16 @@ pub async fn handle(
     if !stream {
         let c = g.collect().await?;
         let ch = c.choices.first().cloned().unwrap_or_default();
-        let mut out = json!({ "generated_text": ch.text });
-        if with_details {
-            out["details"] = json!({
-                "finish_reason": ch.finish.as_ref().map_or("length", |f| f.tgi()),
-                "generated_tokens": ch.token_ids.len(),
-                "generated_token_ids": ch.token_ids,
-                "seed": seed,
-            });
-        }
-        return Ok(sse::json(&out));
+        let details = with_details.then(|| InferDetails {
+            finish_reason: ch.finish.as_ref().map_or("length", |f| f.tgi()).to_string(),
+            generated_tokens: ch.token_ids.len(),
+            generated_token_ids: Some(ch.token_ids.clone()),
+            seed,
+        });
+        return Ok(sse::json_of(&Inferred {
+            generated_text: ch.text,
+            details,
+        }));
     }
     Ok(stream::respond(
         g,
@@ -131,20 +131,28 @@ impl Framing for InferFraming {
             return Vec::new();
         }
         self.text.push_str(&c.text);
-        let mut frame = json!({"prefill_time": c.prefill_ms, "decode_time": c.decode_ms});
-        match &c.finish {
-            None => frame["token"] = json!({"id": c.token_ids, "text": c.text}),
+        let (generated_text, details, text) = match &c.finish {
+            None => (None, None, Some(c.text)),
             Some(f) => {
-                frame["generated_text"] = json!(self.text);
-                frame["details"] = if self.with_details {
-                    json!({"finish_reason": f.tgi(), "generated_tokens": f.usage.completion_tokens, "seed": self.seed})
-                } else {
-                    Value::Null
-                };
-                frame["token"] = json!({"id": c.token_ids, "text": null});
+                let details = self.with_details.then(|| InferDetails {
+                    finish_reason: f.tgi().to_string(),
+                    generated_tokens: f.usage.completion_tokens,
+                    generated_token_ids: None,
+                    seed: self.seed,
+                });
+                (Some(self.text.clone()), Some(details), None)
             }
-        }
-        vec![sse::data(&frame)]
+        };
+        vec![sse::data_of(&InferFrame {
+            prefill_time: c.prefill_ms,
+            decode_time: c.decode_ms,
+            generated_text,
+            details,
+            token: InferToken {
+                id: c.token_ids,
+                text,
+            },
+        })]
     }
 
     fn error(&self, e: &ApiError) -> Vec<Bytes> {

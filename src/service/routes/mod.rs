@@ -46,7 +46,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(health::model_ready),
         )
         .route("/metrics", web::get().to(health::metrics))
-        .route("/metrics-json", web::get().to(health::metrics_json));
+        .route("/metrics-json", web::get().to(health::metrics_json))
+        .route(
+            "/openapi.json",
+            web::get().to(crate::service::openapi::handle),
+        );
 }
 
 /// Unknown paths and methods: MindIE's error body with 404.

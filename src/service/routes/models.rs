@@ -4,11 +4,12 @@
 use actix_web::web::{Data, Path};
 use actix_web::HttpResponse;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::service::errors::ApiError;
 use crate::service::sse;
 use crate::service::state::AppState;
+use crate::wire::models::{Model, ModelCard, ModelList};
 
 /// MindIE masks all but the last path component of the weights folder.
 fn masked_root(state: &AppState) -> String {
@@ -21,28 +22,28 @@ fn masked_root(state: &AppState) -> String {
     format!("***/{name}")
 }
 
-/// nlohmann::json output: keys sorted (serde_json keeps insertion order here, so they are
-/// inserted sorted), four-space indent.
-fn pretty(v: &Value) -> String {
+/// nlohmann::json output: keys sorted (serde_json keeps insertion order here, and the wire
+/// types declare their fields sorted), four-space indent.
+fn pretty<T: Serialize>(v: &T) -> String {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    // Serializing a Value into a Vec cannot fail.
+    // Serializing a wire value (string keys, no floats) into a Vec cannot fail.
     let _ = v.serialize(&mut ser);
     String::from_utf8(buf).unwrap_or_default()
 }
 
 pub async fn list(state: Data<AppState>) -> HttpResponse {
-    let v = json!({
-        "data": [{
-            "id": state.config.served_model_name,
-            "object": "model",
-            "owned_by": "MindIE Server",
-            "parent": "null",
-            "root": masked_root(&state),
+    let v = ModelList {
+        data: vec![ModelCard {
+            id: state.config.served_model_name.clone(),
+            object: "model".into(),
+            owned_by: "MindIE Server".into(),
+            parent: "null".into(),
+            root: masked_root(&state),
         }],
-        "object": "list",
-    });
+        object: "list".into(),
+    };
     HttpResponse::Ok()
         .content_type("application/json")
         .body(pretty(&v))
@@ -58,12 +59,12 @@ fn check(state: &AppState, model: &str) -> Result<(), ApiError> {
 
 pub async fn one(state: Data<AppState>, model: Path<String>) -> Result<HttpResponse, ApiError> {
     check(&state, &model)?;
-    Ok(sse::json(&json!({
-        "id": state.config.served_model_name,
-        "object": "model",
-        "created": state.created,
-        "owned_by": "MindIE Server",
-    })))
+    Ok(sse::json_of(&Model {
+        id: state.config.served_model_name.clone(),
+        object: "model".into(),
+        created: state.created,
+        owned_by: "MindIE Server".into(),
+    }))
 }
 
 pub async fn info(state: Data<AppState>) -> HttpResponse {

@@ -24,8 +24,8 @@ use crate::service::state::{AppState, PromptInput};
 use crate::service::stream::{self, Framing};
 use crate::wire::openai as wire;
 
-#[derive(Debug, Deserialize)]
-struct ChatRequest {
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub(crate) struct ChatRequest {
     model: Option<String>,
     messages: Vec<ChatMessage>,
     #[serde(default)]
@@ -40,8 +40,8 @@ struct ChatRequest {
     mm_processor_kwargs: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct StreamOptions {
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+pub(crate) struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
 }

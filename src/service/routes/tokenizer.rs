@@ -4,15 +4,15 @@
 use actix_web::web::Data;
 use actix_web::HttpResponse;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::service::errors::ApiError;
 use crate::service::params::{parse_body, Body};
 use crate::service::sse;
 use crate::service::state::AppState;
+use crate::wire::mindie::{TokenList, Tokenized};
 
-#[derive(Debug, Deserialize)]
-struct TokenizeRequest {
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub(crate) struct TokenizeRequest {
     inputs: String,
     #[serde(default)]
     do_decode: Option<bool>,
@@ -46,11 +46,12 @@ pub async fn handle(state: Data<AppState>, Body(body): Body) -> Result<HttpRespo
             .iter()
             .map(|&id| tok.decode(&[id], false).unwrap_or_default())
             .collect();
-        json!(texts)
+        TokenList::Texts(texts)
     } else {
-        json!(ids)
+        TokenList::Ids(ids.clone())
     };
-    Ok(sse::json(
-        &json!({"token_number": ids.len(), "tokens": tokens}),
-    ))
+    Ok(sse::json_of(&Tokenized {
+        token_number: ids.len(),
+        tokens,
+    }))
 }

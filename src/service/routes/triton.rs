@@ -6,7 +6,6 @@
 use actix_web::web::{Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::generate::tgi_prompt;
 use crate::pipeline::SamplingParams;
@@ -17,9 +16,10 @@ use crate::service::params::{parse_body, Body, TextOrParts, TgiParameters};
 use crate::service::sse;
 use crate::service::state::AppState;
 use crate::service::stream::{self, Framing};
+use crate::wire::triton::{TritonDetails, TritonOutput};
 
-#[derive(Debug, Deserialize)]
-struct TritonRequest {
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub(crate) struct TritonRequest {
     #[serde(default)]
     id: Option<String>,
     text_input: TextOrParts,
@@ -35,8 +35,9 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// `data:{json}\n\n` — Triton's framing has no space after the colon.
-fn frame(v: &Value) -> Bytes {
-    Bytes::from(format!("data:{v}\n\n"))
+fn frame<T: serde::Serialize>(v: &T) -> Bytes {
+    let json = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    Bytes::from(format!("data:{json}\n\n"))
 }
 
 pub async fn generate(
@@ -119,21 +120,21 @@ async fn run(
     if !streaming {
         let c = g.collect().await?;
         let ch = c.choices.first().cloned().unwrap_or_default();
-        let mut out = json!({
-            "id": id,
-            "model_name": model,
-            "model_version": null,
-            "text_output": ch.text,
+        let details = with_details.then(|| TritonDetails {
+            finish_reason: Some(ch.finish.as_ref().map_or("length", |f| f.tgi()).to_string()),
+            generated_tokens: ch.token_ids.len(),
+            first_token_cost: None,
+            decode_cost: None,
         });
-        if with_details {
-            out["details"] = json!({
-                "finish_reason": ch.finish.as_ref().map_or("length", |f| f.tgi()),
-                "generated_tokens": ch.token_ids.len(),
-                "first_token_cost": null,
-                "decode_cost": null,
-            });
-        }
-        return Ok(sse::json(&out));
+        return Ok(sse::json_of(&TritonOutput {
+            id,
+            model_name: model,
+            model_version: None,
+            text_output: ch.text,
+            details,
+            prefill_time: None,
+            decode_time: None,
+        }));
     }
     Ok(stream::respond(
         g,
@@ -160,28 +161,24 @@ impl Framing for TritonFraming {
             return Vec::new();
         }
         self.generated += c.token_ids.len();
-        let mut f = json!({
-            "id": self.id,
-            "model_name": self.model,
-            "model_version": null,
-            "text_output": c.text,
+        let details = self.with_details.then(|| TritonDetails {
+            finish_reason: c.finish.as_ref().map(|f| f.tgi().to_string()),
+            generated_tokens: self.generated,
+            first_token_cost: None,
+            decode_cost: None,
         });
-        if self.with_details {
-            f["details"] = json!({
-                "generated_tokens": self.generated,
-                "first_token_cost": null,
-                "decode_cost": null,
-            });
-            if let Some(fin) = &c.finish {
-                f["details"]["finish_reason"] = json!(fin.tgi());
-            }
-        }
-        f["prefill_time"] = json!(c.prefill_ms);
-        f["decode_time"] = json!(c.decode_ms);
-        vec![frame(&f)]
+        vec![frame(&TritonOutput {
+            id: self.id.clone(),
+            model_name: self.model.clone(),
+            model_version: None,
+            text_output: c.text,
+            details,
+            prefill_time: Some(c.prefill_ms),
+            decode_time: Some(c.decode_ms),
+        })]
     }
 
     fn error(&self, e: &ApiError) -> Vec<Bytes> {
-        vec![frame(&e.body())]
+        vec![frame(&e.wire())]
     }
 }
