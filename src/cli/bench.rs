@@ -36,9 +36,10 @@ pub struct BenchArgs {
     /// Server port (MindIE's business port is 1025).
     #[arg(long, default_value_t = 1025)]
     pub port: u16,
-    /// Wire protocol.
+    /// The server's API (wire protocol): openai-chat, vllm-generate or mindie-infer. Named
+    /// `--api` so that it is not confused with the kernel `--backend` of the other subcommands.
     #[arg(long, value_enum, default_value = "openai-chat")]
-    pub backend: BackendKind,
+    pub api: BackendKind,
     /// Non-streaming requests (AISBench `vllm_api_general_chat`; no TTFT/TPOT/ITL).
     #[arg(long)]
     pub no_stream: bool,
@@ -107,7 +108,7 @@ pub struct BenchArgs {
     /// Where the report files go.
     #[arg(long, default_value = "bench-results")]
     pub output_dir: PathBuf,
-    /// Run name (file stem); default `<backend>-c<concurrency>-<UTC time>`.
+    /// Run name (file stem); default `<api>-c<concurrency>-<UTC time>`.
     #[arg(long)]
     pub name: Option<String>,
     /// No progress bar.
@@ -175,7 +176,7 @@ pub fn config(a: &BenchArgs) -> Result<BenchConfig> {
             .clone()
             .unwrap_or_else(|| format!("http://{}:{}", a.host, a.port));
         Target::Http {
-            kind: a.backend,
+            kind: a.api,
             base_url,
             api_key: a.api_key.clone(),
             attempts: a.retry.max(1),
