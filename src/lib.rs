@@ -4,7 +4,7 @@
 //! * [`media`] — images and video: decoding, resizing, patchifying (Hugging Face processor parity).
 //! * [`prompt`] — tokenizer, chat template, placeholder expansion, incremental detokenizer.
 //! * [`actors`] — the streaming pipeline stages.
-//! * [`bench`] — `qwen3vl bench`: the AISBench-compatible serving benchmark.
+//! * [`bench`](mod@bench) — `qwen3vl bench`: the AISBench-compatible serving benchmark.
 //! * [`pipeline`] — the public API: build a pipeline, stream chat/generation events.
 //! * [`service`] — the HTTP server (MindIE / vLLM / OpenAI / TGI wire formats).
 

@@ -120,7 +120,7 @@ impl<'a> Loader<'a> {
         Ok((w, b))
     }
 
-    /// `{prefix}.weight` [n, k] (+ `{prefix}.bias` [n]); int8 when the checkpoint stores it so.
+    /// `{prefix}.weight` `[n, k]` (+ `{prefix}.bias` `[n]`); int8 when the checkpoint stores it so.
     pub fn linear(&self, prefix: &str, n: usize, k: usize, bias: bool) -> Result<Linear> {
         let scheme = self.scheme(prefix)?;
         if scheme != LinearScheme::Float {

@@ -286,7 +286,7 @@ impl Qwen3VlModel {
         })
     }
 
-    /// Decode one token at the next cache position; returns its logits [vocab].
+    /// Decode one token at the next cache position; returns its logits `[vocab]`.
     pub fn decode(&self, cache: &mut KvCache, token: u32, rope_delta: i64) -> Result<Vec<f32>> {
         let x = self.text.embed(&[token])?;
         let p = cache.len() as i64 + rope_delta;
@@ -331,7 +331,7 @@ pub fn argmax(xs: &[f32]) -> usize {
 }
 
 impl MultimodalInput {
-    /// Read the `forward` contract's input file: `input_ids` I64 [seq]; optional `pixel_values`
+    /// Read the `forward` contract's input file: `input_ids` I64 `[seq]`; optional `pixel_values`
     /// F32 [Np, patch_dim] + `image_grid_thw` I64 [n, 3]; optional `pixel_values_videos` +
     /// `video_grid_thw`.
     pub fn from_tensor_file(f: &super::tensor_file::TensorFile, patch_dim: usize) -> Result<Self> {

@@ -1,7 +1,7 @@
 //! `qwen3vl quantize`: writes a float Qwen3-VL checkpoint as a msModelSlim-format W8A8_DYNAMIC
 //! folder — the layout MindIE users already have, so one loader path serves both.
 //!
-//! Quantized (int8 per output channel, `weight_scale` [N,1], zero `weight_offset`, per-token
+//! Quantized (int8 per output channel, `weight_scale` `[N,1]`, zero `weight_offset`, per-token
 //! activations at run time): every text-decoder Linear — attention, dense MLP, MoE experts
 //! (unstacked into msModelSlim's per-expert 2-D names) — and the LM head (written as
 //! `lm_head.weight` even for a tied model; the embedding stays float). Everything else (vision

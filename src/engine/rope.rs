@@ -153,9 +153,9 @@ impl TextRope {
     ///
     /// The layout is always interleaved, as in transformers 4.57's `apply_interleaved_mrope`
     /// (it ignores `mrope_interleaved`): slot j ≡ 1 (mod 3) takes H and j ≡ 2 (mod 3) takes W
-    /// for j below 3·section[1] and 3·section[2] respectively, every other slot T. Python's
+    /// for j below `3·section[1]` and `3·section[2]` respectively, every other slot T. Python's
     /// slice `offset:3·s:3` stops at the end of the head_dim/2 slots, so a section whose 3·s
-    /// exceeds head_dim/2 is clipped there; section[0] is never read.
+    /// exceeds head_dim/2 is clipped there; `section[0]` is never read.
     pub fn new(head_dim: usize, theta: f64, section: &[usize], kind: &RopeKind) -> Self {
         let half = head_dim / 2;
         let (inv_freq, scale) = match *kind {

@@ -106,7 +106,7 @@ multiversion! {
 
 multiversion! {
     /// f32 values rounded to bf16 (nearest-even) and paired into words, the pair a `vdpbf16ps`
-    /// lane consumes: dst[p] = bf16(src[2p]) | bf16(src[2p+1]) << 16; an odd tail pairs with 0.
+    /// lane consumes: `dst[p] = bf16(src[2p]) | bf16(src[2p+1]) << 16`; an odd tail pairs with 0.
     pub fn narrow_pairs(dst: &mut [u32], src: &[f32]) {
         let mut pairs = src.chunks_exact(2);
         for (d, p) in dst.iter_mut().zip(pairs.by_ref()) {
@@ -119,8 +119,8 @@ multiversion! {
 }
 
 multiversion! {
-    /// Two rows rounded to bf16 and interleaved into words: dst[c] = bf16(lo[c]) |
-    /// bf16(hi[c]) << 16 (the pair of reduction steps 2j, 2j+1 of one column).
+    /// Two rows rounded to bf16 and interleaved into words: `dst[c] = bf16(lo[c]) |
+    /// bf16(hi[c]) << 16` (the pair of reduction steps 2j, 2j+1 of one column).
     pub fn interleave_pairs(dst: &mut [u32], lo: &[f32], hi: &[f32]) {
         for ((d, &a), &b) in dst.iter_mut().zip(lo).zip(hi) {
             *d = (round_bf16(a).to_bits() >> 16) | (round_bf16(b).to_bits() & 0xffff_0000);

@@ -69,7 +69,7 @@ pub struct VllmCall {
 }
 
 /// A TGI request up to its prompt: TGI's `truncate` needs the tokenizer, so the handler
-/// builds the prompt from `inputs` (see [`tgi_prompt`]).
+/// builds the prompt from `inputs` (see `tgi_prompt`).
 #[derive(Debug)]
 pub struct TgiCall {
     pub inputs: TextOrParts,

@@ -36,7 +36,7 @@ pub fn word(lo: f32, hi: f32) -> u32 {
 }
 
 /// A [rows, cols] block (row `r` at `src[r·stride + col0 ..][..cols]`) packed as the right operand
-/// of `Σ_r a[·][r] · m[r][c]`: word [j·cpad + c] = (m[2j][c], m[2j+1][c]), zero-padded to `steps`
+/// of `Σ_r a[·][r] · m[r][c]`: `word[j·cpad + c] = (m[2j][c], m[2j+1][c])`, zero-padded to `steps`
 /// = rows/2 rounded up to a multiple of the packer's `step_align` (1 for these tiles, 16 for AMX
 /// tiles) and to `cpad` = cols rounded up to 16.
 pub struct PackedRight {
@@ -136,7 +136,7 @@ multiversion! {
     }
 }
 
-/// Left-operand rows as words: `out[i·steps + j]` = (x[i][2j], x[i][2j+1]) for `rows` rows of
+/// Left-operand rows as words: `out[i·steps + j] = (x[i][2j], x[i][2j+1])` for `rows` rows of
 /// `len` values at `src[i·stride ..]`, zero-padded to `steps` = len/2 rounded up to a multiple
 /// of `step_align` and to a multiple of `row_align` rows. Returns `steps`.
 pub fn pack_left(
@@ -163,7 +163,7 @@ pub fn halves(words: &mut [u32]) -> &mut [u16] {
 }
 
 multiversion! {
-    /// out[i] = bf16 bits of round(x[i] · s) for i < x.len() (≤ out.len()).
+    /// `out[i]` = bf16 bits of `round(x[i] · s)` for `i < x.len()` (≤ `out.len()`).
     pub fn narrow_scaled(x: &[f32], s: f32, out: &mut [u16]) {
         for (o, &v) in out.iter_mut().zip(x) {
             *o = (round_bf16(v * s).to_bits() >> 16) as u16;

@@ -7,7 +7,7 @@
 
 use crate::engine::kernels::bf16::Precision;
 
-/// Keys per [`dots16`] call, values per vector.
+/// Keys per `dots16` call, values per vector.
 pub const LANES: usize = 16;
 
 /// Whether the blocks can run: AVX512F present. The kernel plan's [`PagedAttention`] decides

@@ -57,7 +57,7 @@ pub fn backend_for(plan: &KernelPlan) -> Option<Box<dyn FastBackend>> {
     }))
 }
 
-/// [`backend_for`] the plan in force ([`runtime::plan::active`]).
+/// [`backend_for`] the plan in force ([`crate::engine::kernels::runtime::plan::active`]).
 pub fn auto_backend() -> Option<Box<dyn FastBackend>> {
     backend_for(&plan::active())
 }

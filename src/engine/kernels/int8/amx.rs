@@ -37,7 +37,7 @@ pub struct RowTiles<'a> {
     pub ktiles: usize,
 }
 
-/// The activations `xu` [m, kp] (kp a multiple of 4) as row tiles [mt][kt][16 rows][64 bytes]
+/// The activations `xu` [m, kp] (kp a multiple of 4) as row tiles `[mt][kt][16 rows][64 bytes]`
 /// in `out`, zero for rows ≥ m and reductions ≥ kp.
 pub fn pack_rows<'a>(xu: &[u8], m: usize, kp: usize, out: &'a mut AlignedBuf<u8>) -> RowTiles<'a> {
     let (mt, kt) = (m.div_ceil(TILE), kp.div_ceil(KTILE));
@@ -56,7 +56,7 @@ pub fn pack_rows<'a>(xu: &[u8], m: usize, kp: usize, out: &'a mut AlignedBuf<u8>
     }
 }
 
-/// acc[r·64 + c] = Σ_k a[r][k] · w[c][k] for the 16·a.row_tiles rows of `a` and the 16·np
+/// `acc[r·64 + c] = Σ_k a[r][k] · w[c][k]` for the 16·a.row_tiles rows of `a` and the 16·np
 /// channels of `np` ≤ 4 panels; `panels` the weight words from the strip's first panel to the
 /// end of the buffer (slack included), `groups` per panel.
 pub fn strip(

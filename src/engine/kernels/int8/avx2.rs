@@ -17,7 +17,7 @@ pub fn available() -> bool {
     crate::engine::kernels::runtime::caps::CpuCaps::detect().avx2
 }
 
-/// acc[i·64 + c] = Σ_k a[i·kp + k] · w[c][k] for `rows` ≤ 6 rows and `np` ≤ 4 panels, with `a`
+/// `acc[i·64 + c] = Σ_k a[i·kp + k] · w[c][k]` for `rows` ≤ 6 rows and `np` ≤ 4 panels, with `a`
 /// holding the u8 activations widened to i16. Panics on a CPU without AVX2.
 pub fn tile(
     a: &[i16],

@@ -22,7 +22,7 @@ fn cpu_has_them() -> bool {
 /// about a DRAM latency of work ahead.
 pub const PREFETCH_GROUPS: usize = 32;
 
-/// acc[i·64 + c] = Σ_k a[i·kp + k] · w[c][k] for `rows` ≤ 6 rows and `np` ≤ 4 panels.
+/// `acc[i·64 + c] = Σ_k a[i·kp + k] · w[c][k]` for `rows` ≤ 6 rows and `np` ≤ 4 panels.
 /// `prefetch`: the first row tile over a strip streams its weights from memory; it prefetches
 /// [`PREFETCH_GROUPS`] ahead so the loads overlap the dot products (later tiles hit the caches).
 /// Must only be called when [`available`] is true.

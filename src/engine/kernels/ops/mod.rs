@@ -55,7 +55,7 @@ const NORM_ROWS: usize = 8;
 
 multiversion! {
     /// [`rms_norm_row`] on each row of `x` ([rows, dim]), the same bits: each row's sum of squares
-    /// still adds its terms in order, but [`NORM_ROWS`] rows advance together, so the adds form
+    /// still adds its terms in order, but `NORM_ROWS` rows advance together, so the adds form
     /// that many independent chains instead of one (a lone f32 sum cannot be vectorised without
     /// changing its order, and its add latency made the norms 3.8 % of a prefill).
     pub fn rms_norm_rows(x: &mut [f32], dim: usize, w: &[f32], eps: f32, p: Precision) {
@@ -356,7 +356,7 @@ pub fn sized(buf: &mut Vec<f32>, len: usize) {
 }
 
 multiversion! {
-    /// SwiGLU combine: gate[i] = round(round(silu(gate[i])) · up[i]).
+    /// SwiGLU combine: `gate[i] = round(round(silu(gate[i])) · up[i])`.
     pub fn silu_mul(gate: &mut [f32], up: &[f32], p: Precision) {
         by_precision!(p, r => {
             for (g, u) in gate.iter_mut().zip(up) {
@@ -366,7 +366,7 @@ multiversion! {
     }
 }
 
-/// GLU combine with any supported activation: gate[i] = round(round(act(gate[i])) · up[i]), the
+/// GLU combine with any supported activation: `gate[i] = round(round(act(gate[i])) · up[i])`, the
 /// two roundings transformers' `act_fn(gate_proj(x)) * up_proj(x)` makes; SiLU takes the
 /// vectorised [`silu_mul`] (same bits).
 pub fn act_mul(gate: &mut [f32], up: &[f32], act: Activation, p: Precision) {

@@ -104,7 +104,7 @@ pub struct PlanRequest {
 /// adjust fields for a test; [`KernelPlan::run`] refuses a plan this CPU cannot run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelPlan {
-    /// The dispatch level of every multi-versioned loop ([`super::simd::multiversion`]).
+    /// The dispatch level of every multi-versioned loop (`multiversion!` in [`super::simd`]).
     pub isa: Level,
     pub bf16_gemm: Bf16Gemm,
     pub f16_gemm: F16Gemm,

@@ -1,5 +1,5 @@
 //! Runtime ISA dispatch. Hot loops are written once as plain Rust that the compiler vectorises,
-//! and [`multiversion!`] compiles each one for AVX-512, AVX2+FMA and the x86-64 baseline, running
+//! and `multiversion!` compiles each one for AVX-512, AVX2+FMA and the x86-64 baseline, running
 //! the level of the kernel plan in force (the best the CPU has by default). Rust never contracts
 //! `a·b + c` into an FMA on its own, so every version computes bit-identical results; only
 //! explicit `mul_add` differs in speed.
