@@ -8,8 +8,8 @@ mod service_support;
 use qwen3vl::service::openapi::standalone;
 use qwen3vl::service::Server;
 use qwen3vl::wire::error::ErrorBody;
-use qwen3vl::wire::mindie::{InferFrame, Inferred, TokenList, Tokenized};
-use qwen3vl::wire::models::{Model, ModelList};
+use qwen3vl::wire::mindie::{InferFrame, Inferred, MetricsJson, TokenList, Tokenized};
+use qwen3vl::wire::models::{Model, ModelList, TgiInfo, TritonModel, TritonServer};
 use qwen3vl::wire::openai::{ChatChunk, ChatCompletion, Completion};
 use qwen3vl::wire::tgi::{Generated, StreamFrame};
 use qwen3vl::wire::triton::TritonOutput;
@@ -429,6 +429,28 @@ async fn every_response_validates_against_openapi_json() {
         .unwrap();
     spec.check(&spec.ok("/v1/models/{model}", "get", false), &v, "model");
     round_trips::<Model>(&v);
+    for (path, route) in [
+        ("/info", "/info"),
+        ("/v2", "/v2"),
+        ("/v2/models/qwen3vl", "/v2/models/{model}"),
+        ("/metrics-json", "/metrics-json"),
+    ] {
+        let v: Value = get(path).await.unwrap().json().await.unwrap();
+        spec.check(&spec.ok(route, "get", false), &v, path);
+    }
+    let v: Value = get("/info").await.unwrap().json().await.unwrap();
+    round_trips::<TgiInfo>(&v);
+    let v: Value = get("/v2").await.unwrap().json().await.unwrap();
+    round_trips::<TritonServer>(&v);
+    let v: Value = get("/v2/models/qwen3vl")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    round_trips::<TritonModel>(&v);
+    let v: Value = get("/metrics-json").await.unwrap().json().await.unwrap();
+    round_trips::<MetricsJson>(&v);
 
     // Errors: MindIE's body.
     let (st, body) = post_status(

@@ -147,6 +147,10 @@ pub fn document(version: &str) -> Value {
     let tokenized = s.writes::<mindie::Tokenized>();
     let model_list = s.writes::<models::ModelList>();
     let model = s.writes::<models::Model>();
+    let tgi_info = s.writes::<models::TgiInfo>();
+    let triton_server = s.writes::<models::TritonServer>();
+    let triton_model = s.writes::<models::TritonModel>();
+    let metrics_json = s.writes::<mindie::MetricsJson>();
 
     let sse = "text/event-stream";
     let post = |summary: &str, req: Value, ok: Value| json!({"post": operation(summary, Some(body(req)), ok, &err)});
@@ -218,18 +222,18 @@ pub fn document(version: &str) -> Value {
         )),
         "/v1/models": get("The served model (nlohmann::json layout)", json_ok("models", model_list)),
         "/v1/models/{model}": with_model(get("One model", json_ok("model", model))),
-        "/info": get("TGI server information", json_ok("info", json!({"type": "object"}))),
-        "/v2": get("Triton server metadata", json_ok("metadata", json!({"type": "object"}))),
+        "/info": get("TGI server information", json_ok("info", tgi_info)),
+        "/v2": get("Triton server metadata", json_ok("metadata", triton_server)),
         "/v2/models/{model}": with_model(get(
             "Triton model metadata",
-            json_ok("metadata", json!({"type": "object"})),
+            json_ok("metadata", triton_model),
         )),
         "/health": get("Liveness", text("ok")),
         "/v2/health/live": get("Triton liveness", text("ok")),
         "/v2/health/ready": get("Readiness: 200 once the model is loaded, 503 while stopping", text("ready")),
         "/v2/models/{model}/ready": with_model(get("Model readiness", text("ready"))),
         "/metrics": get("Prometheus metrics", text("text exposition format 0.0.4")),
-        "/metrics-json": get("MindIE's JSON metrics", json_ok("metrics", json!({"type": "object"}))),
+        "/metrics-json": get("MindIE's JSON metrics", json_ok("metrics", metrics_json)),
         "/openapi.json": get("This document", json_ok("OpenAPI 3.1", json!({"type": "object"}))),
     });
 

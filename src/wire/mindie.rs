@@ -83,3 +83,25 @@ pub enum TokenList {
     Ids(Vec<u32>),
     Texts(Vec<String>),
 }
+
+/// `GET /metrics-json`: MindIE's averages as a Prometheus-style vector (values are strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MetricsJson {
+    #[serde(rename = "resultType")]
+    pub result_type: String,
+    pub result: Vec<MetricSample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MetricSample {
+    pub metric: Vec<MetricLabels>,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MetricLabels {
+    #[serde(rename = "__name__")]
+    pub name: String,
+    pub job: String,
+    pub instance: String,
+}

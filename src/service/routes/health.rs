@@ -3,9 +3,9 @@
 //! `maxLinkNum` slots are busy or the server is stopping), `GET /metrics` (Prometheus text)
 //! and `GET /metrics-json` (MindIE's averages view).
 
+use crate::wire::mindie::{MetricLabels, MetricSample, MetricsJson};
 use actix_web::web::{Data, Path};
 use actix_web::HttpResponse;
-use serde_json::json;
 
 use crate::service::errors::ApiError;
 use crate::service::sse;
@@ -63,15 +63,25 @@ pub async fn metrics_json(state: Data<AppState>) -> HttpResponse {
     let stats = state.pipeline.stats();
     let link = state.links.stats();
     let instance = format!("{}:{}", state.config.host, state.config.port);
-    let item = |name: &str, v: String| json!({"metric": [{"__name__": name, "job": "node", "instance": instance}], "value": v});
-    sse::json(&json!({
-        "resultType": "vector",
-        "result": [
+    let item = |name: &str, value: String| MetricSample {
+        metric: vec![MetricLabels {
+            name: name.into(),
+            job: "node".into(),
+            instance: instance.clone(),
+        }],
+        value,
+    };
+    sse::json_of(&MetricsJson {
+        result_type: "vector".into(),
+        result: vec![
             item("TTFT", avg_ms(&m.ttft).to_string()),
             item("TBT", avg_ms(&m.tpot).to_string()),
-            item("waitingInferRequestNum", (stats.waiting + link.queued).to_string()),
+            item(
+                "waitingInferRequestNum",
+                (stats.waiting + link.queued).to_string(),
+            ),
             item("processingInferRequestNum", stats.running.to_string()),
             item("remainBlocks", stats.free_blocks.to_string()),
         ],
-    }))
+    })
 }

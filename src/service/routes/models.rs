@@ -4,12 +4,14 @@
 use actix_web::web::{Data, Path};
 use actix_web::HttpResponse;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::service::errors::ApiError;
 use crate::service::sse;
 use crate::service::state::AppState;
-use crate::wire::models::{Model, ModelCard, ModelList};
+use crate::wire::models::{
+    Model, ModelCard, ModelList, TgiInfo, TgiModelInfo, TritonExtensions, TritonModel,
+    TritonServer, TritonTensor,
+};
 
 /// MindIE masks all but the last path component of the weights folder.
 fn masked_root(state: &AppState) -> String {
@@ -70,42 +72,42 @@ pub async fn one(state: Data<AppState>, model: Path<String>) -> Result<HttpRespo
 pub async fn info(state: Data<AppState>) -> HttpResponse {
     let s = &state.config.schedule;
     let max_input = s.max_input_token_len.min(s.max_seq_len.saturating_sub(1));
-    sse::json(&json!({
-        "docker_label": null,
-        "max_batch_total_tokens": s.max_prefill_tokens,
-        "max_best_of": 1,
-        "max_concurrent_requests": s.max_batch_size,
-        "max_stop_sequences": null,
-        "max_waiting_tokens": null,
-        "sha": null,
-        "validation_workers": null,
-        "version": env!("CARGO_PKG_VERSION"),
-        "waiting_served_ratio": null,
-        "models": [{
-            "model_device_type": "cpu",
-            "model_dtype": "bfloat16",
-            "model_id": state.config.served_model_name,
-            "model_pipeline_tag": "image-text-to-text",
-            "model_sha": null,
-            "max_total_tokens": s.max_seq_len,
+    sse::json_of(&TgiInfo {
+        docker_label: None,
+        max_batch_total_tokens: s.max_prefill_tokens,
+        max_best_of: 1,
+        max_concurrent_requests: s.max_batch_size,
+        max_stop_sequences: None,
+        max_waiting_tokens: None,
+        sha: None,
+        validation_workers: None,
+        version: env!("CARGO_PKG_VERSION").into(),
+        waiting_served_ratio: None,
+        models: vec![TgiModelInfo {
+            model_device_type: "cpu".into(),
+            model_dtype: "bfloat16".into(),
+            model_id: state.config.served_model_name.clone(),
+            model_pipeline_tag: "image-text-to-text".into(),
+            model_sha: None,
+            max_total_tokens: s.max_seq_len,
         }],
-        "max_input_length": max_input,
-    }))
+        max_input_length: max_input,
+    })
 }
 
 pub async fn v2(state: Data<AppState>) -> HttpResponse {
     let s = &state.config.schedule;
-    sse::json(&json!({
-        "name": "MindIE Server",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": {
-            "max_iter_times": s.max_iter_times,
-            "prefill_policy_type": 0,
-            "decode_policy_type": 0,
-            "max_prefill_batch_size": s.max_prefill_batch_size,
-            "max_prefill_tokens": s.max_prefill_tokens,
+    sse::json_of(&TritonServer {
+        name: "MindIE Server".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: TritonExtensions {
+            max_iter_times: s.max_iter_times,
+            prefill_policy_type: 0,
+            decode_policy_type: 0,
+            max_prefill_batch_size: s.max_prefill_batch_size,
+            max_prefill_tokens: s.max_prefill_tokens,
         },
-    }))
+    })
 }
 
 pub async fn v2_model(
@@ -113,10 +115,15 @@ pub async fn v2_model(
     model: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     check(&state, &model)?;
-    Ok(sse::json(&json!({
-        "name": state.config.served_model_name,
-        "platform": "MindIE Server",
-        "inputs": [{"name": "input0", "shape": [-1], "datatype": "UINT32"}],
-        "outputs": [{"name": "output0", "shape": [-1], "datatype": "UINT32"}],
-    })))
+    let tensor = |name: &str| TritonTensor {
+        name: name.into(),
+        shape: vec![-1],
+        datatype: "UINT32".into(),
+    };
+    Ok(sse::json_of(&TritonModel {
+        name: state.config.served_model_name.clone(),
+        platform: "MindIE Server".into(),
+        inputs: vec![tensor("input0")],
+        outputs: vec![tensor("output0")],
+    }))
 }
