@@ -24,6 +24,9 @@ TARGET_DIR="${QWEN3VL_FUZZ_TARGET_DIR:-${QWEN3VL_CACHE:-$HOME/.cache/qwen3vl}/fu
 NICE=(nice -n "${QWEN3VL_FUZZ_NICE:-0}")
 LOGS=fuzz/logs
 
+# Known false positives of LeakSanitizer, one per line with the reason (fuzz/lsan.supp).
+export LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+
 # cargo fuzz passes -Z flags (the sanitizer, -Zbuild-std when asked); only the stable
 # toolchain is available, and RUSTC_BOOTSTRAP lets it take them.
 export RUSTC_BOOTSTRAP=1
