@@ -28,7 +28,7 @@ use std::time::Instant;
 use actix::Addr;
 use tokio::sync::mpsc;
 
-use crate::actors::llm::engine::EngineStats;
+use crate::actors::llm::worker::EngineStats;
 use crate::actors::media::{MediaActor, Submit};
 use crate::actors::request::{CancelFlag, Request, RequestInput};
 use crate::actors::stream::{Register, StreamActor};

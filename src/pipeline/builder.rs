@@ -9,8 +9,8 @@ use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use super::{DetokenizerFactory, MediaLimits, Pipeline, Processor, RequestError, Truncation};
-use crate::actors::llm::engine::{spawn_engine, EngineConfig, EngineStats, OutputSink};
 use crate::actors::llm::scheduler::{SchedulerConfig, SeqUpdate};
+use crate::actors::llm::worker::{spawn_engine, EngineConfig, EngineStats, OutputSink};
 use crate::actors::llm::LlmActor;
 use crate::actors::media::{Limits, MediaActor, MediaContext};
 use crate::actors::request::RequestId;

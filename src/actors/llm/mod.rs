@@ -1,17 +1,18 @@
 //! Stages 3 + 4 — prefill and decode: the LLM scheduler ([`scheduler`]), the model runner
-//! ([`runner`]) and the engine thread that owns both ([`engine`]). [`LlmActor`] is the stage's
+//! ([`runner`]) and the engine thread that owns both ([`worker`]; named so that it is not
+//! confused with `crate::engine`, the model). [`LlmActor`] is the stage's
 //! bounded mailbox in front of the engine thread's bounded channel.
 
-pub mod engine;
 pub mod runner;
 pub mod scheduler;
 pub mod sequence;
+pub mod worker;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::actors::request::PreparedRequest;
-use engine::LlmCommand;
+use worker::LlmCommand;
 
 /// A prepared (and, in overlap mode, vision-encoded) request for the scheduler.
 #[derive(Message)]

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::encode;
 use crate::actors::error::RequestError;
-use crate::actors::llm::engine::EngineStats;
+use crate::actors::llm::worker::EngineStats;
 use crate::actors::llm::{Admit, LlmActor};
 use crate::actors::request::PreparedRequest;
 use crate::actors::stream::{Fail, StreamActor};
