@@ -53,21 +53,19 @@ impl Schemas {
         self.write.subschema_for::<T>().to_value()
     }
 
-    /// Every named schema of both generators. A name both define is the same schema (types
-    /// whose read and write shapes differ are only ever used one way).
-    fn components(mut self) -> Map<String, Value> {
+    /// Every named schema of both generators, and the names both define differently (none:
+    /// types whose read and write shapes differ are only ever used one way; a test holds it,
+    /// since both sides' `$ref`s point at the one name).
+    fn components(mut self) -> (Map<String, Value>, Vec<String>) {
         let mut all = self.read.take_definitions(true);
+        let mut conflicts = Vec::new();
         for (name, schema) in self.write.take_definitions(true) {
-            match all.get(&name) {
-                Some(existing) if *existing != schema => {
-                    all.insert(format!("{name}Written"), schema);
-                }
-                _ => {
-                    all.insert(name, schema);
-                }
+            if all.get(&name).is_some_and(|existing| *existing != schema) {
+                conflicts.push(name.clone());
             }
+            all.insert(name, schema);
         }
-        all
+        (all, conflicts)
     }
 }
 
@@ -123,6 +121,11 @@ fn model_param() -> Value {
 
 /// The whole document (`version`: the server's).
 pub fn document(version: &str) -> Value {
+    build(version).0
+}
+
+/// The document and the schema names its read and write sides define differently.
+fn build(version: &str) -> (Value, Vec<String>) {
     let mut s = Schemas::new();
     let err = s.writes::<ErrorBody>();
     let vllm_sampling = s.reads::<VllmSampling>();
@@ -237,7 +240,8 @@ pub fn document(version: &str) -> Value {
         "/openapi.json": get("This document", json_ok("OpenAPI 3.1", json!({"type": "object"}))),
     });
 
-    json!({
+    let (schemas, conflicts) = s.components();
+    let doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "qwen3vl",
@@ -247,8 +251,9 @@ pub fn document(version: &str) -> Value {
         },
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "paths": paths,
-        "components": {"schemas": s.components()},
-    })
+        "components": {"schemas": schemas},
+    });
+    (doc, conflicts)
 }
 
 /// A JSON Schema that validates one value against `schema` (a `$ref` into, or a schema using,
@@ -270,4 +275,14 @@ pub async fn handle() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(doc.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn read_and_write_sides_agree_on_shared_names() {
+        let (doc, conflicts) = super::build("0");
+        assert!(conflicts.is_empty(), "defined differently: {conflicts:?}");
+        assert!(doc["components"]["schemas"]["ChatCompletion"].is_object());
+    }
 }

@@ -7,21 +7,20 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use futures::Stream;
-use serde_json::Value;
 
 use actix_web::ResponseError;
 
 use super::errors::ApiError;
 
-/// `data: <json>\n\n`.
-pub fn data(v: &Value) -> Bytes {
-    Bytes::from(format!("data: {v}\n\n"))
+/// A wire value as one line of JSON for a stream frame. The status line is already sent, so a
+/// value that cannot be serialized becomes an error object in its place.
+pub fn frame_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
 /// `data: <json>\n\n` of a typed wire value.
 pub fn data_of<T: serde::Serialize>(v: &T) -> Bytes {
-    let json = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    Bytes::from(format!("data: {json}\n\n"))
+    Bytes::from(format!("data: {}\n\n", frame_json(v)))
 }
 
 /// The OpenAI terminator.
@@ -31,7 +30,7 @@ pub fn done() -> Bytes {
 
 /// vLLM `/generate` streaming: `<json>\0`, no `data:` prefix.
 pub fn nul<T: serde::Serialize>(v: &T) -> Bytes {
-    let mut s = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut s = frame_json(v);
     s.push('\0');
     Bytes::from(s)
 }
@@ -39,14 +38,6 @@ pub fn nul<T: serde::Serialize>(v: &T) -> Bytes {
 /// An error inside a stream that has already started (the status line is gone).
 pub fn error_frame(e: &ApiError) -> Bytes {
     data_of(&e.wire())
-}
-
-/// A non-stream JSON response.
-pub fn json(v: &Value) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CONNECTION, "close"))
-        .content_type("application/json")
-        .body(v.to_string())
 }
 
 /// A non-stream JSON response of a typed wire value.

@@ -36,8 +36,7 @@ fn valid_id(id: &str) -> bool {
 
 /// `data:{json}\n\n` — Triton's framing has no space after the colon.
 fn frame<T: serde::Serialize>(v: &T) -> Bytes {
-    let json = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    Bytes::from(format!("data:{json}\n\n"))
+    Bytes::from(format!("data:{}\n\n", sse::frame_json(v)))
 }
 
 pub async fn generate(
