@@ -7,8 +7,12 @@
 //! 5. [`stream`] — detokenize, stop strings, deliver events to each request's stream.
 //!
 //! Requests are plain data ([`request`]) moved from stage to stage with `Addr::send`, which
-//! waits for mailbox capacity, so a burst makes producers wait instead of growing queues.
+//! waits for capacity, so a burst makes producers wait instead of growing queues. Each stage
+//! has one bounded queue: the actor's mailbox for the stages that run on the actor system
+//! (media, stream), and a bounded crossbeam [`bridge`] in front of the thread for the stages
+//! that own one (vision, LLM), whose actors keep a one-message hand-off slot.
 
+pub mod bridge;
 pub mod error;
 pub mod llm;
 pub mod media;

@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tokio::sync::mpsc;
 
 use super::{DetokenizerFactory, MediaLimits, Pipeline, Processor, RequestError, Truncation};
+use crate::actors::bridge::bridge;
 use crate::actors::llm::scheduler::{SchedulerConfig, SeqUpdate};
 use crate::actors::llm::worker::{spawn_engine, EngineConfig, EngineStats, OutputSink};
 use crate::actors::llm::LlmActor;
 use crate::actors::media::{Limits, MediaActor, MediaContext};
 use crate::actors::request::RequestId;
-use crate::actors::stream::SharedDetokenizer;
+use crate::actors::stream::detokenizer_factory;
 use crate::actors::stream::{Deliver, Fail, StreamActor};
 use crate::actors::vision::{spawn_vision_worker, VisionActor, VisionSharing};
 use crate::engine::paged::{cache_blocks_for_bytes, DEFAULT_BLOCK_SIZE};
@@ -345,7 +345,7 @@ impl PipelineBuilder {
         let detok = self.detokenizer.clone().or_else(|| {
             processor
                 .as_ref()
-                .map(|p| SharedDetokenizer::factory(Arc::new(p.tokenizer.clone())))
+                .map(|p| detokenizer_factory(Arc::new(p.tokenizer.clone())))
         });
         let has_processor = processor.is_some();
         let media_ctx = Arc::new(MediaContext {
@@ -360,8 +360,8 @@ impl PipelineBuilder {
             },
         });
         let (mailbox, workers, overlap) = (self.mailbox, self.media_workers, self.overlap_vision);
-        let (etx, erx) = mpsc::channel(mailbox);
-        let (vtx, vrx) = mpsc::channel(mailbox);
+        let (etx, erx) = bridge(mailbox);
+        let (vtx, vrx) = bridge(mailbox);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let actors = std::thread::Builder::new()
             .name("qwen3vl-actors".into())
@@ -369,8 +369,8 @@ impl PipelineBuilder {
                 let sys = actix::System::new();
                 sys.block_on(async move {
                     let stream = StreamActor::new(detok, mailbox).start();
-                    let llm = LlmActor::new(etx, mailbox).start();
-                    let vision = VisionActor::new(vtx, mailbox).start();
+                    let llm = LlmActor::new(etx).start();
+                    let vision = VisionActor::new(vtx).start();
                     let media = MediaActor::new(
                         media_ctx,
                         workers,

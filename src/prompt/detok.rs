@@ -1,5 +1,7 @@
 //! Streaming detokenization that never emits half a UTF-8 character.
 
+use std::sync::Arc;
+
 use super::{PromptError, Tokenizer};
 
 /// Turns a growing list of generated ids into text deltas.
@@ -7,10 +9,12 @@ use super::{PromptError, Tokenizer};
 /// Byte-level BPE tokens can split a UTF-8 character; decoding such a prefix yields U+FFFD. The
 /// detokenizer re-decodes a short window of recent ids and holds text back while it ends in an
 /// incomplete character, so every emitted delta is valid and the concatenation of all deltas
-/// equals the full decode (the technique used by TGI and vLLM).
+/// equals the full decode (the technique used by TGI and vLLM). This is the detokenizer the
+/// stream stage runs, one per choice, over the pipeline's shared tokenizer (an `Arc`, so no
+/// request copies the vocabulary).
 #[derive(Debug, Clone)]
 pub struct IncrementalDetokenizer {
-    tokenizer: Tokenizer,
+    tokenizer: Arc<Tokenizer>,
     ids: Vec<u32>,
     /// Start of the window that is re-decoded for context.
     prefix_offset: usize,
@@ -20,9 +24,9 @@ pub struct IncrementalDetokenizer {
 }
 
 impl IncrementalDetokenizer {
-    pub fn new(tokenizer: Tokenizer, skip_special_tokens: bool) -> Self {
+    pub fn new(tokenizer: impl Into<Arc<Tokenizer>>, skip_special_tokens: bool) -> Self {
         Self {
-            tokenizer,
+            tokenizer: tokenizer.into(),
             ids: Vec::new(),
             prefix_offset: 0,
             read_offset: 0,

@@ -1,29 +1,31 @@
-//! The model runner: turns the scheduler's running sequences into one batched model step.
+//! The model runner: executes a [`StepPlan`] over the running sequences as one batched model
+//! step. It reads the sequences and writes only the KV cache.
 
+use super::plan::StepPlan;
 use super::sequence::Sequence;
 use crate::engine::model::StepInput;
 use crate::engine::paged::KvBlocks;
 use crate::engine::{Qwen3VlModel, Result};
 
-/// Compute tokens [computed, computed + step_tokens) of every sequence in one pass. Returns
-/// logits [seqs, vocab] in sequence order: a row for each sequence whose step completes it
-/// (zeros for sequences that are idle or mid-prefill).
+/// Compute the planned tokens of every planned sequence in one pass. Returns the logits rows
+/// [plan.rows(), vocab] of the entries that sample, in plan order.
 pub fn run_step(
     model: &Qwen3VlModel,
     kv: &mut KvBlocks,
     seqs: &[Sequence],
-    vocab: usize,
+    plan: &StepPlan,
 ) -> Result<Vec<f32>> {
-    let active: Vec<&Sequence> = seqs.iter().filter(|s| s.step_tokens > 0).collect();
     struct Owned {
         tokens: Vec<u32>,
         pos: [Vec<i64>; 3],
         visual_before: usize,
     }
-    let owned: Vec<Owned> = active
+    let owned: Vec<Owned> = plan
+        .work
         .iter()
-        .map(|s| {
-            let (a, b) = (s.computed, s.computed + s.step_tokens);
+        .map(|w| {
+            let s = &seqs[w.seq];
+            let (a, b) = (w.start, w.start + w.len);
             let mut pos: [Vec<i64>; 3] = Default::default();
             for i in a..b {
                 let p = s.position(i);
@@ -43,27 +45,21 @@ pub fn run_step(
             }
         })
         .collect();
-    let inputs: Vec<StepInput> = active
+    let inputs: Vec<StepInput> = plan
+        .work
         .iter()
         .zip(&owned)
-        .map(|(s, o)| StepInput {
-            tokens: &o.tokens,
-            start: s.computed,
-            positions: [&o.pos[0], &o.pos[1], &o.pos[2]],
-            blocks: &s.blocks.table,
-            visual: s.prompt.features.as_deref().map(|f| (f, o.visual_before)),
-            logits: s.computed + s.step_tokens == s.total_len(),
+        .map(|(w, o)| {
+            let s = &seqs[w.seq];
+            StepInput {
+                tokens: &o.tokens,
+                start: w.start,
+                positions: [&o.pos[0], &o.pos[1], &o.pos[2]],
+                blocks: &s.blocks.table,
+                visual: s.prompt.features.as_deref().map(|f| (f, o.visual_before)),
+                logits: w.sample,
+            }
         })
         .collect();
-    let rows = model.step(kv, &inputs)?;
-    // Spread the rows back to one per sequence.
-    let mut out = vec![0f32; seqs.len() * vocab];
-    let mut r = 0;
-    for (i, s) in seqs.iter().enumerate() {
-        if s.step_tokens > 0 && s.computed + s.step_tokens == s.total_len() {
-            out[i * vocab..(i + 1) * vocab].copy_from_slice(&rows[r * vocab..(r + 1) * vocab]);
-            r += 1;
-        }
-    }
-    Ok(out)
+    model.step(kv, &inputs)
 }

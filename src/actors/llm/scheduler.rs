@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 
+use super::plan::{SeqWork, StepPlan};
 use super::sequence::Sequence;
 use crate::actors::request::FinishReason;
 use crate::engine::paged::BlockManager;
@@ -106,9 +107,10 @@ impl Scheduler {
     }
 
     /// Decide the next step: grow running sequences (preempting the newest when blocks run
-    /// out), admit waiting ones, and set each running sequence's `step_tokens`. Afterwards
-    /// every running sequence has blocks for all of its tokens.
-    pub fn schedule(&mut self) -> Vec<SeqUpdate> {
+    /// out), admit waiting ones, and plan what each running sequence computes. Afterwards every
+    /// running sequence has blocks for all of its tokens. Returns the plan and the updates of
+    /// preempted sequences (a step that preempts admits nobody and computes nothing).
+    pub fn schedule(&mut self) -> (StepPlan, Vec<SeqUpdate>) {
         let mut preempted = Vec::new();
         let mut i = 0;
         while i < self.running.len() {
@@ -131,7 +133,7 @@ impl Scheduler {
         }
         if !preempted.is_empty() {
             // Do not admit anyone in a step that had to preempt.
-            return preempted;
+            return (StepPlan::default(), preempted);
         }
         let mut budget = self.cfg.max_prefill_tokens;
         let mut admitted = 0;
@@ -172,36 +174,62 @@ impl Scheduler {
         } else {
             self.cfg.prefill_chunk
         };
-        for s in &mut self.running {
+        let mut plan = StepPlan::default();
+        for (i, s) in self.running.iter().enumerate() {
             let remaining = s.total_len() - s.computed;
-            s.step_tokens = if remaining == 1 {
+            let len = if remaining == 1 {
                 1
             } else {
                 let n = remaining.min(budget);
                 budget -= n;
                 n
             };
+            if len > 0 {
+                plan.work.push(SeqWork {
+                    seq: i,
+                    start: s.computed,
+                    len,
+                    sample: len == remaining,
+                });
+            }
         }
-        Vec::new()
+        (plan, Vec::new())
     }
 
-    /// After the model step: every running sequence's tokens are computed; sample from its
-    /// logits row (`logits[i]` for running sequence i) and finish the ones that are done.
-    pub fn complete_step(&mut self, logits: &[f32], vocab: usize) -> Vec<SeqUpdate> {
+    /// Mutable access to the running sequences, for the sampler (their samplers keep state).
+    pub fn running_mut(&mut self) -> &mut [Sequence] {
+        &mut self.running
+    }
+
+    /// After the model step: the planned tokens are computed and `sampled` holds one draw per
+    /// plan entry that samples (see [`super::sample::sample_step`]). Appends the tokens and
+    /// finishes the sequences that are done.
+    pub fn complete_step(
+        &mut self,
+        plan: &StepPlan,
+        sampled: Vec<Option<Sampled>>,
+    ) -> Vec<SeqUpdate> {
+        let mut planned: Vec<Option<(SeqWork, Option<Sampled>)>> = vec![None; self.running.len()];
+        for (w, d) in plan.work.iter().zip(sampled) {
+            planned[w.seq] = Some((*w, d));
+        }
         let mut out = Vec::with_capacity(self.running.len());
         let mut keep = Vec::with_capacity(self.running.len());
-        for (i, mut s) in std::mem::take(&mut self.running).into_iter().enumerate() {
-            let total = s.total_len();
-            s.computed += std::mem::take(&mut s.step_tokens);
-            let keys = s.keys();
-            self.blocks.commit(&mut s.blocks, &keys, s.computed);
-            if s.computed < total {
-                // Mid-prefill (chunked) or idle this step.
+        for (mut s, p) in std::mem::take(&mut self.running).into_iter().zip(planned) {
+            let Some((work, draw)) = p else {
+                // Idle this step (the chunk budget went to older prompts).
                 keep.push(s);
                 continue;
-            }
-            let mut row = logits[i * vocab..(i + 1) * vocab].to_vec();
-            let sampled = s.sampler.sample(&mut row);
+            };
+            debug_assert_eq!(work.start, s.computed);
+            s.computed += work.len;
+            let keys = s.keys();
+            self.blocks.commit(&mut s.blocks, &keys, s.computed);
+            let Some(sampled) = draw else {
+                // Mid-prefill (chunked).
+                keep.push(s);
+                continue;
+            };
             let tok = sampled.token;
             s.output.push(tok);
             if s.timings.first_token.is_none() {
@@ -251,5 +279,115 @@ fn update(s: &mut Sequence, sampled: Option<Sampled>, finish: Option<FinishReaso
         cached_tokens: s.cached_tokens,
         visual_tokens: s.prompt.visual_tokens,
         timings: s.timings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::actors::request::Prompt;
+    use crate::engine::position::PositionIds;
+    use crate::engine::sampling::{GenerationDefaults, Sampler, SamplingParams};
+
+    fn seq(request: u64, prompt_len: usize) -> Sequence {
+        let ids: Vec<u32> = (0..prompt_len as u32).map(|i| 100 + i).collect();
+        let pos: Vec<i64> = (0..prompt_len as i64).collect();
+        let sampling = SamplingParams::greedy()
+            .resolve(&GenerationDefaults::default())
+            .unwrap();
+        Sequence {
+            request,
+            choice: 0,
+            sampler: Sampler::new(sampling, &ids),
+            prompt: Arc::new(Prompt {
+                keys: ids.iter().map(|&t| text_key(t)).collect(),
+                ids,
+                positions: PositionIds {
+                    streams: [pos.clone(), pos.clone(), pos],
+                    rope_delta: 0,
+                },
+                features: None,
+                visual_tokens: 0,
+            }),
+            output: Vec::new(),
+            blocks: Default::default(),
+            computed: 0,
+            cached_tokens: 0,
+            max_new_tokens: 3,
+            stop_token_ids: Arc::new(vec![]),
+            cancel: Default::default(),
+            stop: Default::default(),
+            arrival: Instant::now(),
+            timings: Default::default(),
+        }
+    }
+
+    fn text_key(t: u32) -> u64 {
+        crate::engine::paged::prefix::text_token_key(t)
+    }
+
+    fn draw(token: u32) -> Option<Sampled> {
+        Some(Sampled {
+            token,
+            logprob: None,
+            top_logprobs: Vec::new(),
+        })
+    }
+
+    /// The plan, not the sequences, says what a step computes: a chunk budget splits prompts
+    /// oldest first, leaves a sequence idle when it is spent, and only the entries that reach
+    /// the end of their sequence sample.
+    #[test]
+    fn plan_follows_the_chunk_budget_and_completion_applies_it() {
+        let cfg = SchedulerConfig {
+            max_batch_size: 8,
+            max_prefill_batch_size: 8,
+            max_prefill_tokens: 1000,
+            prefill_chunk: 10,
+        };
+        let mut s = Scheduler::new(cfg, BlockManager::new(64, 4, false), 100);
+        s.add(seq(1, 6));
+        s.add(seq(2, 7));
+        let (plan, pre) = s.schedule();
+        assert!(pre.is_empty());
+        let w = |seq, start, len, sample| SeqWork {
+            seq,
+            start,
+            len,
+            sample,
+        };
+        assert_eq!(plan.work, vec![w(0, 0, 6, true), w(1, 0, 4, false)]);
+        assert_eq!((plan.tokens(), plan.rows()), (10, 1));
+        let ups = s.complete_step(&plan, vec![draw(7), None]);
+        assert_eq!(ups.len(), 1);
+        assert_eq!(
+            (s.running()[0].output.clone(), s.running()[1].computed),
+            (vec![7], 4)
+        );
+
+        // Next step: a decode for the first, the rest of the second's prompt.
+        let (plan, _) = s.schedule();
+        assert_eq!(plan.work, vec![w(0, 6, 1, true), w(1, 4, 3, true)]);
+        s.complete_step(&plan, vec![draw(8), draw(9)]);
+        assert_eq!(s.running()[1].output, vec![9]);
+
+        // A budget spent by older prompts leaves a newcomer idle, and idle means untouched.
+        s.cfg.prefill_chunk = 5;
+        s.add(seq(3, 5));
+        s.add(seq(4, 5));
+        let (plan, _) = s.schedule();
+        assert_eq!(
+            plan.work,
+            vec![w(0, 7, 1, true), w(1, 7, 1, true), w(2, 0, 5, true)]
+        );
+        let ups = s.complete_step(&plan, vec![draw(10), draw(11), draw(12)]);
+        // The first sequence reached max_new_tokens = 3.
+        assert_eq!(ups[0].finish, Some(FinishReason::Length));
+        assert_eq!(s.num_running(), 3);
+        let idle = &s.running()[2];
+        assert_eq!((idle.request, idle.computed, idle.output.len()), (4, 0, 0));
     }
 }

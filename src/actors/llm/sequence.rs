@@ -16,8 +16,6 @@ pub struct Sequence {
     pub blocks: SeqBlocks,
     /// Tokens whose K/V are in the cache.
     pub computed: usize,
-    /// Tokens computed in the current step (set by the scheduler; 0 = idle this step).
-    pub step_tokens: usize,
     /// Prompt tokens served from the prefix cache at first admission.
     pub cached_tokens: usize,
     pub max_new_tokens: usize,

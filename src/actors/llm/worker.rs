@@ -6,11 +6,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use super::runner::run_step;
+use super::sample::sample_step;
 use super::scheduler::{Scheduler, SchedulerConfig, SeqUpdate};
 use super::sequence::Sequence;
+use crate::actors::bridge::BridgeRx;
 use crate::actors::error::RequestError;
 use crate::actors::request::{PreparedRequest, RequestId};
 use crate::actors::vision::encode;
@@ -59,7 +59,7 @@ pub enum LlmCommand {
 pub fn spawn_engine(
     model: Arc<Qwen3VlModel>,
     cfg: EngineConfig,
-    rx: mpsc::Receiver<LlmCommand>,
+    rx: BridgeRx<LlmCommand>,
     sink: Box<dyn OutputSink>,
     stats: Arc<EngineStats>,
     shutdown: Arc<AtomicBool>,
@@ -72,7 +72,7 @@ pub fn spawn_engine(
 fn engine_main(
     model: Arc<Qwen3VlModel>,
     cfg: EngineConfig,
-    mut rx: mpsc::Receiver<LlmCommand>,
+    rx: BridgeRx<LlmCommand>,
     mut sink: Box<dyn OutputSink>,
     stats: Arc<EngineStats>,
     shutdown: Arc<AtomicBool>,
@@ -88,27 +88,29 @@ fn engine_main(
             return;
         }
         if !sched.has_work() {
-            match rx.blocking_recv() {
+            match rx.recv() {
                 Some(cmd) => admit(&model, &cfg, &mut sched, &mut *sink, cmd),
                 None => return,
             }
         }
         while sched.num_waiting() < cfg.max_waiting.max(1) {
             match rx.try_recv() {
-                Ok(cmd) => admit(&model, &cfg, &mut sched, &mut *sink, cmd),
-                Err(_) => break,
+                Some(cmd) => admit(&model, &cfg, &mut sched, &mut *sink, cmd),
+                None => break,
             }
         }
         let mut updates = sched.reap_aborted();
-        updates.extend(sched.schedule());
-        if sched.num_running() > 0 {
+        let (plan, preempted) = sched.schedule();
+        updates.extend(preempted);
+        if !plan.is_empty() {
             let started = std::time::Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| {
-                run_step(&model, &mut kv, sched.running(), vocab)
+                run_step(&model, &mut kv, sched.running(), &plan)
             }));
             // Per step, so trace level: `RUST_LOG=qwen3vl::actors::llm=trace`.
             tracing::trace!(
-                sequences = sched.num_running(),
+                sequences = plan.work.len(),
+                tokens = plan.tokens(),
                 waiting = sched.num_waiting(),
                 free_blocks = sched.blocks.num_free(),
                 ms = started.elapsed().as_secs_f64() * 1e3,
@@ -116,7 +118,8 @@ fn engine_main(
             );
             match result {
                 Ok(Ok(logits)) => {
-                    let ups = sched.complete_step(&logits, vocab);
+                    let sampled = sample_step(sched.running_mut(), &plan, &logits, vocab);
+                    let ups = sched.complete_step(&plan, sampled);
                     stats
                         .generated_tokens
                         .fetch_add(ups.len() as u64, Ordering::Relaxed);
@@ -204,7 +207,6 @@ fn admit(
             output: Vec::new(),
             blocks: Default::default(),
             computed: 0,
-            step_tokens: 0,
             cached_tokens: 0,
             max_new_tokens: req.max_new_tokens,
             stop_token_ids: stops.clone(),

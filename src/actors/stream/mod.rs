@@ -3,7 +3,6 @@
 //! the engine frees the sequence's blocks at its next step. A client that went away (its
 //! receiver dropped) gets its request cancelled the same way.
 
-mod detok;
 mod event;
 
 use std::collections::HashMap;
@@ -16,7 +15,7 @@ use crate::actors::error::RequestError;
 use crate::actors::llm::scheduler::SeqUpdate;
 use crate::actors::request::{CancelFlag, FinishReason, RequestId, Usage};
 use crate::engine::sampling::{StopMatcher, StopResult};
-pub use detok::SharedDetokenizer;
+use crate::prompt::{IncrementalDetokenizer, Tokenizer};
 pub use event::{Event, TokenLogprob};
 
 /// Token ids → text, one token at a time (the processor's incremental detokenizer).
@@ -29,6 +28,23 @@ pub trait Detokenize: Send {
 
 /// Makes a detokenizer per choice; the flag is `skip_special_tokens`.
 pub type DetokenizerFactory = Arc<dyn Fn(bool) -> Box<dyn Detokenize> + Send + Sync>;
+
+/// The production detokenizer: the processor's [`IncrementalDetokenizer`]. An id the tokenizer
+/// cannot decode yields no text rather than an error: the token ids still reach the client.
+impl Detokenize for IncrementalDetokenizer {
+    fn push(&mut self, id: u32) -> String {
+        IncrementalDetokenizer::push(self, id).unwrap_or_default()
+    }
+
+    fn flush(&mut self) -> String {
+        IncrementalDetokenizer::flush(self).unwrap_or_default()
+    }
+}
+
+/// A factory of [`IncrementalDetokenizer`]s over one shared tokenizer.
+pub fn detokenizer_factory(tokenizer: Arc<Tokenizer>) -> DetokenizerFactory {
+    Arc::new(move |skip| Box::new(IncrementalDetokenizer::new(tokenizer.clone(), skip)))
+}
 
 /// Start streaming a request: must arrive before the request enters the pipeline.
 #[derive(Message)]

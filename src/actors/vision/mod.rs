@@ -8,8 +8,8 @@ pub mod encode;
 mod worker;
 
 use actix::prelude::*;
-use tokio::sync::mpsc;
 
+use crate::actors::bridge::BridgeTx;
 use crate::actors::request::PreparedRequest;
 pub use worker::{spawn_vision_worker, VisionSharing};
 
@@ -18,14 +18,14 @@ pub use worker::{spawn_vision_worker, VisionSharing};
 #[rtype(result = "Result<(), ()>")]
 pub struct Encode(pub Box<PreparedRequest>);
 
+/// The stage's address: forwards to the vision thread's bridge (the stage's one queue).
 pub struct VisionActor {
-    tx: mpsc::Sender<Box<PreparedRequest>>,
-    mailbox: usize,
+    tx: BridgeTx<Box<PreparedRequest>>,
 }
 
 impl VisionActor {
-    pub fn new(tx: mpsc::Sender<Box<PreparedRequest>>, mailbox: usize) -> Self {
-        VisionActor { tx, mailbox }
+    pub fn new(tx: BridgeTx<Box<PreparedRequest>>) -> Self {
+        VisionActor { tx }
     }
 }
 
@@ -33,7 +33,8 @@ impl Actor for VisionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(self.mailbox);
+        // A hand-off slot: messages wait in the bridge, not here.
+        ctx.set_mailbox_capacity(1);
     }
 }
 

@@ -6,9 +6,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use actix::Addr;
-use tokio::sync::mpsc;
 
 use super::encode;
+use crate::actors::bridge::BridgeRx;
 use crate::actors::error::RequestError;
 use crate::actors::llm::worker::EngineStats;
 use crate::actors::llm::{Admit, LlmActor};
@@ -37,7 +37,7 @@ pub enum VisionSharing {
 
 pub fn spawn_vision_worker(
     model: Arc<Qwen3VlModel>,
-    mut rx: mpsc::Receiver<Box<PreparedRequest>>,
+    rx: BridgeRx<Box<PreparedRequest>>,
     llm: Addr<LlmActor>,
     stream: Addr<StreamActor>,
     max_batch_patches: usize,
@@ -57,15 +57,15 @@ pub fn spawn_vision_worker(
             let mut pending: VecDeque<Box<PreparedRequest>> = VecDeque::new();
             loop {
                 if pending.is_empty() {
-                    match rx.blocking_recv() {
+                    match rx.recv() {
                         Some(r) => pending.push_back(r),
                         None => return,
                     }
                 }
                 while pending.len() < MAX_PENDING {
                     match rx.try_recv() {
-                        Ok(r) => pending.push_back(r),
-                        Err(_) => break,
+                        Some(r) => pending.push_back(r),
+                        None => break,
                     }
                 }
                 pending.retain(|r| !r.cancel.is_cancelled());
