@@ -15,7 +15,7 @@ use qwen3vl::bench::report::Report;
 use qwen3vl::bench::runner::{run_bench, BenchConfig, Mode, Target};
 use qwen3vl::service::Settings;
 
-use super::kernel_args::KernelArgs;
+use qwen3vl::engine::ModelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -55,9 +55,9 @@ pub struct BenchArgs {
     /// the pipeline takes, to match a server started with `qwen3vl serve --config`.
     #[arg(long, requires = "in_process")]
     pub server_config: Option<PathBuf>,
-    /// With --in-process: the compute threads and pinning of the pipeline's kernels.
+    /// With --in-process: the model's precision, kernels, quantization and threads.
     #[command(flatten)]
-    pub kernels: KernelArgs,
+    pub model_args: ModelArgs,
     /// How media travel: file:// paths, or base64 data URIs.
     #[arg(long, value_enum, default_value = "path")]
     pub media: MediaMode,
@@ -165,6 +165,7 @@ pub fn config(a: &BenchArgs) -> Result<BenchConfig> {
         let flags = Settings {
             model_dir: Some(PathBuf::from(dir)),
             tokenizer: a.tokenizer.clone(),
+            model: a.model_args,
             ..Default::default()
         };
         Target::InProcess {
@@ -223,7 +224,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
     let cfg = config(a)?;
     if a.in_process {
-        a.kernels.install()?;
+        a.model_args.install()?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,21 +9,13 @@ use anyhow::{Context, Result};
 use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
 use qwen3vl::engine::model::{argmax, StepInput};
 use qwen3vl::engine::paged::KvBlocks;
-use qwen3vl::engine::{
-    BackendChoice, LoadOptions, MultimodalInput, Precision, Quantization, Qwen3VlModel,
-};
+use qwen3vl::engine::{ModelArgs, MultimodalInput, Qwen3VlModel};
 use serde_json::json;
-
-use super::forward::{parse_backend, parse_precision, parse_quantization};
-use super::kernel_args::KernelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchModelArgs {
     #[arg(long)]
     pub model: PathBuf,
-    /// Compute precision: bf16 (default), f16 or f32.
-    #[arg(long, default_value = "bf16", value_parser = parse_precision)]
-    pub dtype: Precision,
     /// Image side in pixels (a multiple of 32).
     #[arg(long, default_value_t = 448)]
     pub image_size: usize,
@@ -41,14 +33,8 @@ pub struct BenchModelArgs {
     pub decode_streams: usize,
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// GEMM backend: auto, portable, onednn, fma, dot or amx.
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    pub backend: BackendChoice,
-    /// Quantize on load: none or w8a8.
-    #[arg(long, default_value = "none", value_parser = parse_quantization)]
-    pub quantize: Quantization,
     #[command(flatten)]
-    pub kernels: KernelArgs,
+    pub model_args: ModelArgs,
     /// Run only some figures (comma-separated: vision, ttft, prefill, decode, batch), e.g. for profiling.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -78,18 +64,11 @@ fn text_ids(n: usize, vocab: usize, salt: usize) -> Vec<u32> {
 }
 
 pub fn run(args: &BenchModelArgs) -> Result<()> {
-    args.kernels.install()?;
-    let backend = args.backend;
+    args.model_args.install()?;
+    let load = args.model_args.load_options();
     let t0 = Instant::now();
-    let model = Qwen3VlModel::load(
-        &args.model,
-        LoadOptions {
-            precision: args.dtype,
-            backend,
-            quantization: args.quantize,
-        },
-    )
-    .with_context(|| format!("loading {}", args.model.display()))?;
+    let model = Qwen3VlModel::load(&args.model, load)
+        .with_context(|| format!("loading {}", args.model.display()))?;
     let load_s = t0.elapsed().as_secs_f64();
     let cfg = &model.config;
     let vocab = model.vocab_size();
@@ -109,7 +88,7 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
     eprintln!(
         "model {} ({}), {} threads, backend {}, loaded in {load_s:.1}s",
         args.model.display(),
-        args.dtype.name(),
+        load.precision.name(),
         ThreadPool::global().threads(),
         model.backend_name()
     );
@@ -255,13 +234,13 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
     }
     if let Some(path) = &args.json {
         let v = json!({
-            "model": args.model, "dtype": args.dtype.name(),
+            "model": args.model, "dtype": load.precision.name(),
             "threads": ThreadPool::global().threads(), "backend": model.backend_name(),
             "load_s": load_s, "vision_s": vision_s, "ttft_s": ttft_s, "prompt_tokens": ids.len(),
             "prefill_tokens": args.prefill_tokens, "prefill_tok_s": prefill_tps,
             "decode_tok_s": decode_tps, "decode_streams": args.decode_streams,
             "decode_batch_tok_s": batch_tps, "peak_rss_bytes": rss, "repeats": reps,
-            "quantize": format!("{:?}", args.quantize).to_lowercase(),
+            "quantize": load.quantization.name(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -6,23 +6,19 @@ use std::io::Write;
 use anyhow::Result;
 use qwen3vl::engine::kernels::runtime::caps::CpuCaps;
 use qwen3vl::engine::kernels::runtime::env::{PlanEnv, VARS};
-use qwen3vl::engine::BackendChoice;
-
-use super::forward::parse_backend;
-use super::kernel_args::KernelArgs;
+use qwen3vl::engine::ModelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct EnvArgs {
-    /// GEMM backend to resolve the plan for: auto, portable, onednn, fma, dot or amx.
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    pub backend: BackendChoice,
+    /// The plan is resolved for these flags' --backend and --threads (--dtype and --quantize
+    /// do not change it).
     #[command(flatten)]
-    pub kernels: KernelArgs,
+    pub model_args: ModelArgs,
 }
 
 pub fn run(args: &EnvArgs) -> Result<()> {
     let caps = CpuCaps::detect();
-    let resolved = args.kernels.resolve(args.backend)?;
+    let resolved = args.model_args.resolve()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "cpu: {} ({} cores)", caps.model, caps.cores)?;
     writeln!(out, "  features: {}", caps.flags().join(" "))?;

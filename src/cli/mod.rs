@@ -4,7 +4,6 @@ pub mod bench;
 pub mod bench_model;
 pub mod env;
 pub mod forward;
-pub mod kernel_args;
 pub mod make_checkpoint;
 pub mod preprocess;
 pub mod quantize;

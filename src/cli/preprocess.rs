@@ -33,7 +33,7 @@ pub struct PreprocessArgs {
     #[arg(long)]
     pub mm_processor_kwargs: Option<String>,
     /// Transparent image areas: white (default), black or drop.
-    #[arg(long, value_parser = super::serve::parse_rgba_background)]
+    #[arg(long, value_parser = parse_rgba_background)]
     pub rgba_background: Option<qwen3vl::media::RgbaBackground>,
     /// Parity experiments only: transformers 4.57's slow PIL image processor, which ignores the
     /// checkpoint's `size` and resizes into Qwen2-VL's [3136, 1003520] pixels.
@@ -108,4 +108,8 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
         out.video_grid_thw.len()
     );
     Ok(())
+}
+
+fn parse_rgba_background(s: &str) -> Result<qwen3vl::media::RgbaBackground, String> {
+    s.parse()
 }

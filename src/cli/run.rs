@@ -9,14 +9,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use qwen3vl::engine::tensor_file::TensorFile;
-use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision, Quantization};
+use qwen3vl::engine::{ModelArgs, MultimodalInput};
 use qwen3vl::pipeline::{
     ChatMessage, Completion, Event, KvCacheSize, MediaLimits, Pipeline, SamplingParams,
     ScheduleConfig,
 };
-
-use super::forward::{parse_backend, parse_precision, parse_quantization};
-use super::kernel_args::KernelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -72,27 +69,16 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 128)]
     pub block_size: usize,
     /// Compute precision: bf16 (default), f16 or f32.
-    #[arg(long, default_value = "bf16", value_parser = parse_precision)]
-    pub dtype: Precision,
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    pub backend: BackendChoice,
-    /// Quantize on load: none or w8a8.
-    #[arg(long, default_value = "none", value_parser = parse_quantization)]
-    pub quantize: Quantization,
     #[command(flatten)]
-    pub kernels: KernelArgs,
+    pub model_args: ModelArgs,
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    args.kernels.install()?;
+    args.model_args.install()?;
     let b = args.max_batch_size.max(1);
     let mut builder = Pipeline::builder()
         .model(&args.model)
-        .load_options(LoadOptions {
-            precision: args.dtype,
-            backend: args.backend,
-            quantization: args.quantize,
-        })
+        .load_options(args.model_args.load_options())
         .schedule(ScheduleConfig {
             max_batch_size: b,
             max_prefill_batch_size: b,

@@ -89,6 +89,28 @@ impl RgbaBackground {
             _ => None,
         }
     }
+
+    /// The `--rgba-background` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::White => "white",
+            Self::Black => "black",
+            Self::Drop => "drop",
+        }
+    }
+}
+
+impl std::str::FromStr for RgbaBackground {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| format!("unknown background `{s}` (white, black or drop)"))
+    }
+}
+
+impl std::fmt::Display for RgbaBackground {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Default for MediaLimits {

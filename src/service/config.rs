@@ -2,16 +2,17 @@
 //! ScheduleConfig; read in [`super::mindie_config`]) and command-line flags, merged into one
 //! [`ServiceConfig`].
 //!
-//! Both sources produce a [`Settings`] whose fields are all optional; flags win over the file,
-//! and whatever neither gives takes MindIE's default (except that the CLI serves plain HTTP and
+//! Every source produces a [`Settings`] whose fields are all optional; flags win over the file,
+//! and whatever none gives takes MindIE's default (except that the CLI serves plain HTTP and
 //! sizes the KV cache from free memory, so that `qwen3vl serve --model DIR` works on a laptop).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::settings::Settings;
 use crate::engine::LoadOptions;
-use crate::media::{MediaCaps, MediaLimits, MediaOverrides, RgbaBackground};
-use crate::pipeline::{KvCacheSize, ScheduleConfig, Truncation};
+use crate::media::{MediaCaps, MediaLimits, MediaOverrides};
+use crate::pipeline::{KvCacheSize, ScheduleConfig};
 
 /// MindIE's hard-coded local media directory (`_ALLOWED_LOCAL_MEDIA_PATH`), our default root.
 pub const DEFAULT_MEDIA_ROOT: &str = "/data/multimodal_inputs";
@@ -69,82 +70,7 @@ pub struct ServiceConfig {
     pub load: LoadOptions,
 }
 
-/// Partial settings from one source.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Settings {
-    pub model_dir: Option<PathBuf>,
-    pub tokenizer: Option<PathBuf>,
-    pub served_model_name: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub management_host: Option<String>,
-    pub management_port: Option<u16>,
-    pub metrics_port: Option<u16>,
-    pub allow_all_zero_ip: Option<bool>,
-    pub max_link_num: Option<usize>,
-    pub max_request_mb: Option<usize>,
-    pub token_timeout_s: Option<u64>,
-    pub e2e_timeout_s: Option<u64>,
-    pub full_text: Option<bool>,
-    pub https: Option<bool>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub max_seq_len: Option<usize>,
-    pub max_input_token_len: Option<usize>,
-    pub truncation: Option<Truncation>,
-    pub max_iter_times: Option<usize>,
-    pub max_batch_size: Option<usize>,
-    pub max_prefill_batch_size: Option<usize>,
-    pub max_prefill_tokens: Option<usize>,
-    /// SplitFuse chunk (0 = whole prompts).
-    pub prefill_chunk: Option<usize>,
-    pub block_size: Option<usize>,
-    pub kv_cache_gib: Option<f64>,
-    pub media_root: Option<PathBuf>,
-    pub allow_http_media: Option<bool>,
-    pub max_media_items: Option<usize>,
-    /// `--mm-processor-kwargs` (a JSON object, checked in `finish`).
-    pub mm_processor_kwargs: Option<serde_json::Value>,
-    pub max_image_pixels: Option<u64>,
-    pub max_video_frames: Option<u32>,
-    pub rgba_background: Option<RgbaBackground>,
-    pub escape_user_special_tokens: Option<bool>,
-    pub media_workers: Option<usize>,
-    pub http_workers: Option<usize>,
-    pub shutdown_timeout_s: Option<u64>,
-    /// Hosts exempt from the media SSRF policy (may resolve to internal addresses).
-    pub allowed_media_domains: Option<Vec<String>>,
-    pub media_connect_timeout_s: Option<f64>,
-    pub media_read_timeout_s: Option<f64>,
-    /// Whole fetch of one http(s) item.
-    pub media_fetch_timeout_s: Option<f64>,
-    /// All http(s) items of one request.
-    pub media_deadline_s: Option<f64>,
-    /// Whole request read (headers and body).
-    pub request_read_timeout_s: Option<f64>,
-}
-
-macro_rules! merge_fields {
-    ($hi:ident, $lo:ident; $($f:ident),* $(,)?) => {
-        Settings { $($f: $hi.$f.or($lo.$f)),* }
-    };
-}
-
 impl Settings {
-    /// `self` where set, else `lower`.
-    pub fn over(self, lower: Settings) -> Settings {
-        let (a, b) = (self, lower);
-        merge_fields!(a, b; model_dir, tokenizer, served_model_name, host, port, management_host,
-            management_port, metrics_port, allow_all_zero_ip, max_link_num, max_request_mb,
-            token_timeout_s, e2e_timeout_s, full_text, https, tls_cert, tls_key, max_seq_len,
-            max_input_token_len, truncation, max_iter_times, max_batch_size,
-            max_prefill_batch_size, max_prefill_tokens, prefill_chunk, block_size, kv_cache_gib, media_root,
-            allow_http_media, max_media_items, mm_processor_kwargs, max_image_pixels,
-            max_video_frames, rgba_background, escape_user_special_tokens, media_workers, http_workers, shutdown_timeout_s,
-            allowed_media_domains, media_connect_timeout_s, media_read_timeout_s,
-            media_fetch_timeout_s, media_deadline_s, request_read_timeout_s)
-    }
-
     /// Apply defaults and check ranges.
     pub fn finish(self) -> Result<ServiceConfig, String> {
         let model_dir = self
@@ -289,7 +215,7 @@ impl Settings {
             http_workers: self.http_workers.unwrap_or(cores.clamp(1, 4)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_s.unwrap_or(30)),
             request_read_timeout: secs(self.request_read_timeout_s, Duration::from_secs(30))?,
-            load: LoadOptions::default(),
+            load: self.model.load_options(),
         })
     }
 }
@@ -306,6 +232,7 @@ fn secs(v: Option<f64>, default: Duration) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::Truncation;
     use std::path::Path;
 
     const SHIPPED: &str = r#"{

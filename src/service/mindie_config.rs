@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::config::{Settings, DEFAULT_SPLIT_CHUNK};
+use super::config::DEFAULT_SPLIT_CHUNK;
+use super::settings::Settings;
 use crate::pipeline::Truncation;
 
 impl Settings {

@@ -30,6 +30,7 @@ pub mod openapi;
 pub mod params;
 pub mod pipelining;
 pub mod routes;
+pub mod settings;
 pub mod shutdown;
 pub mod sse;
 pub mod state;
@@ -44,8 +45,9 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
-pub use config::{ServiceConfig, Settings};
+pub use config::ServiceConfig;
 pub use errors::ApiError;
+pub use settings::Settings;
 pub use state::AppState;
 
 use crate::pipeline::{Pipeline, PipelineBuilder};

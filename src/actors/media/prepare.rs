@@ -25,6 +25,29 @@ pub enum Truncation {
     Left,
 }
 
+impl std::str::FromStr for Truncation {
+    type Err = String;
+    /// `error`, `left` or `right`, and MindIE's spellings (`false`/`0`, `true`/`-1`, `1`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "error" | "0" | "false" => Ok(Truncation::Error),
+            "right" | "-1" | "true" => Ok(Truncation::Right),
+            "left" | "1" => Ok(Truncation::Left),
+            _ => Err(format!("unknown truncation `{s}` (error, left or right)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            Truncation::Error => "error",
+            Truncation::Right => "right",
+            Truncation::Left => "left",
+        })
+    }
+}
+
 /// The request limits of MindIE's `ModelDeployConfig` / `ScheduleConfig`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
