@@ -36,6 +36,7 @@ use crate::engine::{MultimodalInput, Qwen3VlModel};
 use crate::media::MediaOverrides;
 
 pub use crate::actors::error::RequestError;
+pub use crate::actors::llm::draft::SpeculativeConfig;
 pub use crate::actors::media::Truncation;
 pub use crate::actors::request::{FinishReason, Timings, Usage};
 pub use crate::actors::stream::{Detokenize, DetokenizerFactory, Event, TokenLogprob};
@@ -75,6 +76,9 @@ pub struct PipelineStats {
     pub steps: u64,
     pub preemptions: u64,
     pub generated_tokens: u64,
+    /// Speculative decoding: draft tokens verified, and how many were accepted.
+    pub drafted_tokens: u64,
+    pub accepted_tokens: u64,
     /// Requests currently inside the pipeline (≤ the builder's `max_in_flight`).
     pub admitted: usize,
 }
@@ -98,6 +102,8 @@ impl Pipeline {
             steps: s.steps.load(Ordering::Relaxed),
             preemptions: s.preemptions.load(Ordering::Relaxed),
             generated_tokens: s.generated_tokens.load(Ordering::Relaxed),
+            drafted_tokens: s.drafted_tokens.load(Ordering::Relaxed),
+            accepted_tokens: s.accepted_tokens.load(Ordering::Relaxed),
             admitted: self.max_in_flight - self.admission.available_permits(),
         }
     }

@@ -61,7 +61,7 @@ fn paged_step(
         positions: [&pos[0][start..], &pos[1][start..], &pos[2][start..]],
         blocks,
         visual: feat.map(|f| (f, before)),
-        logits: true,
+        logits: 1,
     };
     model.step(kv, &[input]).unwrap()
 }

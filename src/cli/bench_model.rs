@@ -35,7 +35,9 @@ pub struct BenchModelArgs {
     pub repeats: usize,
     #[command(flatten)]
     pub model_args: ModelArgs,
-    /// Run only some figures (comma-separated: vision, ttft, prefill, decode, batch), e.g. for profiling.
+    /// Run only some figures (comma-separated: vision, ttft, prefill, decode, batch), e.g. for
+    /// profiling; `verify` (never run by default) times a decode step verifying k = 0…64 draft
+    /// tokens.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Also write the results as JSON here.
@@ -232,6 +234,10 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
     if let Some(r) = rss {
         println!("| peak RSS | {:.2} GB |", r as f64 / 1e9);
     }
+    // Opt-in (`--only verify`): the cost of a decode step that also verifies k draft tokens.
+    if args.only.iter().any(|o| o == "verify") {
+        verify_cost(&model, reps)?;
+    }
     if let Some(path) = &args.json {
         let v = json!({
             "model": args.model, "dtype": load.precision.name(),
@@ -244,6 +250,69 @@ pub fn run(args: &BenchModelArgs) -> Result<()> {
         });
         std::fs::write(path, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The time of one batch-1 decode step that carries k draft tokens (k + 1 rows, logits for
+/// each), after a 128-token prompt, for k = 0…64: the curve that says how many draft tokens a
+/// step verifies nearly for free on this CPU (while the step is bound by reading the weights).
+fn verify_cost(model: &Qwen3VlModel, reps: usize) -> Result<()> {
+    const PROMPT: usize = 128;
+    const BLOCK: usize = 16;
+    const KS: [usize; 9] = [0, 1, 2, 4, 8, 16, 24, 32, 64];
+    let vocab = model.vocab_size();
+    let n_blocks = (PROMPT + 65).div_ceil(BLOCK);
+    let mut kv = KvBlocks::new(
+        model.num_layers(),
+        model.kv_dim(),
+        BLOCK,
+        n_blocks,
+        model.precision,
+    );
+    let blocks: Vec<u32> = (0..n_blocks as u32).collect();
+    let ids = text_ids(PROMPT + 65, vocab, 3);
+    let pos: Vec<i64> = (0..(PROMPT + 65) as i64).collect();
+    let p = &pos[..PROMPT];
+    model.step(
+        &mut kv,
+        &[StepInput {
+            tokens: &ids[..PROMPT],
+            start: 0,
+            positions: [p, p, p],
+            blocks: &blocks,
+            visual: None,
+            logits: 1,
+        }],
+    )?;
+    let mut base = f64::NAN;
+    println!();
+    println!("| draft tokens verified (k) | step time | × plain decode step |");
+    println!("|---:|---:|---:|");
+    for k in KS {
+        let p = &pos[PROMPT..PROMPT + 1 + k];
+        let step = [StepInput {
+            tokens: &ids[PROMPT..PROMPT + 1 + k],
+            start: PROMPT,
+            positions: [p, p, p],
+            blocks: &blocks,
+            visual: None,
+            logits: 1 + k,
+        }];
+        model.step(&mut kv, &step)?; // warm-up
+        let times = (0..reps.max(3))
+            .map(|_| {
+                let t = Instant::now();
+                model
+                    .step(&mut kv, &step)
+                    .map(|_| t.elapsed().as_secs_f64())
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let ms = median(times) * 1e3;
+        if k == 0 {
+            base = ms;
+        }
+        println!("| {k} | {ms:.1} ms | {:.2}× |", ms / base);
     }
     Ok(())
 }
@@ -276,7 +345,7 @@ fn batched_decode(model: &Qwen3VlModel, streams: usize, tokens: usize) -> Result
             positions: [&pos[..PROMPT], &pos[..PROMPT], &pos[..PROMPT]],
             blocks: &blocks[s],
             visual: None,
-            logits: true,
+            logits: 1,
         })
         .collect();
     let logits = model.step(&mut kv, &prefill)?;
@@ -295,7 +364,7 @@ fn batched_decode(model: &Qwen3VlModel, streams: usize, tokens: usize) -> Result
                 positions: [p, p, p],
                 blocks: &blocks[s],
                 visual: None,
-                logits: true,
+                logits: 1,
             })
             .collect();
         let logits = model.step(&mut kv, &step)?;

@@ -12,7 +12,7 @@ use qwen3vl::engine::tensor_file::TensorFile;
 use qwen3vl::engine::{ModelArgs, MultimodalInput};
 use qwen3vl::pipeline::{
     ChatMessage, Completion, Event, KvCacheSize, MediaLimits, Pipeline, SamplingParams,
-    ScheduleConfig,
+    ScheduleConfig, SpeculativeConfig,
 };
 
 #[derive(clap::Args, Debug)]
@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// Prompt tokens computed per step (SplitFuse chunked prefill; 0 = whole prompts).
     #[arg(long, default_value_t = 0)]
     pub prefill_chunk: usize,
+    /// Speculative decoding, as `serve --speculative-config` (e.g. `{"method": "ngram"}`).
+    #[arg(long)]
+    pub speculative_config: Option<String>,
     /// Tokens per KV block (cacheBlockSize).
     #[arg(long, default_value_t = 128)]
     pub block_size: usize,
@@ -95,6 +98,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             ..Default::default()
         })
         .on_progress(|m| eprintln!("[qwen3vl] {m}"));
+    if let Some(text) = &args.speculative_config {
+        let v: serde_json::Value =
+            serde_json::from_str(text).context("--speculative-config is not JSON")?;
+        let spec = SpeculativeConfig::from_json(&v)
+            .map_err(|e| anyhow::anyhow!("invalid --speculative-config: {e}"))?;
+        builder = builder.speculative(Some(spec));
+    }
     if let Some(g) = args.kv_cache_gib {
         builder = builder.kv_cache(KvCacheSize::Gib(g));
     }
@@ -139,6 +149,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         bail!("every request failed");
     }
     report(&done, wall, b);
+    let st = pipeline.stats();
+    eprintln!(
+        "model steps: {} for {} generated tokens; drafts: {} tokens verified, {} accepted",
+        st.steps, st.generated_tokens, st.drafted_tokens, st.accepted_tokens
+    );
     Ok(())
 }
 

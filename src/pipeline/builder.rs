@@ -9,6 +9,7 @@ use actix::prelude::*;
 
 use super::{DetokenizerFactory, MediaLimits, Pipeline, Processor, RequestError, Truncation};
 use crate::actors::bridge::bridge;
+use crate::actors::llm::draft::SpeculativeConfig;
 use crate::actors::llm::scheduler::{SchedulerConfig, SeqUpdate};
 use crate::actors::llm::worker::{spawn_engine, EngineConfig, EngineStats, OutputSink};
 use crate::actors::llm::LlmActor;
@@ -98,6 +99,7 @@ pub struct PipelineBuilder {
     kv_cache: KvCacheSize,
     block_size: usize,
     prefix_caching: bool,
+    speculative: Option<SpeculativeConfig>,
     overlap_vision: bool,
     vision_batch_patches: usize,
     vision_sharing: VisionSharing,
@@ -123,6 +125,7 @@ impl Default for PipelineBuilder {
             kv_cache: KvCacheSize::FreeMemoryFraction(0.5),
             block_size: DEFAULT_BLOCK_SIZE,
             prefix_caching: true,
+            speculative: None,
             overlap_vision: true,
             vision_batch_patches: 8192,
             vision_sharing: VisionSharing::Fair,
@@ -166,6 +169,12 @@ impl PipelineBuilder {
     }
     pub fn prefix_caching(mut self, on: bool) -> Self {
         self.prefix_caching = on;
+        self
+    }
+    /// Speculative decoding (n-gram prompt lookup): output unchanged, fewer model steps when
+    /// the text repeats what came before.
+    pub fn speculative(mut self, cfg: Option<SpeculativeConfig>) -> Self {
+        self.speculative = cfg;
         self
     }
     /// Encode images on the vision thread while decode steps continue (default), or inline
@@ -321,6 +330,7 @@ impl PipelineBuilder {
                 max_prefill_batch_size: s.max_prefill_batch_size,
                 max_prefill_tokens: s.max_prefill_tokens,
                 prefill_chunk: s.prefill_chunk,
+                speculative: self.speculative.clone(),
             },
             max_seq_len: s.max_seq_len,
             block_size: self.block_size,

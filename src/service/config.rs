@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::settings::Settings;
 use crate::engine::LoadOptions;
 use crate::media::{MediaCaps, MediaLimits, MediaOverrides};
-use crate::pipeline::{KvCacheSize, ScheduleConfig};
+use crate::pipeline::{KvCacheSize, ScheduleConfig, SpeculativeConfig};
 
 /// MindIE's hard-coded local media directory (`_ALLOWED_LOCAL_MEDIA_PATH`), our default root.
 pub const DEFAULT_MEDIA_ROOT: &str = "/data/multimodal_inputs";
@@ -68,6 +68,8 @@ pub struct ServiceConfig {
     pub request_read_timeout: Duration,
     /// Weight precision and kernel backend.
     pub load: LoadOptions,
+    /// `--speculative-config`: drafts verified in decode steps.
+    pub speculative: Option<SpeculativeConfig>,
 }
 
 impl Settings {
@@ -216,6 +218,13 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_s.unwrap_or(30)),
             request_read_timeout: secs(self.request_read_timeout_s, Duration::from_secs(30))?,
             load: self.model.load_options(),
+            speculative: match &self.speculative_config {
+                None => None,
+                Some(v) => Some(
+                    SpeculativeConfig::from_json(v)
+                        .map_err(|e| format!("invalid --speculative-config: {e}"))?,
+                ),
+            },
         })
     }
 }

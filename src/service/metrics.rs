@@ -196,6 +196,19 @@ impl Metrics {
             "Sequences preempted (KV blocks reclaimed, recomputed later).",
             engine.preemptions,
         );
+        // vLLM's names for the speculative-decoding counters.
+        counter(
+            &mut out,
+            "spec_decode_num_draft_tokens_total",
+            "Draft tokens verified (speculative decoding).",
+            engine.drafted_tokens,
+        );
+        counter(
+            &mut out,
+            "spec_decode_num_accepted_tokens_total",
+            "Draft tokens accepted (each one a model step saved).",
+            engine.accepted_tokens,
+        );
         let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
             let _ = writeln!(
                 out,
@@ -315,6 +328,8 @@ mod tests {
                 steps: 0,
                 preemptions: 0,
                 generated_tokens: 0,
+                drafted_tokens: 0,
+                accepted_tokens: 0,
                 admitted: 0,
             },
             LinkStats::default(),

@@ -73,7 +73,8 @@ pub fn pipeline_builder(config: &ServiceConfig) -> PipelineBuilder {
         .media_defaults(config.media_defaults.clone())
         .media_caps(config.media_caps)
         .escape_user_special_tokens(config.escape_user_special_tokens)
-        .media_workers(config.media_workers);
+        .media_workers(config.media_workers)
+        .speculative(config.speculative.clone());
     if let Some(t) = &config.tokenizer {
         b = b.tokenizer(t);
     }

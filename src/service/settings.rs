@@ -175,6 +175,11 @@ pub struct Settings {
     #[arg(long = "request-read-timeout", value_name = "SECONDS")]
     #[serde(rename = "request_read_timeout")]
     pub request_read_timeout_s: Option<f64>,
+    /// Speculative decoding, as vLLM's flag: `{"method": "ngram", "num_speculative_tokens": 5,
+    /// "prompt_lookup_min": 1, "prompt_lookup_max": 5, "max_draft_batch": 4}` (output unchanged;
+    /// fewer model steps when the output repeats earlier text).
+    #[arg(long, value_parser = parse_json_object)]
+    pub speculative_config: Option<serde_json::Value>,
     /// Weight precision, kernel backend, quantization and compute threads.
     #[command(flatten)]
     #[serde(flatten)]
@@ -207,7 +212,8 @@ impl Settings {
             media_root, allow_http_media, max_media_items, mm_processor_kwargs, max_image_pixels,
             max_video_frames, rgba_background, escape_user_special_tokens, media_workers,
             http_workers, shutdown_timeout_s, allowed_media_domains, media_connect_timeout_s,
-            media_read_timeout_s, media_fetch_timeout_s, media_deadline_s, request_read_timeout_s)
+            media_read_timeout_s, media_fetch_timeout_s, media_deadline_s, request_read_timeout_s,
+            speculative_config)
     }
 
     /// A settings file: a JSON object whose keys are the flags' names in snake_case

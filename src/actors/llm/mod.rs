@@ -6,6 +6,7 @@
 //! its bounded [bridge](crate::actors::bridge) (the stage's queue); [`LlmActor`] is the
 //! stage's address on the actor system.
 
+pub mod draft;
 pub mod plan;
 pub mod runner;
 pub mod sample;

@@ -4,7 +4,7 @@
 //! other to read.
 
 /// One sequence's share of a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeqWork {
     /// Index into the scheduler's running sequences.
     pub seq: usize,
@@ -15,6 +15,9 @@ pub struct SeqWork {
     /// The step computes the sequence's last known token: its logits row is returned and a
     /// token is sampled from it. False for a prefill chunk that stops short of the end.
     pub sample: bool,
+    /// Guessed next tokens computed after the known ones (speculative decoding; empty
+    /// otherwise). Each gets a logits row, and the sampler keeps the prefix it agrees with.
+    pub draft: Vec<u32>,
 }
 
 /// Everything one model step computes, in running-sequence order.
@@ -31,11 +34,20 @@ impl StepPlan {
 
     /// Tokens computed by the step, all sequences together.
     pub fn tokens(&self) -> usize {
-        self.work.iter().map(|w| w.len).sum()
+        self.work.iter().map(|w| w.len + w.draft.len()).sum()
     }
 
-    /// Logits rows the runner returns: one per entry that samples, in plan order.
+    /// Logits rows the runner returns: 1 + draft length per entry that samples, in plan order.
     pub fn rows(&self) -> usize {
-        self.work.iter().filter(|w| w.sample).count()
+        self.work
+            .iter()
+            .filter(|w| w.sample)
+            .map(|w| 1 + w.draft.len())
+            .sum()
+    }
+
+    /// Draft tokens the step verifies.
+    pub fn drafted(&self) -> usize {
+        self.work.iter().map(|w| w.draft.len()).sum()
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 
+use super::draft::SpeculativeConfig;
 use super::plan::{SeqWork, StepPlan};
 use super::sequence::Sequence;
 use crate::actors::request::FinishReason;
@@ -26,6 +27,8 @@ pub struct SchedulerConfig {
     /// step, long prompts are prefilled in chunks alongside the decodes, so a long prefill never
     /// stalls decoding for long. 0 = whole prompts in one step (MindIE `Standard`).
     pub prefill_chunk: usize,
+    /// Speculative decoding: decoding sequences carry drafts into their steps.
+    pub speculative: Option<SpeculativeConfig>,
 }
 
 /// What happened to a sequence in a step.
@@ -50,6 +53,12 @@ pub struct Scheduler {
     running: Vec<Sequence>,
     /// Preemptions so far (for stats and tests).
     pub preemptions: u64,
+    /// Draft tokens verified and accepted so far.
+    pub drafted: u64,
+    pub accepted: u64,
+    /// Tokens a draft must not contain (the image / video placeholders: the model step would
+    /// look for visual features for them). A draft ends before the first one.
+    pub no_draft_tokens: Vec<u32>,
 }
 
 impl Scheduler {
@@ -61,6 +70,9 @@ impl Scheduler {
             waiting: VecDeque::new(),
             running: Vec::new(),
             preemptions: 0,
+            drafted: 0,
+            accepted: 0,
+            no_draft_tokens: Vec::new(),
         }
     }
 
@@ -174,8 +186,19 @@ impl Scheduler {
         } else {
             self.cfg.prefill_chunk
         };
+        let decoding = self
+            .running
+            .iter()
+            .filter(|s| s.total_len() - s.computed == 1)
+            .count();
+        let spec = self
+            .cfg
+            .speculative
+            .as_ref()
+            .filter(|c| c.drafts_at(decoding));
+        let reserve = self.running.len();
         let mut plan = StepPlan::default();
-        for (i, s) in self.running.iter().enumerate() {
+        for (i, s) in self.running.iter_mut().enumerate() {
             let remaining = s.total_len() - s.computed;
             let len = if remaining == 1 {
                 1
@@ -184,14 +207,27 @@ impl Scheduler {
                 budget -= n;
                 n
             };
-            if len > 0 {
-                plan.work.push(SeqWork {
-                    seq: i,
-                    start: s.computed,
-                    len,
-                    sample: len == remaining,
-                });
+            if len == 0 {
+                continue;
             }
+            let draft = match spec {
+                Some(c) if remaining == 1 => draft_for(
+                    c,
+                    s,
+                    &mut self.blocks,
+                    self.max_seq_len,
+                    reserve,
+                    &self.no_draft_tokens,
+                ),
+                _ => Vec::new(),
+            };
+            plan.work.push(SeqWork {
+                seq: i,
+                start: s.computed,
+                len,
+                sample: len == remaining,
+                draft,
+            });
         }
         (plan, Vec::new())
     }
@@ -201,17 +237,15 @@ impl Scheduler {
         &mut self.running
     }
 
-    /// After the model step: the planned tokens are computed and `sampled` holds one draw per
-    /// plan entry that samples (see [`super::sample::sample_step`]). Appends the tokens and
-    /// finishes the sequences that are done.
-    pub fn complete_step(
-        &mut self,
-        plan: &StepPlan,
-        sampled: Vec<Option<Sampled>>,
-    ) -> Vec<SeqUpdate> {
-        let mut planned: Vec<Option<(SeqWork, Option<Sampled>)>> = vec![None; self.running.len()];
+    /// After the model step: the planned tokens are computed and `sampled` holds the committed
+    /// draws of each plan entry (see [`super::sample::sample_step`]: one, or with a draft the
+    /// agreed draft prefix plus one). Appends them, one update per token, ends a run at the
+    /// first token that finishes the sequence, and gives back the blocks of rejected drafts.
+    pub fn complete_step(&mut self, plan: &StepPlan, sampled: Vec<Vec<Sampled>>) -> Vec<SeqUpdate> {
+        let mut planned: Vec<Option<(&SeqWork, Vec<Sampled>)>> =
+            (0..self.running.len()).map(|_| None).collect();
         for (w, d) in plan.work.iter().zip(sampled) {
-            planned[w.seq] = Some((*w, d));
+            planned[w.seq] = Some((w, d));
         }
         let mut out = Vec::with_capacity(self.running.len());
         let mut keep = Vec::with_capacity(self.running.len());
@@ -223,30 +257,48 @@ impl Scheduler {
             };
             debug_assert_eq!(work.start, s.computed);
             s.computed += work.len;
-            let keys = s.keys();
-            self.blocks.commit(&mut s.blocks, &keys, s.computed);
-            let Some(sampled) = draw else {
+            if draw.is_empty() {
                 // Mid-prefill (chunked).
+                let keys = s.keys();
+                self.blocks.commit(&mut s.blocks, &keys, s.computed);
                 keep.push(s);
                 continue;
-            };
-            let tok = sampled.token;
-            s.output.push(tok);
-            if s.timings.first_token.is_none() {
-                s.timings.first_token = Some(s.elapsed());
             }
-            let finish = if s.stop_token_ids.contains(&tok) {
-                Some(FinishReason::Stop)
-            } else if s.output.len() >= s.max_new_tokens || s.total_len() >= self.max_seq_len {
-                Some(FinishReason::Length)
-            } else {
-                None
-            };
-            if finish.is_some() {
-                self.blocks.release(&mut s.blocks);
+            self.drafted += work.draft.len() as u64;
+            let mut finish = None;
+            for (j, sampled) in draw.into_iter().enumerate() {
+                if j > 0 {
+                    // The previous token was draft[j - 1]: its K/V are in the cache already.
+                    s.computed += 1;
+                    self.accepted += 1;
+                }
+                let tok = sampled.token;
+                s.output.push(tok);
+                if s.timings.first_token.is_none() {
+                    s.timings.first_token = Some(s.elapsed());
+                }
+                finish = if s.stop_token_ids.contains(&tok) {
+                    Some(FinishReason::Stop)
+                } else if s.output.len() >= s.max_new_tokens || s.total_len() >= self.max_seq_len {
+                    Some(FinishReason::Length)
+                } else {
+                    None
+                };
+                if finish.is_some() {
+                    self.blocks.release(&mut s.blocks);
+                }
+                out.push(update(&mut s, Some(sampled), finish));
+                if finish.is_some() {
+                    break;
+                }
             }
-            out.push(update(&mut s, Some(sampled), finish));
             if finish.is_none() {
+                let keys = s.keys();
+                self.blocks.commit(&mut s.blocks, &keys, s.computed);
+                // Rejected draft tokens wrote K/V past `computed`; it is overwritten next step,
+                // and blocks that held only such tokens go back to the allocator.
+                let total = s.total_len();
+                self.blocks.shrink(&mut s.blocks, total);
                 keep.push(s);
             }
         }
@@ -263,6 +315,42 @@ impl Scheduler {
         }
         ids
     }
+}
+
+/// A draft for decoding sequence `s`, bounded so that every token it could commit stays within
+/// the sequence's limits, and only when the cache has blocks for it beyond one per running
+/// sequence (so drafting never causes a preemption).
+fn draft_for(
+    c: &SpeculativeConfig,
+    s: &mut Sequence,
+    blocks: &mut BlockManager,
+    max_seq_len: usize,
+    reserve: usize,
+    forbidden: &[u32],
+) -> Vec<u32> {
+    let total = s.total_len();
+    // A step commits at most draft + 1 tokens.
+    let room = (s.max_new_tokens.saturating_sub(s.output.len()))
+        .min(max_seq_len.saturating_sub(total))
+        .saturating_sub(1);
+    if room == 0 || s.is_aborted() {
+        return Vec::new();
+    }
+    let mut tokens = s.prompt.ids.clone();
+    tokens.extend_from_slice(&s.output);
+    let mut draft = c.propose(&tokens, room);
+    if let Some(cut) = draft.iter().position(|t| forbidden.contains(t)) {
+        draft.truncate(cut);
+    }
+    while !draft.is_empty() {
+        let need = blocks.missing(&s.blocks, total + draft.len());
+        if need == 0 || need + reserve <= blocks.num_free() {
+            blocks.ensure(&mut s.blocks, total + draft.len());
+            break;
+        }
+        draft.pop();
+    }
+    draft
 }
 
 fn update(s: &mut Sequence, sampled: Option<Sampled>, finish: Option<FinishReason>) -> SeqUpdate {
@@ -329,12 +417,12 @@ mod tests {
         crate::engine::paged::prefix::text_token_key(t)
     }
 
-    fn draw(token: u32) -> Option<Sampled> {
-        Some(Sampled {
+    fn draw(token: u32) -> Vec<Sampled> {
+        vec![Sampled {
             token,
             logprob: None,
             top_logprobs: Vec::new(),
-        })
+        }]
     }
 
     /// The plan, not the sequences, says what a step computes: a chunk budget splits prompts
@@ -347,6 +435,7 @@ mod tests {
             max_prefill_batch_size: 8,
             max_prefill_tokens: 1000,
             prefill_chunk: 10,
+            speculative: None,
         };
         let mut s = Scheduler::new(cfg, BlockManager::new(64, 4, false), 100);
         s.add(seq(1, 6));
@@ -358,10 +447,11 @@ mod tests {
             start,
             len,
             sample,
+            draft: vec![],
         };
         assert_eq!(plan.work, vec![w(0, 0, 6, true), w(1, 0, 4, false)]);
         assert_eq!((plan.tokens(), plan.rows()), (10, 1));
-        let ups = s.complete_step(&plan, vec![draw(7), None]);
+        let ups = s.complete_step(&plan, vec![draw(7), vec![]]);
         assert_eq!(ups.len(), 1);
         assert_eq!(
             (s.running()[0].output.clone(), s.running()[1].computed),

@@ -43,6 +43,9 @@ pub struct EngineStats {
     pub steps: AtomicU64,
     pub preemptions: AtomicU64,
     pub generated_tokens: AtomicU64,
+    /// Speculative decoding: draft tokens verified, and how many of them were accepted.
+    pub drafted_tokens: AtomicU64,
+    pub accepted_tokens: AtomicU64,
 }
 
 /// Where the engine's results go (the stream stage, or a test).
@@ -80,6 +83,7 @@ fn engine_main(
     let mut kv = model.new_paged_cache(cfg.block_size, cfg.num_blocks);
     let blocks = BlockManager::new(cfg.num_blocks, cfg.block_size, cfg.prefix_caching);
     let mut sched = Scheduler::new(cfg.scheduler.clone(), blocks, cfg.max_seq_len);
+    sched.no_draft_tokens = model.visual_token_ids().to_vec();
     let vocab = model.vocab_size();
     stats.total_blocks.store(cfg.num_blocks, Ordering::Relaxed);
     stats.free_blocks.store(cfg.num_blocks, Ordering::Relaxed);
@@ -123,6 +127,10 @@ fn engine_main(
                     stats
                         .generated_tokens
                         .fetch_add(ups.len() as u64, Ordering::Relaxed);
+                    stats.drafted_tokens.store(sched.drafted, Ordering::Relaxed);
+                    stats
+                        .accepted_tokens
+                        .store(sched.accepted, Ordering::Relaxed);
                     updates.extend(ups);
                 }
                 other => {

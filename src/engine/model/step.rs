@@ -31,8 +31,9 @@ pub struct StepInput<'a> {
     /// Features of the prompt's visual tokens and the index of the first one among `tokens`
     /// (= pad tokens before `start`).
     pub visual: Option<(&'a VisualFeatures, usize)>,
-    /// Whether to return logits for the last new token.
-    pub logits: bool,
+    /// Logits are returned for this many of the last new tokens: 0 for none, 1 for the last
+    /// (a prefill or a plain decode), 1 + k when the last k tokens are a draft being verified.
+    pub logits: usize,
 }
 
 impl Qwen3VlModel {
@@ -121,6 +122,11 @@ impl Qwen3VlModel {
         Ok(out)
     }
 
+    /// The image and video placeholder ids.
+    pub fn visual_token_ids(&self) -> [u32; 2] {
+        [self.tokens.image, self.tokens.video]
+    }
+
     pub fn is_visual_token(&self, id: u32) -> bool {
         id == self.tokens.image || id == self.tokens.video
     }
@@ -134,8 +140,8 @@ impl Qwen3VlModel {
     }
 
     /// One batched forward pass over the new tokens of several sequences (prefills and decodes
-    /// mixed), reading and writing the paged cache. Returns logits [rows, vocab] for the
-    /// sequences that asked for them, in batch order.
+    /// mixed), reading and writing the paged cache. Returns logits [rows, vocab]: each
+    /// sequence's `logits` last rows, in batch order.
     pub fn step(&self, kv: &mut KvBlocks, batch: &[StepInput]) -> Result<Vec<f32>> {
         let h = self.text.hidden;
         let total: usize = batch.iter().map(|b| b.tokens.len()).sum();
@@ -153,6 +159,11 @@ impl Qwen3VlModel {
             if b.positions.iter().any(|p| p.len() != b.tokens.len()) || b.tokens.is_empty() {
                 return Err(EngineError::input(
                     "step input: positions must match the (non-empty) new tokens",
+                ));
+            }
+            if b.logits > b.tokens.len() {
+                return Err(EngineError::input(
+                    "step input: more logits rows asked than new tokens",
                 ));
             }
             seqs.push(PagedSeq {
@@ -207,8 +218,7 @@ impl Qwen3VlModel {
         )?;
         let mut last = Vec::new();
         for (b, s) in batch.iter().zip(&seqs) {
-            if b.logits {
-                let r = s.q0 + s.len - 1;
+            for r in s.q0 + s.len - b.logits..s.q0 + s.len {
                 last.extend_from_slice(&hidden[r * h..(r + 1) * h]);
             }
         }

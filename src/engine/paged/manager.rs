@@ -87,6 +87,16 @@ impl BlockManager {
         }
     }
 
+    /// Give back the blocks past the first `tokens` tokens (the tail a rejected draft needed).
+    /// Blocks registered in the prefix cache are never past `tokens`: only committed tokens are.
+    pub fn shrink(&mut self, seq: &mut SeqBlocks, tokens: usize) {
+        let keep = self.blocks_for(tokens).max(seq.hashes.len());
+        while seq.table.len() > keep {
+            let b = seq.table.pop().expect("longer than keep");
+            self.alloc.release(b);
+        }
+    }
+
     /// Return all blocks (tail first, so the tail is evicted before the shared head).
     pub fn release(&mut self, seq: &mut SeqBlocks) {
         for &b in seq.table.iter().rev() {
