@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use qwen3vl::service::config::{ServiceConfig, Settings};
+use qwen3vl::service::{ServiceConfig, Settings};
 
 const BASE: &str = "/srv/mindie";
 
