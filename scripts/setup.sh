@@ -22,4 +22,8 @@ if [ -f scripts/fetch-tokenizer.sh ]; then
     bash scripts/fetch-tokenizer.sh "${QWEN3VL_CACHE:-$HOME/.cache/qwen3vl}"
 fi
 
-cargo build --release --locked
+# scripts/test.sh skips this: `cargo test` builds the binary itself (with the `testing` feature
+# the tests turn on), so a build here would be compiled again.
+if [ "${QWEN3VL_SETUP_NO_BUILD:-0}" != 1 ]; then
+    cargo build --release --locked
+fi

@@ -133,7 +133,7 @@ impl Pipeline {
 
     /// [`Pipeline::chat`] with per-request processor settings (vLLM's `mm_processor_kwargs`:
     /// pixel budget, frame sampling), layered over the pipeline's defaults and capped by its
-    /// [`MediaCaps`](crate::media::MediaCaps).
+    /// `MediaCaps`.
     pub fn chat_with_media(
         &self,
         messages: Vec<ChatMessage>,

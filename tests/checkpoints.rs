@@ -8,8 +8,8 @@ use std::path::Path;
 
 use common::*;
 use qwen3vl::engine::model::argmax;
-use qwen3vl::engine::random_checkpoint::{write_random_checkpoint, Arch};
 use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision, Qwen3VlModel};
+use qwen3vl::tools::random_checkpoint::{write_random_checkpoint, Arch};
 use safetensors::tensor::{Dtype, TensorView};
 
 /// Rewrite the dense_tied fixture with every tensor converted by `f` and renamed by `rename`.

@@ -325,8 +325,8 @@ async fn e2e_timeout_ends_requests() {
 #[tokio::test]
 async fn no_tokenizer_gives_424_but_token_ids_work() {
     let dir = tempfile::tempdir().unwrap();
-    qwen3vl::engine::random_checkpoint::write_random_checkpoint(
-        qwen3vl::engine::random_checkpoint::Arch::Tiny,
+    qwen3vl::tools::random_checkpoint::write_random_checkpoint(
+        qwen3vl::tools::random_checkpoint::Arch::Tiny,
         Some(1),
         dir.path(),
         3,

@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use qwen3vl::engine::quantize_checkpoint::quantize_checkpoint;
 use qwen3vl::engine::{BackendChoice, LoadOptions, Precision, Quantization, Qwen3VlModel};
+use qwen3vl::tools::quantize_checkpoint::quantize_checkpoint;
 
 fn load(dir: &Path, quantization: Quantization) -> Qwen3VlModel {
     Qwen3VlModel::load(

@@ -5,17 +5,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::bench::backends::BackendKind;
+use crate::bench::compare::compare_text;
+use crate::bench::dataset::{DatasetFormat, MediaMode, DEFAULT_NUM_FRAMES};
+use crate::bench::load::LoadConfig;
+use crate::bench::metrics::{default_stats, Stat};
+use crate::bench::report::Report;
+use crate::bench::runner::{run_bench, BenchConfig, Mode, Target};
+use crate::service::Settings;
 use anyhow::{bail, Context, Result};
-use qwen3vl::bench::backends::BackendKind;
-use qwen3vl::bench::compare::compare_text;
-use qwen3vl::bench::dataset::{DatasetFormat, MediaMode, DEFAULT_NUM_FRAMES};
-use qwen3vl::bench::load::LoadConfig;
-use qwen3vl::bench::metrics::{default_stats, Stat};
-use qwen3vl::bench::report::Report;
-use qwen3vl::bench::runner::{run_bench, BenchConfig, Mode, Target};
-use qwen3vl::service::Settings;
 
-use qwen3vl::engine::ModelArgs;
+use crate::engine::ModelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::engine::kernels::runtime::pool::ThreadPool;
+use crate::engine::model::{argmax, StepInput};
+use crate::engine::paged::KvBlocks;
+use crate::engine::{ModelArgs, MultimodalInput, Qwen3VlModel};
 use anyhow::{Context, Result};
-use qwen3vl::engine::kernels::runtime::pool::ThreadPool;
-use qwen3vl::engine::model::{argmax, StepInput};
-use qwen3vl::engine::paged::KvBlocks;
-use qwen3vl::engine::{ModelArgs, MultimodalInput, Qwen3VlModel};
 use serde_json::json;
 
 #[derive(clap::Args, Debug)]

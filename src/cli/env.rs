@@ -3,10 +3,10 @@
 
 use std::io::Write;
 
+use crate::engine::kernels::runtime::caps::CpuCaps;
+use crate::engine::kernels::runtime::env::{PlanEnv, VARS};
+use crate::engine::ModelArgs;
 use anyhow::Result;
-use qwen3vl::engine::kernels::runtime::caps::CpuCaps;
-use qwen3vl::engine::kernels::runtime::env::{PlanEnv, VARS};
-use qwen3vl::engine::ModelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct EnvArgs {

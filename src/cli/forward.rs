@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::engine::tensor_file::{TensorFile, TensorWriter};
+use crate::engine::{ModelArgs, MultimodalInput, Qwen3VlModel};
 use anyhow::{Context, Result};
-use qwen3vl::engine::tensor_file::{TensorFile, TensorWriter};
-use qwen3vl::engine::{ModelArgs, MultimodalInput, Qwen3VlModel};
 
 #[derive(clap::Args, Debug)]
 pub struct ForwardArgs {

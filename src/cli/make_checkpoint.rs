@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::tools::random_checkpoint::{write_random_checkpoint, Arch};
 use anyhow::{anyhow, Context, Result};
-use qwen3vl::engine::random_checkpoint::{write_random_checkpoint, Arch};
 
 #[derive(clap::Args, Debug)]
 pub struct MakeCheckpointArgs {
@@ -35,7 +35,7 @@ pub fn run(args: &MakeCheckpointArgs) -> Result<()> {
     let t = std::time::Instant::now();
     let files = write_random_checkpoint(arch, args.layers, &args.out, args.seed)?;
     if let Some(tok) = &args.tokenizer {
-        qwen3vl::prompt::write_default_processor_files(&args.out, tok).with_context(|| {
+        crate::prompt::write_default_processor_files(&args.out, tok).with_context(|| {
             format!(
                 "writing tokenizer and processor files from {}",
                 tok.display()

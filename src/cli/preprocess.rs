@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::media::{MediaLimits, MediaOverrides};
+use crate::prompt::{ChatMessage, Processor, RenderOptions};
 use anyhow::Context;
-use qwen3vl::media::{MediaLimits, MediaOverrides};
-use qwen3vl::prompt::{ChatMessage, Processor, RenderOptions};
 
 /// Arguments of `qwen3vl preprocess`.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,7 +34,7 @@ pub struct PreprocessArgs {
     pub mm_processor_kwargs: Option<String>,
     /// Transparent image areas: white (default), black or drop.
     #[arg(long, value_parser = parse_rgba_background)]
-    pub rgba_background: Option<qwen3vl::media::RgbaBackground>,
+    pub rgba_background: Option<crate::media::RgbaBackground>,
     /// Parity experiments only: transformers 4.57's slow PIL image processor, which ignores the
     /// checkpoint's `size` and resizes into Qwen2-VL's [3136, 1003520] pixels.
     #[arg(long)]
@@ -110,6 +110,6 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_rgba_background(s: &str) -> Result<qwen3vl::media::RgbaBackground, String> {
+fn parse_rgba_background(s: &str) -> Result<crate::media::RgbaBackground, String> {
     s.parse()
 }

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::tools::quantize_checkpoint::quantize_checkpoint;
 use anyhow::{Context, Result};
-use qwen3vl::engine::quantize_checkpoint::quantize_checkpoint;
 
 #[derive(clap::Args, Debug)]
 pub struct QuantizeArgs {

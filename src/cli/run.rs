@@ -6,14 +6,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use futures::StreamExt;
-use qwen3vl::engine::tensor_file::TensorFile;
-use qwen3vl::engine::{ModelArgs, MultimodalInput};
-use qwen3vl::pipeline::{
+use crate::engine::tensor_file::TensorFile;
+use crate::engine::{ModelArgs, MultimodalInput};
+use crate::pipeline::{
     ChatMessage, Completion, Event, KvCacheSize, MediaLimits, Pipeline, SamplingParams,
     ScheduleConfig, SpeculativeConfig,
 };
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -213,8 +213,8 @@ fn request_input(args: &RunArgs, pipeline: &Pipeline) -> Result<Input> {
 
 async fn collect(
     print: bool,
-    mut s: qwen3vl::pipeline::EventStream,
-) -> Result<Completion, qwen3vl::pipeline::RequestError> {
+    mut s: crate::pipeline::EventStream,
+) -> Result<Completion, crate::pipeline::RequestError> {
     let mut c = Completion {
         choices: vec![Default::default()],
     };

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::service::{Server, Settings};
 use anyhow::Result;
-use qwen3vl::service::{Server, Settings};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {

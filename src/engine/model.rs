@@ -103,6 +103,7 @@ impl Qwen3VlModel {
         let request = PlanRequest {
             backend: opts.backend,
             threads: Some(process.plan.threads),
+            ..Default::default()
         };
         let plan = KernelPlan::resolve(CpuCaps::detect(), &request, PlanEnv::process())?;
         let backend = super::kernels::gemm::backend_for(&plan.plan);

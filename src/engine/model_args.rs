@@ -32,6 +32,10 @@ pub struct ModelArgs {
     /// sets it, the flag wins).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// Pin each compute worker thread to one CPU of the process's affinity set (`--pin-threads`
+    /// or `--pin-threads false`; `QWEN3VL_PIN_THREADS=1` also sets it). Off by default.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub pin_threads: Option<bool>,
 }
 
 impl ModelArgs {
@@ -42,6 +46,7 @@ impl ModelArgs {
             backend: self.backend.or(lower.backend),
             quantize: self.quantize.or(lower.quantize),
             threads: self.threads.or(lower.threads),
+            pin_threads: self.pin_threads.or(lower.pin_threads),
         }
     }
 
@@ -61,6 +66,7 @@ impl ModelArgs {
         let request = PlanRequest {
             backend: self.backend.unwrap_or_default(),
             threads: self.threads.map(usize::from),
+            pin_threads: self.pin_threads,
         };
         KernelPlan::resolve(CpuCaps::detect(), &request, PlanEnv::process())
     }
@@ -218,7 +224,7 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(
             json,
-            r#"{"dtype":"f16","backend":null,"quantize":"w8a8","threads":null}"#
+            r#"{"dtype":"f16","backend":null,"quantize":"w8a8","threads":null,"pin_threads":null}"#
         );
         assert_eq!(serde_json::from_str::<ModelArgs>(&json).unwrap(), a);
         assert!(serde_json::from_str::<ModelArgs>(r#"{"dtype":"f8"}"#).is_err());

@@ -127,7 +127,7 @@ pub struct Processor {
     /// Operator caps that requests may lower but never raise.
     pub caps: MediaCaps,
     /// Control-token text in `user` / `tool` content is tokenized as plain text (off: parity
-    /// with transformers and vLLM; see [`super::escape`]).
+    /// with transformers and vLLM; see `prompt::escape`).
     pub escape_user_special_tokens: bool,
     fetcher: MediaFetcher,
 }
@@ -185,14 +185,14 @@ impl Processor {
     }
 
     /// Tokenizes control-token text in `user` and `tool` content as plain text, a
-    /// prompt-injection guard (see [`super::escape`]).
+    /// prompt-injection guard (see `prompt::escape`).
     pub fn with_escaped_user_special_tokens(mut self, on: bool) -> Self {
         self.escape_user_special_tokens = on;
         self
     }
 
     /// Uses the slow PIL image processor's arithmetic and pixel-budget quirk (parity
-    /// experiments only; see [`ImageProcessorKind::SlowPilParity`]).
+    /// experiments only; see `ImageProcessorKind::SlowPilParity`).
     pub fn with_slow_image_processor_parity(mut self, dir: &Path) -> Result<Self, PromptError> {
         self.image_config =
             ImageProcessorConfig::from_model_dir_as(dir, ImageProcessorKind::SlowPilParity)
@@ -256,7 +256,7 @@ impl Processor {
     }
 
     /// [`Processor::process_request`] with http(s) items already downloaded (the server fetches
-    /// them before taking a preprocessing slot); see [`crate::media::net`].
+    /// them before taking a preprocessing slot); see `media::net`.
     pub fn process_prefetched(
         &self,
         messages: &[ChatMessage],

@@ -1,5 +1,5 @@
 //! Server settings: MindIE's `config.json` (ServerConfig / BackendConfig / ModelDeployConfig /
-//! ScheduleConfig; read in [`super::mindie_config`]) and command-line flags, merged into one
+//! ScheduleConfig; read in `service::mindie_config`) and command-line flags, merged into one
 //! [`ServiceConfig`].
 //!
 //! Every source produces a [`Settings`] whose fields are all optional; flags win over the file,

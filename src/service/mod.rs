@@ -1,10 +1,10 @@
 //! The HTTP service: MindIE Service's wire formats (and so vLLM's, OpenAI's and TGI's) over
 //! the [`Pipeline`].
 //!
-//! * [`config`] — MindIE `config.json` + CLI settings → [`ServiceConfig`].
-//! * [`routes`] — one file per endpoint family; [`sse`] frames streams.
-//! * [`generation`] — a request's events as chunks, with timeouts and metrics.
-//! * [`limits`] — `maxLinkNum`; [`metrics`] — Prometheus; [`tls`]; [`shutdown`].
+//! * [`Settings`] (flags, a settings file, MindIE `config.json`) → [`ServiceConfig`] → [`Server`].
+//! * Inside (crate-private): `routes` (one file per endpoint family), `stream` and `sse`
+//!   (framing), `generation` (a request's events as chunks, with timeouts and metrics),
+//!   `limits` (`maxLinkNum`), `metrics` (Prometheus), `tls`, `shutdown`.
 //!
 //! ```no_run
 //! # fn demo() -> anyhow::Result<()> {
@@ -18,24 +18,27 @@
 //! # Ok(()) }
 //! ```
 
-pub mod access_log;
+internal! {
+    mod access_log;
+    mod disconnect;
+    mod errors;
+    mod generation;
+    mod limits;
+    mod metrics;
+    mod mindie_config;
+    mod openapi;
+    mod params;
+    mod pipelining;
+    mod routes;
+    mod shutdown;
+    mod sse;
+    mod state;
+    mod stream;
+    mod tls;
+}
+
 pub mod config;
-pub mod disconnect;
-pub mod errors;
-pub mod generation;
-pub mod limits;
-pub mod metrics;
-pub mod mindie_config;
-pub mod openapi;
-pub mod params;
-pub mod pipelining;
-pub mod routes;
 pub mod settings;
-pub mod shutdown;
-pub mod sse;
-pub mod state;
-pub mod stream;
-pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The server's settings as one clap + serde type. The same [`Settings`] is the command line
 //! of `qwen3vl serve` (flattened into it), a settings file (`--settings FILE`: JSON whose keys
 //! are the flags' names in snake_case), and what MindIE's `config.json` maps to
-//! ([`super::mindie_config`]). Every field is optional: sources are layered with
+//! (`service::mindie_config`). Every field is optional: sources are layered with
 //! [`Settings::over`] (flags over the settings file over `config.json`) and
 //! [`Settings::finish`](super::config) fills the defaults and derives the service's, the
 //! pipeline's and the scheduler's configs.

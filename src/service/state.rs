@@ -27,7 +27,7 @@ pub struct AppState {
     /// Set on SIGTERM: new requests get 503 while in-flight ones finish.
     pub stopping: AtomicBool,
     /// Turns `true` at the shutdown deadline: every in-flight generation ends with an error
-    /// naming the shutdown (see [`super::shutdown`]).
+    /// naming the shutdown (see `service::shutdown`).
     pub cutoff: tokio::sync::watch::Sender<bool>,
     /// Unix seconds at start (`created` of `/v1/models/{m}`).
     pub created: u64,

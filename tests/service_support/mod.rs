@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use qwen3vl::engine::random_checkpoint::{write_random_checkpoint, Arch};
 use qwen3vl::pipeline::KvCacheSize;
 use qwen3vl::prompt::write_default_processor_files;
 use qwen3vl::service::{ServiceConfig, Settings};
+use qwen3vl::tools::random_checkpoint::{write_random_checkpoint, Arch};
 use serde_json::Value;
 
 #[path = "../preprocess_support/mod.rs"]

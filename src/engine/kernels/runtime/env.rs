@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 /// Every variable [`PlanEnv`] reads, with what it does (printed by `qwen3vl env`).
-pub const VARS: [(&str, &str); 9] = [
+pub const VARS: [(&str, &str); 10] = [
     (
         THREADS,
         "compute threads (the --threads flag wins); default one per core",
@@ -27,6 +27,10 @@ pub const VARS: [(&str, &str); 9] = [
         NO_HUGEPAGES,
         "set: no transparent huge pages for packed weights",
     ),
+    (
+        PIN_THREADS,
+        "1: pin each compute worker to one CPU (the --pin-threads flag wins)",
+    ),
 ];
 
 pub const THREADS: &str = "QWEN3VL_THREADS";
@@ -38,6 +42,7 @@ pub const NO_ONEDNN: &str = "QWEN3VL_NO_ONEDNN";
 pub const ONEDNN_LIB: &str = "QWEN3VL_ONEDNN_LIB";
 pub const ONEDNN_SLICES: &str = "QWEN3VL_ONEDNN_SLICES";
 pub const NO_HUGEPAGES: &str = "QWEN3VL_NO_HUGEPAGES";
+pub const PIN_THREADS: &str = "QWEN3VL_PIN_THREADS";
 
 /// The values of the [`VARS`] that are set (an empty value counts as set).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! What runs where, and on what: the machine's capabilities ([`caps`]), the `QWEN3VL_*`
 //! settings ([`env`](mod@env)), the kernel plan resolved from them ([`plan`]), and what every kernel
-//! runs on — the compute pool ([`pool`]), ISA dispatch ([`simd`]), AMX tile configuration
+//! runs on — the compute pool ([`pool`], pinned by [`affinity`]), ISA dispatch ([`simd`]), AMX tile configuration
 //! ([`amx`]), aligned buffers ([`aligned`]) and file mappings / huge pages ([`mmap`]).
 
+pub mod affinity;
 pub mod aligned;
 pub mod amx;
 pub mod caps;

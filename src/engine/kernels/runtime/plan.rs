@@ -1,6 +1,6 @@
 //! The kernel plan: which kernel runs each family (bf16 / f16 / f32 / int8 GEMMs, attention,
 //! paged attention), at which dispatch level, on how many threads. It is resolved in one place
-//! ([`KernelPlan::resolve`]) from what the machine can run ([`CpuCaps`]), the command line
+//! (`KernelPlan::resolve`) from what the machine can run ([`CpuCaps`]), the command line
 //! ([`PlanRequest`]) and the `QWEN3VL_*` variables ([`PlanEnv`]), with a reason for each choice;
 //! kernels only say whether they can run on this CPU and follow the plan in force.
 //!
@@ -30,7 +30,7 @@ pub const AUTO_MIN_ELEMENTS: usize = 1 << 18;
 /// Which GEMM the model's linears use (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// The fastest kernel measured for each weight type on this CPU ([`KernelPlan::resolve`]).
+    /// The fastest kernel measured for each weight type on this CPU (`KernelPlan::resolve`).
     #[default]
     Auto,
     /// The portable pure-Rust path only.
@@ -98,6 +98,8 @@ pub struct PlanRequest {
     pub backend: BackendChoice,
     /// `--threads`: compute threads (wins over `QWEN3VL_THREADS`).
     pub threads: Option<usize>,
+    /// `--pin-threads`: pin compute workers to CPUs (wins over `QWEN3VL_PIN_THREADS`).
+    pub pin_threads: Option<bool>,
 }
 
 /// One plan: which kernel runs each family here. Build it with [`KernelPlan::resolve`], then
@@ -123,6 +125,8 @@ pub struct KernelPlan {
     pub onednn_slices: usize,
     /// Advise packed weights onto transparent huge pages.
     pub huge_pages: bool,
+    /// Pin the process pool's workers, one per CPU of the process's affinity set.
+    pub pin_threads: bool,
 }
 
 /// oneDNN as loaded here: what the plan needs to know about it.
@@ -194,6 +198,7 @@ impl KernelPlan {
             threads: 1,
             onednn_slices: 1,
             huge_pages: true,
+            pin_threads: false,
         }
     }
 

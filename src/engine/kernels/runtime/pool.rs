@@ -68,6 +68,18 @@ fn spin_round() {
 impl ThreadPool {
     /// A pool with `threads` compute threads in total (the caller counts as one).
     pub fn new(threads: usize) -> Self {
+        Self::with_pinning(threads, false)
+    }
+
+    /// [`ThreadPool::new`], with worker i pinned to the i-th CPU of the process's affinity set
+    /// when `pin` (the caller, which counts as thread 0, is left where it is: it is the engine
+    /// or vision thread, whose placement is the OS's).
+    pub fn with_pinning(threads: usize, pin: bool) -> Self {
+        let cpus = if pin {
+            super::affinity::allowed_cpus()
+        } else {
+            Vec::new()
+        };
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(0),
             task: Mutex::new(None),
@@ -82,9 +94,17 @@ impl ThreadPool {
         let workers = (1..threads.max(1))
             .map(|i| {
                 let s = shared.clone();
+                let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
                 std::thread::Builder::new()
                     .name(format!("qwen3vl-compute-{i}"))
-                    .spawn(move || worker_loop(&s))
+                    .spawn(move || {
+                        if let Some(c) = cpu {
+                            if !super::affinity::pin_current_thread(c) {
+                                tracing::warn!(cpu = c, "could not pin a compute thread");
+                            }
+                        }
+                        worker_loop(&s)
+                    })
                     .expect("spawn compute thread")
             })
             .collect();
@@ -98,7 +118,10 @@ impl ThreadPool {
     /// The process-wide pool, sized by the process kernel plan's `threads` when first used.
     pub fn global() -> &'static ThreadPool {
         static POOL: OnceLock<ThreadPool> = OnceLock::new();
-        POOL.get_or_init(|| ThreadPool::new(plan::process().plan.threads))
+        POOL.get_or_init(|| {
+            let p = &plan::process().plan;
+            ThreadPool::with_pinning(p.threads, p.pin_threads)
+        })
     }
 
     pub fn threads(&self) -> usize {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::config::{ModelKind, Qwen3VlConfig};
-use super::error::{EngineError, Result};
+use crate::engine::config::{ModelKind, Qwen3VlConfig};
+use crate::engine::error::{EngineError, Result};
 
 /// Architectures of the released models (spec §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::config::Qwen3VlConfig;
-use super::error::{EngineError, Result};
-use super::kernels::int8::quantize_row;
-use super::weights::Checkpoint;
+use crate::engine::config::Qwen3VlConfig;
+use crate::engine::error::{EngineError, Result};
+use crate::engine::kernels::int8::quantize_row;
+use crate::engine::weights::Checkpoint;
 
 const SHARD_BYTES: usize = 4 << 30;
 const DYNAMIC: &str = "W8A8_DYNAMIC";
@@ -60,7 +60,7 @@ pub struct QuantizeReport {
 pub fn quantize_checkpoint(src: &Path, dst: &Path) -> Result<QuantizeReport> {
     let cfg = Qwen3VlConfig::from_model_dir(src)?;
     let ckpt = Checkpoint::open(src)?;
-    if super::quant::QuantDescription::load(src)?.is_some() {
+    if crate::engine::quant::QuantDescription::load(src)?.is_some() {
         return Err(EngineError::Quantization {
             dir: src.to_path_buf(),
             msg: "the checkpoint is already quantized".into(),
