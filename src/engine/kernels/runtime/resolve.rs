@@ -95,7 +95,7 @@ pub fn resolve_with(
         format!("{f16_gemm:?}").to_lowercase(),
         match f16_gemm {
             F16Gemm::Fma => "FMA panels in f16 format (vcvtph2ps widens exactly)".into(),
-            F16Gemm::Portable if fma => format!("--backend {}", backend_name(req.backend)),
+            F16Gemm::Portable if fma => format!("--backend {}", req.backend.name()),
             F16Gemm::Portable => "no FMA tiles at this level".into(),
         },
     );
@@ -262,7 +262,7 @@ fn bf16_gemm(
     let dnn_bf16 = dnn.is_some_and(|d| d.runs_bf16);
     let forced = |ok: bool, g: Bf16Gemm, err: &str| {
         if ok {
-            Ok((g, format!("--backend {}", backend_name(backend))))
+            Ok((g, format!("--backend {}", backend.name())))
         } else {
             Err(EngineError::Kernel(err.into()))
         }
@@ -354,16 +354,5 @@ fn bf16_gemm(
                 "no vector bf16 kernel runs at this level".into(),
             )
         }),
-    }
-}
-
-fn backend_name(b: BackendChoice) -> &'static str {
-    match b {
-        BackendChoice::Auto => "auto",
-        BackendChoice::Portable => "portable",
-        BackendChoice::OneDnn => "onednn",
-        BackendChoice::Fma => "fma",
-        BackendChoice::Dot => "dot",
-        BackendChoice::Amx => "amx",
     }
 }
