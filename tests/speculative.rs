@@ -195,3 +195,92 @@ fn eos_and_max_tokens_inside_a_draft() {
     let st = p.stats();
     assert_eq!(st.free_blocks, st.total_blocks);
 }
+
+/// Drafts under memory pressure and with shared prefixes: a cache that holds about one sequence
+/// preempts sequences mid-run (a draft's blocks are only taken when spare, and a preempted
+/// sequence is recomputed from its committed tokens), and a repeated request hits the prefix
+/// cache; the output is plain decoding's either way and every block comes back.
+#[test]
+fn preemption_and_prefix_cache_with_drafts() {
+    let model = "dense_untied";
+    let ins: Vec<MultimodalInput> = inputs(model)
+        .into_iter()
+        .filter(|i| i.input_ids.len() < 40)
+        .collect();
+    assert!(!ins.is_empty());
+    let mut many = Vec::new();
+    for k in 0..4 {
+        many.extend(ins.iter().cloned().map(|mut i| {
+            i.input_ids.push(10 + k);
+            i
+        }));
+    }
+    let params = vec![greedy(40); many.len()];
+    let plain = pipeline(model, 8, None);
+    let want = run_all(&plain, &many, &params);
+    drop(plain);
+    let tight = Pipeline::builder()
+        .model(model_dir(model))
+        .load_options(LoadOptions {
+            precision: Precision::Bf16,
+            backend: backend().unwrap_or(BackendChoice::Portable),
+            ..Default::default()
+        })
+        .schedule(ScheduleConfig {
+            max_batch_size: 8,
+            max_prefill_batch_size: 8,
+            max_prefill_tokens: 1024,
+            max_seq_len: 96,
+            max_input_token_len: 80,
+            max_iter_times: 64,
+            ..Default::default()
+        })
+        .block_size(4)
+        .kv_cache(KvCacheSize::Blocks(24))
+        .prefix_caching(false)
+        .speculative(Some(ngram(6, 1, 3)))
+        .build()
+        .unwrap();
+    let got = run_all(&tight, &many, &params);
+    let st = tight.stats();
+    assert!(st.preemptions > 0, "the tight cache must preempt: {st:?}");
+    assert!(st.drafted_tokens > 0, "{st:?}");
+    if backend().is_some() {
+        assert_eq!(got, want);
+    }
+    assert_eq!(st.free_blocks, st.total_blocks);
+    drop(tight);
+
+    // The same request twice: the second is served from the prefix cache, drafts and all.
+    let p = pipeline(model, 1, Some(ngram(5, 1, 3)));
+    let first = p.generate_blocking(many[0].clone(), greedy(40)).unwrap();
+    let again = p.generate_blocking(many[0].clone(), greedy(40)).unwrap();
+    assert!(again.choices[0].usage.cached_tokens > 0);
+    assert_eq!(again.choices[0].token_ids, first.choices[0].token_ids);
+    let st = p.stats();
+    assert_eq!(st.free_blocks, st.total_blocks);
+}
+
+/// Clients that go away mid-run free every block, drafts' included, and the engine serves on.
+#[test]
+fn cancellation_with_drafts_returns_all_blocks() {
+    let p = pipeline("dense_tied", 4, Some(ngram(8, 1, 3)));
+    let input = case("dense_tied", "image1", "bf16").input;
+    let mut streams: Vec<_> = (0..3)
+        .map(|_| p.generate(input.clone(), greedy(96)).blocking_iter())
+        .collect();
+    for s in streams.iter_mut() {
+        for _ in 0..6 {
+            assert!(matches!(s.next(), Some(Event::Delta { .. })));
+        }
+    }
+    assert!(p.stats().free_blocks < p.stats().total_blocks);
+    drop(streams);
+    let t0 = std::time::Instant::now();
+    while p.stats().free_blocks != p.stats().total_blocks || p.stats().running > 0 {
+        assert!(t0.elapsed().as_secs() < 20, "{:?}", p.stats());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let c = p.generate_blocking(input, greedy(4)).unwrap();
+    assert_eq!(c.choices[0].token_ids.len(), 4);
+}
