@@ -284,3 +284,31 @@ fn cancellation_with_drafts_returns_all_blocks() {
     let c = p.generate_blocking(input, greedy(4)).unwrap();
     assert_eq!(c.choices[0].token_ids.len(), 4);
 }
+
+/// MindIE's memory decoding: the trie remembers prompts and finished outputs across requests,
+/// so a request like an earlier one is drafted from it; output unchanged, steps saved.
+#[test]
+fn memory_decoding_equals_plain_decoding_and_learns_across_requests() {
+    let memory = SpeculativeConfig::from_json(&serde_json::json!({
+        "method": "memory_decoding", "decoding_length": 8, "dynamic_algo": true,
+        "max_draft_batch": 16
+    }))
+    .unwrap();
+    check("dense_tied", vec![greedy(48); 4], memory.clone());
+    let input = case("dense_tied", "text", "bf16").input;
+    let p = pipeline("dense_tied", 1, Some(memory));
+    let first = p.generate_blocking(input.clone(), greedy(48)).unwrap();
+    let before = p.stats();
+    let again = p.generate_blocking(input, greedy(48)).unwrap();
+    let after = p.stats();
+    if backend().is_some() {
+        assert_eq!(again.choices[0].token_ids, first.choices[0].token_ids);
+    }
+    // The second run follows the first one's output from the trie.
+    let steps = after.steps - before.steps;
+    assert!(
+        after.accepted_tokens - before.accepted_tokens >= 24,
+        "{before:?} → {after:?}"
+    );
+    assert!(steps < 48, "{steps} steps for 48 tokens");
+}

@@ -356,4 +356,33 @@ mod tests {
         assert_eq!(c.max_link_num, 1000);
         assert_eq!(c.served_model_name, "qwen3vl");
     }
+
+    /// MindIE's parallel-decoding plugins: memory decoding maps to the engine's drafter (its
+    /// `decoding_length` checked against `speculationGamma`), lookahead is refused at startup
+    /// with the reason, and a malformed `plugin_params` names the field.
+    #[test]
+    fn plugin_params_map_to_speculative_decoding() {
+        let with = |params: &str, gamma: &str| {
+            SHIPPED
+                .replace(
+                    "\"trustRemoteCode\": false",
+                    &format!("\"trustRemoteCode\": false, \"plugin_params\": {params:?}"),
+                )
+                .replace(
+                    "\"maxSeqLen\": 10240,",
+                    &format!("\"maxSeqLen\": 10240, \"speculationGamma\": {gamma},"),
+                )
+        };
+        let md = r#"{"plugin_type":"memory_decoding","decoding_length":8,"dynamic_algo":true}"#;
+        let (s, _) = Settings::from_mindie_json(&with(md, "16"), Path::new("/")).unwrap();
+        let c = s.finish().unwrap();
+        assert_eq!(c.speculative.as_ref().map(|s| s.max_draft()), Some(8));
+        let (s, _) = Settings::from_mindie_json(&with(md, "4"), Path::new("/")).unwrap();
+        assert!(s.finish().unwrap_err().contains("speculationGamma"));
+        let la = r#"{"plugin_type":"la","level":4,"window":5,"guess_set_size":5}"#;
+        let (s, _) = Settings::from_mindie_json(&with(la, "64"), Path::new("/")).unwrap();
+        assert!(s.finish().unwrap_err().contains("not supported"));
+        let e = Settings::from_mindie_json(&with("{oops", "16"), Path::new("/")).unwrap_err();
+        assert!(e.contains("plugin_params"), "{e}");
+    }
 }

@@ -237,10 +237,22 @@ impl Reader {
                     }
                 },
             };
+            let gamma = match md.get("speculationGamma") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_i64().ok_or_else(|| {
+                    format!("{sec}.speculationGamma must be an integer, got {v}")
+                })?),
+            };
             self.rest(
                 md,
                 sec,
-                &["maxSeqLen", "maxInputTokenLen", "truncation", "ModelConfig"],
+                &[
+                    "maxSeqLen",
+                    "maxInputTokenLen",
+                    "truncation",
+                    "ModelConfig",
+                    "speculationGamma",
+                ],
             );
             if let Some(mc) = md.get("ModelConfig") {
                 let list = mc
@@ -261,7 +273,12 @@ impl Reader {
                             format!("{sec}.npuMemSize must be a number, got {v}")
                         })?),
                     };
-                    self.rest(m, sec, &["modelName", "modelWeightPath", "npuMemSize"]);
+                    s.speculative_config = plugin_params(m, sec, gamma)?;
+                    self.rest(
+                        m,
+                        sec,
+                        &["modelName", "modelWeightPath", "npuMemSize", "plugin_params"],
+                    );
                 }
             }
         }
@@ -301,4 +318,37 @@ impl Reader {
         }
         Ok(())
     }
+}
+
+/// `ModelConfig[0].plugin_params` (a JSON *string*, as MindIE has it) with
+/// `ModelDeployConfig.speculationGamma`, as the settings' `speculative_config` (checked when the
+/// settings are finished: an unknown plugin or a gamma below the draft is a startup error).
+fn plugin_params(
+    m: &Map<String, Value>,
+    sec: &str,
+    gamma: Option<i64>,
+) -> Result<Option<Value>, String> {
+    let text = match m.get("plugin_params") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(t)) if t.trim().is_empty() => return Ok(None),
+        Some(Value::String(t)) => t,
+        Some(v) => return Err(format!("{sec}.plugin_params must be a JSON string, got {v}")),
+    };
+    let p: Value = serde_json::from_str(text)
+        .map_err(|e| format!("{sec}.plugin_params is not JSON: {e}"))?;
+    let Some(p) = p.as_object() else {
+        return Err(format!("{sec}.plugin_params must hold a JSON object"));
+    };
+    let mut out = Map::new();
+    for (k, v) in p {
+        let key = if k == "plugin_type" { "method" } else { k.as_str() };
+        out.insert(key.to_string(), v.clone());
+    }
+    if !out.contains_key("method") {
+        return Err(format!("{sec}.plugin_params has no plugin_type"));
+    }
+    if let Some(g) = gamma {
+        out.insert("speculation_gamma".into(), Value::from(g));
+    }
+    Ok(Some(Value::Object(out)))
 }

@@ -7,8 +7,14 @@
 //! [`SpeculativeConfig::Ngram`] is vLLM's prompt lookup (`{"method": "ngram", ...}`): the
 //! longest suffix of the sequence (between `prompt_lookup_min` and `prompt_lookup_max` tokens)
 //! that also occurs earlier in the prompt or output proposes the tokens that followed it there.
+//! [`SpeculativeConfig::Memory`] is MindIE's memory decoding (`plugin_type: memory_decoding`): a
+//! trie over every prompt and output the engine has seen ([`super::memory`]) continues the
+//! sequence's recent context, with a draft length that follows the last acceptance when
+//! `dynamic_algo` is on. MindIE's lookahead (`plugin_type: la`) is not implemented yet.
 
 use serde::Deserialize;
+
+use super::memory::TokenTrie;
 
 /// How drafts are made (vLLM's `--speculative-config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +30,15 @@ pub enum SpeculativeConfig {
         /// the weight reads into compute (`max_draft_batch`, default 4).
         max_batch: usize,
     },
+    Memory {
+        /// Longest draft (`decoding_length`), 1–16.
+        decoding_length: usize,
+        /// Draft length follows the last step's acceptance (`dynamic_algo`).
+        dynamic: bool,
+        /// Trie size bound, in nodes.
+        max_nodes: usize,
+        max_batch: usize,
+    },
 }
 
 #[derive(Deserialize)]
@@ -34,15 +49,31 @@ struct Wire {
     prompt_lookup_min: Option<usize>,
     prompt_lookup_max: Option<usize>,
     max_draft_batch: Option<usize>,
+    decoding_length: Option<i64>,
+    dynamic_algo: Option<bool>,
+    /// MindIE `speculationGamma`: must cover the draft.
+    speculation_gamma: Option<i64>,
+    max_trie_nodes: Option<usize>,
 }
 
 impl SpeculativeConfig {
     /// Parse vLLM's JSON form, checking every field; errors name the field.
     pub fn from_json(v: &serde_json::Value) -> Result<Self, String> {
+        // The method first, so that lookahead's own fields do not hide the real reason.
+        if let Some("la" | "lookahead") = v.get("method").and_then(|m| m.as_str()) {
+            return Err("lookahead decoding (plugin_type `la`) is not supported yet; use \
+                 `memory_decoding` or `{\"method\": \"ngram\"}`"
+                .into());
+        }
         let w: Wire = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
         match w.method.as_str() {
             "ngram" | "prompt_lookup" => {}
-            m => return Err(format!("unknown speculative method `{m}` (ngram)")),
+            "memory_decoding" => return Self::memory(&w),
+            m => {
+                return Err(format!(
+                    "unknown speculative method `{m}` (ngram, memory_decoding)"
+                ))
+            }
         }
         let k = w.num_speculative_tokens.unwrap_or(5);
         let max = w.prompt_lookup_max.unwrap_or(5);
@@ -63,26 +94,109 @@ impl SpeculativeConfig {
         })
     }
 
+    /// MindIE's memory decoding: `decoding_length` out of [1, 16] is clamped with a warning, a
+    /// `speculationGamma` below it is an error.
+    fn memory(w: &Wire) -> Result<Self, String> {
+        let asked = w.decoding_length.unwrap_or(16);
+        let decoding_length = asked.clamp(1, 16) as usize;
+        if decoding_length as i64 != asked {
+            tracing::warn!(
+                "plugin_params.decoding_length = {asked} is outside [1, 16]; using {decoding_length}"
+            );
+        }
+        if let Some(g) = w.speculation_gamma {
+            if g < decoding_length as i64 {
+                return Err(format!(
+                    "speculationGamma = {g} is below decoding_length = {decoding_length}"
+                ));
+            }
+        }
+        Ok(SpeculativeConfig::Memory {
+            decoding_length,
+            dynamic: w.dynamic_algo.unwrap_or(false),
+            max_nodes: w.max_trie_nodes.unwrap_or(65_536).max(2),
+            max_batch: w.max_draft_batch.unwrap_or(4).max(1),
+        })
+    }
+
     /// Most draft tokens a step may carry per sequence.
     pub fn max_draft(&self) -> usize {
         match self {
             SpeculativeConfig::Ngram { k, .. } => *k,
+            SpeculativeConfig::Memory {
+                decoding_length, ..
+            } => *decoding_length,
         }
     }
 
     /// Whether a step with `decoding` decoding sequences drafts at all.
     pub fn drafts_at(&self, decoding: usize) -> bool {
         match self {
-            SpeculativeConfig::Ngram { max_batch, .. } => decoding <= *max_batch,
+            SpeculativeConfig::Ngram { max_batch, .. }
+            | SpeculativeConfig::Memory { max_batch, .. } => decoding <= *max_batch,
+        }
+    }
+}
+
+/// The drafting state of one engine: the configuration and, for memory decoding, the trie
+/// shared by every request.
+#[derive(Debug, Clone)]
+pub struct Drafter {
+    pub cfg: SpeculativeConfig,
+    trie: Option<TokenTrie>,
+}
+
+impl Drafter {
+    pub fn new(cfg: SpeculativeConfig) -> Self {
+        let trie = match cfg {
+            SpeculativeConfig::Memory {
+                max_nodes,
+                decoding_length,
+                ..
+            } => Some(TokenTrie::new(max_nodes, decoding_length)),
+            SpeculativeConfig::Ngram { .. } => None,
+        };
+        Drafter { cfg, trie }
+    }
+
+    /// Remember a prompt or an output (memory decoding; n-gram lookup reads the sequence).
+    pub fn observe(&mut self, tokens: &[u32]) {
+        if let Some(t) = &mut self.trie {
+            t.insert(tokens);
         }
     }
 
-    /// A draft of at most `limit` tokens following `tokens` (empty when nothing matches).
-    pub fn propose(&self, tokens: &[u32], limit: usize) -> Vec<u32> {
-        match *self {
-            SpeculativeConfig::Ngram { k, min, max, .. } => {
-                prompt_lookup(tokens, k.min(limit), min, max)
+    /// A draft of at most `limit` tokens following `tokens` (empty when nothing matches);
+    /// `length` is the sequence's dynamic draft length (0: the configured one).
+    pub fn propose(&self, tokens: &[u32], limit: usize, length: usize) -> Vec<u32> {
+        match (&self.cfg, &self.trie) {
+            (SpeculativeConfig::Ngram { k, min, max, .. }, _) => {
+                prompt_lookup(tokens, (*k).min(limit), *min, *max)
             }
+            (SpeculativeConfig::Memory { .. }, Some(trie)) => {
+                let n = if length == 0 { self.cfg.max_draft() } else { length };
+                trie.draft(tokens, n.min(limit))
+            }
+            (SpeculativeConfig::Memory { .. }, None) => Vec::new(),
+        }
+    }
+
+    /// The next draft length of a sequence whose last draft of `drafted` tokens had `accepted`
+    /// accepted (0: not dynamic, the configured length).
+    pub fn next_length(&self, drafted: usize, accepted: usize) -> usize {
+        match self.cfg {
+            SpeculativeConfig::Memory {
+                dynamic: true,
+                decoding_length,
+                ..
+            } if drafted > 0 => {
+                if accepted == drafted {
+                    (2 * drafted).min(decoding_length)
+                } else {
+                    accepted + 1
+                }
+            }
+            _ => 0,
         }
     }
 }
@@ -112,6 +226,17 @@ pub fn prompt_lookup(tokens: &[u32], k: usize, min: usize, max: usize) -> Vec<u3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_decoding_config_clamps_and_checks_gamma() {
+        let m = SpeculativeConfig::from_json(&serde_json::json!({
+            "method": "memory_decoding", "decoding_length": 40, "dynamic_algo": true
+        }))
+        .unwrap();
+        assert_eq!(m.max_draft(), 16);
+        let d = Drafter::new(m);
+        assert_eq!((d.next_length(4, 4), d.next_length(4, 1), d.next_length(16, 16)), (8, 2, 16));
+    }
 
     #[test]
     fn lookup_takes_the_longest_then_latest_match() {

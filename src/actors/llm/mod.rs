@@ -7,6 +7,7 @@
 //! stage's address on the actor system.
 
 pub mod draft;
+pub mod memory;
 pub mod plan;
 pub mod runner;
 pub mod sample;

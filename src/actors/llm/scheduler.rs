@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use super::draft::SpeculativeConfig;
+use super::draft::{Drafter, SpeculativeConfig};
 use super::plan::{SeqWork, StepPlan};
 use super::sequence::Sequence;
 use crate::actors::request::FinishReason;
@@ -59,12 +59,12 @@ pub struct Scheduler {
     /// Tokens a draft must not contain (the image / video placeholders: the model step would
     /// look for visual features for them). A draft ends before the first one.
     pub no_draft_tokens: Vec<u32>,
+    drafter: Option<Drafter>,
 }
 
 impl Scheduler {
     pub fn new(cfg: SchedulerConfig, blocks: BlockManager, max_seq_len: usize) -> Self {
         Scheduler {
-            cfg,
             blocks,
             max_seq_len,
             waiting: VecDeque::new(),
@@ -73,10 +73,15 @@ impl Scheduler {
             drafted: 0,
             accepted: 0,
             no_draft_tokens: Vec::new(),
+            drafter: cfg.speculative.clone().map(Drafter::new),
+            cfg,
         }
     }
 
     pub fn add(&mut self, seq: Sequence) {
+        if let (Some(d), 0) = (&mut self.drafter, seq.choice) {
+            d.observe(&seq.prompt.ids);
+        }
         self.waiting.push_back(seq);
     }
 
@@ -191,11 +196,7 @@ impl Scheduler {
             .iter()
             .filter(|s| s.total_len() - s.computed == 1)
             .count();
-        let spec = self
-            .cfg
-            .speculative
-            .as_ref()
-            .filter(|c| c.drafts_at(decoding));
+        let spec = self.drafter.as_ref().filter(|d| d.cfg.drafts_at(decoding));
         let reserve = self.running.len();
         let mut plan = StepPlan::default();
         for (i, s) in self.running.iter_mut().enumerate() {
@@ -265,6 +266,9 @@ impl Scheduler {
                 continue;
             }
             self.drafted += work.draft.len() as u64;
+            if let Some(d) = &self.drafter {
+                s.draft_len = d.next_length(work.draft.len(), draw.len() - 1);
+            }
             let mut finish = None;
             for (j, sampled) in draw.into_iter().enumerate() {
                 if j > 0 {
@@ -286,6 +290,9 @@ impl Scheduler {
                 };
                 if finish.is_some() {
                     self.blocks.release(&mut s.blocks);
+                    if let Some(d) = &mut self.drafter {
+                        d.observe(&s.output);
+                    }
                 }
                 out.push(update(&mut s, Some(sampled), finish));
                 if finish.is_some() {
@@ -321,7 +328,7 @@ impl Scheduler {
 /// the sequence's limits, and only when the cache has blocks for it beyond one per running
 /// sequence (so drafting never causes a preemption).
 fn draft_for(
-    c: &SpeculativeConfig,
+    d: &Drafter,
     s: &mut Sequence,
     blocks: &mut BlockManager,
     max_seq_len: usize,
@@ -338,7 +345,7 @@ fn draft_for(
     }
     let mut tokens = s.prompt.ids.clone();
     tokens.extend_from_slice(&s.output);
-    let mut draft = c.propose(&tokens, room);
+    let mut draft = d.propose(&tokens, room, s.draft_len);
     if let Some(cut) = draft.iter().position(|t| forbidden.contains(t)) {
         draft.truncate(cut);
     }
@@ -405,6 +412,7 @@ mod tests {
             computed: 0,
             cached_tokens: 0,
             max_new_tokens: 3,
+            draft_len: 0,
             stop_token_ids: Arc::new(vec![]),
             cancel: Default::default(),
             stop: Default::default(),

@@ -19,6 +19,8 @@ pub struct Sequence {
     /// Prompt tokens served from the prefix cache at first admission.
     pub cached_tokens: usize,
     pub max_new_tokens: usize,
+    /// Speculative decoding: this sequence's next draft length (0: the configured one).
+    pub draft_len: usize,
     pub stop_token_ids: Arc<Vec<u32>>,
     pub sampler: Sampler,
     /// Request-level cancellation (client gone).
