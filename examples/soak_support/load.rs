@@ -221,6 +221,13 @@ async fn one_request(
     let status = resp.status().as_u16();
     *report.lock().unwrap().statuses.entry(status).or_default() += 1;
     if status != 200 {
+        // The body says why (the verdict fails on any non-200 already; this names the cause).
+        let body = resp.text().await.unwrap_or_default();
+        let mut r = report.lock().unwrap();
+        r.transport_errors.push(format!(
+            "{name}: HTTP {status}: {}",
+            body.chars().take(300).collect::<String>()
+        ));
         return;
     }
     let mut bytes = Vec::new();
