@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision};
+use qwen3vl::engine::{BackendChoice, MultimodalInput, Precision};
 use qwen3vl::pipeline::{
     Event, FinishReason, KvCacheSize, Pipeline, PipelineBuilder, SamplingParams, ScheduleConfig,
 };
@@ -47,24 +47,7 @@ fn builder_on(
     batch: usize,
     backend: BackendChoice,
 ) -> PipelineBuilder {
-    Pipeline::builder()
-        .model(model_dir(model))
-        .load_options(LoadOptions {
-            precision,
-            backend,
-            ..Default::default()
-        })
-        .schedule(ScheduleConfig {
-            max_batch_size: batch,
-            max_prefill_batch_size: batch,
-            max_prefill_tokens: 4096,
-            max_seq_len: 512,
-            max_input_token_len: 480,
-            max_iter_times: 64,
-            ..Default::default()
-        })
-        .block_size(16)
-        .kv_cache(KvCacheSize::Blocks(512))
+    fixture_pipeline(model, precision, batch, backend)
 }
 
 fn inputs(model: &str, dtype: &str) -> Vec<MultimodalInput> {

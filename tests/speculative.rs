@@ -6,9 +6,10 @@
 mod common;
 
 use common::*;
-use qwen3vl::engine::{BackendChoice, LoadOptions, MultimodalInput, Precision};
+use qwen3vl::engine::{BackendChoice, MultimodalInput, Precision};
 use qwen3vl::pipeline::{
-    Completion, Event, KvCacheSize, Pipeline, SamplingParams, ScheduleConfig, SpeculativeConfig,
+    Completion, Event, KvCacheSize, Pipeline, PipelineBuilder, SamplingParams, ScheduleConfig,
+    SpeculativeConfig,
 };
 
 /// Exact equality needs matmuls whose rows do not depend on how many rows a call has: a draft
@@ -27,13 +28,12 @@ fn ngram(k: usize, min: usize, max: usize) -> SpeculativeConfig {
 }
 
 fn pipeline(model: &str, batch: usize, spec: Option<SpeculativeConfig>) -> Pipeline {
-    Pipeline::builder()
-        .model(model_dir(model))
-        .load_options(LoadOptions {
-            precision: Precision::Bf16,
-            backend: backend().unwrap_or(BackendChoice::Portable),
-            ..Default::default()
-        })
+    builder(model, batch, spec).build().unwrap()
+}
+
+fn builder(model: &str, batch: usize, spec: Option<SpeculativeConfig>) -> PipelineBuilder {
+    let backend = backend().unwrap_or(BackendChoice::Portable);
+    fixture_pipeline(model, Precision::Bf16, batch, backend)
         .schedule(ScheduleConfig {
             max_batch_size: batch,
             max_prefill_batch_size: batch,
@@ -43,11 +43,8 @@ fn pipeline(model: &str, batch: usize, spec: Option<SpeculativeConfig>) -> Pipel
             max_iter_times: 96,
             ..Default::default()
         })
-        .block_size(16)
         .kv_cache(KvCacheSize::Blocks(256))
         .speculative(spec)
-        .build()
-        .unwrap()
 }
 
 fn run_all(p: &Pipeline, ins: &[MultimodalInput], params: &[SamplingParams]) -> Vec<Vec<u32>> {
@@ -219,13 +216,7 @@ fn preemption_and_prefix_cache_with_drafts() {
     let plain = pipeline(model, 8, None);
     let want = run_all(&plain, &many, &params);
     drop(plain);
-    let tight = Pipeline::builder()
-        .model(model_dir(model))
-        .load_options(LoadOptions {
-            precision: Precision::Bf16,
-            backend: backend().unwrap_or(BackendChoice::Portable),
-            ..Default::default()
-        })
+    let tight = builder(model, 8, Some(ngram(6, 1, 3)))
         .schedule(ScheduleConfig {
             max_batch_size: 8,
             max_prefill_batch_size: 8,
@@ -238,7 +229,6 @@ fn preemption_and_prefix_cache_with_drafts() {
         .block_size(4)
         .kv_cache(KvCacheSize::Blocks(24))
         .prefix_caching(false)
-        .speculative(Some(ngram(6, 1, 3)))
         .build()
         .unwrap();
     let got = run_all(&tight, &many, &params);

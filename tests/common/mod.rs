@@ -140,3 +140,32 @@ pub fn row_invariant_backend(precision: Precision) -> Option<BackendChoice> {
         None
     }
 }
+
+/// A pipeline on a fixture model: `batch` sequences per step, a 512-token window, 16-token
+/// blocks, a 512-block cache (tests adjust the rest on the returned builder).
+pub fn fixture_pipeline(
+    model: &str,
+    precision: Precision,
+    batch: usize,
+    backend: BackendChoice,
+) -> qwen3vl::pipeline::PipelineBuilder {
+    use qwen3vl::pipeline::{KvCacheSize, Pipeline, ScheduleConfig};
+    Pipeline::builder()
+        .model(model_dir(model))
+        .load_options(LoadOptions {
+            precision,
+            backend,
+            ..Default::default()
+        })
+        .schedule(ScheduleConfig {
+            max_batch_size: batch,
+            max_prefill_batch_size: batch,
+            max_prefill_tokens: 4096,
+            max_seq_len: 512,
+            max_input_token_len: 480,
+            max_iter_times: 64,
+            ..Default::default()
+        })
+        .block_size(16)
+        .kv_cache(KvCacheSize::Blocks(512))
+}
