@@ -289,6 +289,10 @@ impl Scheduler {
                     None
                 };
                 if finish.is_some() {
+                    // Register the finished sequence's full blocks before freeing them, so a
+                    // later request with the same prefix finds them.
+                    let keys = s.keys();
+                    self.blocks.commit(&mut s.blocks, &keys, s.computed);
                     self.blocks.release(&mut s.blocks);
                     if let Some(d) = &mut self.drafter {
                         d.observe(&s.output);
