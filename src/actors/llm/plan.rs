@@ -46,8 +46,4 @@ impl StepPlan {
             .sum()
     }
 
-    /// Draft tokens the step verifies.
-    pub fn drafted(&self) -> usize {
-        self.work.iter().map(|w| w.draft.len()).sum()
-    }
 }
