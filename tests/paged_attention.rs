@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use qwen3vl::engine::model::{argmax, StepInput};
+use qwen3vl::engine::model::{argmax, StepInput, VisualSpan};
 use qwen3vl::engine::paged::KvBlocks;
 use qwen3vl::engine::{BackendChoice, MultimodalInput, Precision, Qwen3VlModel};
 
@@ -60,7 +60,11 @@ fn paged_step(
         start,
         positions: [&pos[0][start..], &pos[1][start..], &pos[2][start..]],
         blocks,
-        visual: feat.map(|f| (f, before)),
+        visual: feat.map(|features| VisualSpan {
+            features,
+            first: before,
+            prompt_rows: usize::MAX,
+        }),
         logits: 1,
     };
     model.step(kv, &[input]).unwrap()
@@ -183,5 +187,69 @@ fn video_slices_encode_like_whole_video() {
         if exact.is_some() {
             assert_eq!(cat, whole[0].deepstack[l]);
         }
+    }
+}
+
+/// A generated (or drafted) token that happens to be an image placeholder is an ordinary token:
+/// transformers passes pixel values to the prefill only. Decoding it with the prompt's features
+/// attached gives the same logits as without them (it once failed the whole batch with "more
+/// visual pad tokens than visual features"), and recomputing prompt + that token in one step, as
+/// a preempted sequence does, agrees with prefill + decode.
+#[test]
+fn generated_placeholder_is_an_ordinary_token() {
+    let exact = row_invariant_backend(Precision::Bf16);
+    let backend = exact.unwrap_or(BackendChoice::Portable);
+    let model = load("dense_tied", Precision::Bf16, backend);
+    let input = case("dense_tied", "image1", "bf16").input;
+    let n = input.input_ids.len();
+    let positions = model.positions(&input).unwrap();
+    let feat = features(&model, &input).unwrap();
+    let pad = *input
+        .input_ids
+        .iter()
+        .find(|&&t| model.is_visual_token(t))
+        .unwrap();
+    let mut ids = input.input_ids.clone();
+    ids.push(pad);
+    let mut pos = positions.streams.clone();
+    for s in pos.iter_mut() {
+        s.push(n as i64 + positions.rope_delta);
+    }
+    let table: Vec<u32> = (0..(n + 1).div_ceil(BS) as u32).collect();
+    let span = |first, prompt_rows| VisualSpan {
+        features: &feat,
+        first,
+        prompt_rows,
+    };
+    let step = |kv: &mut KvBlocks, a: usize, b: usize, visual: Option<VisualSpan>| {
+        let input = StepInput {
+            tokens: &ids[a..b],
+            start: a,
+            positions: [&pos[0][a..b], &pos[1][a..b], &pos[2][a..b]],
+            blocks: &table,
+            visual,
+            logits: 1,
+        };
+        model.step(kv, &[input])
+    };
+    let decode = |with_features: bool| {
+        let mut kv = model.new_paged_cache(BS, table.len());
+        step(&mut kv, 0, n, Some(span(0, n))).unwrap();
+        let visual = with_features.then(|| span(feat.n_tokens, 0));
+        step(&mut kv, n, n + 1, visual).unwrap()
+    };
+    let with = decode(true);
+    assert_eq!(
+        with,
+        decode(false),
+        "a generated placeholder took a feature"
+    );
+    let mut kv = model.new_paged_cache(BS, table.len());
+    let recomputed = step(&mut kv, 0, n + 1, Some(span(0, n))).unwrap();
+    if exact.is_some() {
+        assert_eq!(recomputed, with, "recompute of prompt + placeholder");
+    } else {
+        let d = max_abs_diff(&recomputed, &with);
+        assert!(d < 1e-3, "recompute of prompt + placeholder differs by {d}");
     }
 }

@@ -20,7 +20,7 @@ use super::weights::Checkpoint;
 
 mod step;
 
-pub use step::{StepInput, VisualFeatures};
+pub use step::{StepInput, VisualFeatures, VisualSpan};
 
 pub use super::kernels::runtime::plan::BackendChoice;
 

@@ -4,7 +4,7 @@
 
 use super::plan::StepPlan;
 use super::sequence::Sequence;
-use crate::engine::model::StepInput;
+use crate::engine::model::{StepInput, VisualSpan};
 use crate::engine::paged::KvBlocks;
 use crate::engine::{Qwen3VlModel, Result};
 
@@ -61,7 +61,11 @@ pub fn run_step(
                 start: w.start,
                 positions: [&o.pos[0], &o.pos[1], &o.pos[2]],
                 blocks: &s.blocks.table,
-                visual: s.prompt.features.as_deref().map(|f| (f, o.visual_before)),
+                visual: s.prompt.features.as_deref().map(|features| VisualSpan {
+                    features,
+                    first: o.visual_before,
+                    prompt_rows: s.prompt_len().saturating_sub(w.start),
+                }),
                 logits: if w.sample { 1 + w.draft.len() } else { 0 },
             }
         })

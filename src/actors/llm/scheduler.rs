@@ -56,9 +56,6 @@ pub struct Scheduler {
     /// Draft tokens verified and accepted so far.
     pub drafted: u64,
     pub accepted: u64,
-    /// Tokens a draft must not contain (the image / video placeholders: the model step would
-    /// look for visual features for them). A draft ends before the first one.
-    pub no_draft_tokens: Vec<u32>,
     drafter: Option<Drafter>,
 }
 
@@ -72,7 +69,6 @@ impl Scheduler {
             preemptions: 0,
             drafted: 0,
             accepted: 0,
-            no_draft_tokens: Vec::new(),
             drafter: cfg.speculative.clone().map(Drafter::new),
             cfg,
         }
@@ -218,7 +214,6 @@ impl Scheduler {
                     &mut self.blocks,
                     self.max_seq_len,
                     reserve,
-                    &self.no_draft_tokens,
                 ),
                 _ => Vec::new(),
             };
@@ -337,7 +332,6 @@ fn draft_for(
     blocks: &mut BlockManager,
     max_seq_len: usize,
     reserve: usize,
-    forbidden: &[u32],
 ) -> Vec<u32> {
     let total = s.total_len();
     // A step commits at most draft + 1 tokens.
@@ -350,9 +344,6 @@ fn draft_for(
     let mut tokens = s.prompt.ids.clone();
     tokens.extend_from_slice(&s.output);
     let mut draft = d.propose(&tokens, room, s.draft_len);
-    if let Some(cut) = draft.iter().position(|t| forbidden.contains(t)) {
-        draft.truncate(cut);
-    }
     while !draft.is_empty() {
         let need = blocks.missing(&s.blocks, total + draft.len());
         if need == 0 || need + reserve <= blocks.num_free() {

@@ -83,7 +83,6 @@ fn engine_main(
     let mut kv = model.new_paged_cache(cfg.block_size, cfg.num_blocks);
     let blocks = BlockManager::new(cfg.num_blocks, cfg.block_size, cfg.prefix_caching);
     let mut sched = Scheduler::new(cfg.scheduler.clone(), blocks, cfg.max_seq_len);
-    sched.no_draft_tokens = model.visual_token_ids().to_vec();
     let vocab = model.vocab_size();
     stats.total_blocks.store(cfg.num_blocks, Ordering::Relaxed);
     stats.free_blocks.store(cfg.num_blocks, Ordering::Relaxed);

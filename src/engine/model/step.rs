@@ -28,12 +28,24 @@ pub struct StepInput<'a> {
     pub positions: [&'a [i64]; 3],
     /// The sequence's cache blocks (covering start+len tokens).
     pub blocks: &'a [u32],
-    /// Features of the prompt's visual tokens and the index of the first one among `tokens`
-    /// (= pad tokens before `start`).
-    pub visual: Option<(&'a VisualFeatures, usize)>,
+    /// The prompt's visual features, for sequences that have them.
+    pub visual: Option<VisualSpan<'a>>,
     /// Logits are returned for this many of the last new tokens: 0 for none, 1 for the last
     /// (a prefill or a plain decode), 1 + k when the last k tokens are a draft being verified.
     pub logits: usize,
+}
+
+/// Where a sequence's visual features go among its new tokens.
+#[derive(Clone, Copy)]
+pub struct VisualSpan<'a> {
+    pub features: &'a VisualFeatures,
+    /// Index of the first feature the new tokens take (= placeholders in the prompt before
+    /// `start`).
+    pub first: usize,
+    /// How many of the new tokens are prompt tokens. Only placeholders among those take
+    /// features: a generated or drafted token that happens to be a pad id embeds as an ordinary
+    /// token, as in transformers, where pixel values reach the prefill only.
+    pub prompt_rows: usize,
 }
 
 impl Qwen3VlModel {
@@ -122,11 +134,6 @@ impl Qwen3VlModel {
         Ok(out)
     }
 
-    /// The image and video placeholder ids.
-    pub fn visual_token_ids(&self) -> [u32; 2] {
-        [self.tokens.image, self.tokens.video]
-    }
-
     pub fn is_visual_token(&self, id: u32) -> bool {
         id == self.tokens.image || id == self.tokens.video
     }
@@ -182,10 +189,15 @@ impl Qwen3VlModel {
         let mut rows = Vec::new();
         let mut deepstack: Vec<Vec<f32>> = vec![Vec::new(); levels];
         for (b, s) in batch.iter().zip(&seqs) {
-            let Some((feat, mut vi)) = b.visual else {
+            let Some(VisualSpan {
+                features: feat,
+                first: mut vi,
+                prompt_rows,
+            }) = b.visual
+            else {
                 continue;
             };
-            for (i, &id) in b.tokens.iter().enumerate() {
+            for (i, &id) in b.tokens.iter().enumerate().take(prompt_rows) {
                 if !self.is_visual_token(id) {
                     continue;
                 }
