@@ -106,9 +106,20 @@ fn load_tokenizer(config: &ServiceConfig) -> anyhow::Result<Option<Tokenizer>> {
     Ok(Some(Tokenizer::from_file(&path)?))
 }
 
+/// Before the server's threads start: few malloc arenas keep RSS flat under load
+/// (`kernels::runtime::malloc`).
+fn limit_malloc_arenas() {
+    use crate::engine::kernels::runtime::malloc;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(n) = malloc::limit_arenas(malloc::default_arenas(cores)) {
+        tracing::debug!(arenas = n, "malloc arenas capped");
+    }
+}
+
 impl Server {
     /// Load the model, then listen. With `handle_signals`, SIGTERM / SIGINT stop it gracefully.
     pub fn start(config: ServiceConfig, handle_signals: bool) -> anyhow::Result<Server> {
+        limit_malloc_arenas();
         let pipeline = build_pipeline(&config)?;
         Self::with_pipeline(config, pipeline, handle_signals)
     }
@@ -119,6 +130,7 @@ impl Server {
         pipeline: Pipeline,
         handle_signals: bool,
     ) -> anyhow::Result<Server> {
+        limit_malloc_arenas();
         let tokenizer = load_tokenizer(&config)?.map(Arc::new);
         if tokenizer.is_none() {
             tracing::warn!(
