@@ -6,7 +6,9 @@ mod preprocess_support;
 use std::sync::Arc;
 
 use preprocess_support::encode::encode_test_video;
-use qwen3vl::media::{load_video, MediaLimits, VideoData, VideoProcessorConfig};
+use qwen3vl::media::{
+    decode_image, load_video, MediaError, MediaLimits, VideoData, VideoProcessorConfig,
+};
 
 /// Resident memory of this process, in bytes (Linux).
 fn rss() -> u64 {
@@ -51,4 +53,26 @@ fn decoding_a_video_does_not_leak_its_packets() {
         grown < leak / 4,
         "resident memory grew by {grown} bytes over {runs} decodes (the packet leak was ≈ {leak})"
     );
+}
+
+/// image_decode (one hour's run, 2026-12-07): a 108-byte lossless WebP whose Huffman code
+/// lengths overflow the decoder's 16-bit code counter (`image-webp` 0.2.4, `huffman.rs:65`).
+/// With overflow checks on (the fuzz build) the decoder panicked out of `decode_image`; it is
+/// now contained there and answered as a corrupt image. The seed's first byte is the target's
+/// settings (pixel cap 1024²).
+#[test]
+fn webp_with_overflowing_huffman_lengths_is_a_corrupt_image() {
+    let seed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/seeds/image_decode/webp-huffman-overflow.bin"
+    ))
+    .unwrap();
+    let limits = MediaLimits {
+        max_image_pixels: 1024 * 1024,
+        ..Default::default()
+    };
+    match decode_image(&seed[1..], &limits) {
+        Err(MediaError::CorruptImage(_)) => {}
+        other => panic!("expected a corrupt-image error, got {other:?}"),
+    }
 }

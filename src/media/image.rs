@@ -101,10 +101,26 @@ pub fn decode_image(bytes: &[u8], limits: &MediaLimits) -> Result<RgbImage> {
                 .ok_or_else(|| MediaError::CorruptImage("JPEG size mismatch".into()))?;
             DynamicImage::ImageRgb8(buf)
         }
-        None => DynamicImage::from_decoder(decoder).map_err(map_image_error)?,
+        None => decode_contained(decoder)?,
     };
     img.apply_orientation(orientation);
     Ok(to_rgb(img, limits.rgba_background))
+}
+
+/// Runs the `image` crate's decoder, turning a panic inside it into an error. The decoders are
+/// safe Rust, but not every arithmetic path is checked for hostile input: fuzzing found a WebP
+/// lossless Huffman table whose code-length sum overflows (`image-webp` 0.2.4, `huffman.rs`),
+/// which panics where overflow checks are on. One bad image must not become a 500 or take a
+/// worker down.
+fn decode_contained(decoder: impl ImageDecoder) -> Result<DynamicImage> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        DynamicImage::from_decoder(decoder)
+    })) {
+        Ok(r) => r.map_err(map_image_error),
+        Err(_) => Err(MediaError::CorruptImage(
+            "the image data is corrupt (the decoder failed on it)".into(),
+        )),
+    }
 }
 
 /// Converts to RGB8, flattening any alpha channel as `background` says.
