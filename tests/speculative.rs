@@ -166,6 +166,37 @@ fn seeded_sampling_with_drafts_equals_plain_decoding() {
     check("dense_tied", params, ngram(4, 1, 3));
 }
 
+/// A request with `speculative: false` never drafts on a drafting server; beside it, the same
+/// prompt without the opt-out drafts; both outputs are plain decoding's.
+#[test]
+fn a_request_can_opt_out_of_drafts() {
+    let model = "dense_tied";
+    let input = case(model, "text", "bf16").input;
+    let plain = pipeline(model, 1, None);
+    let want = run_all(&plain, std::slice::from_ref(&input), &[greedy(64)]).remove(0);
+    drop(plain);
+    let p = pipeline(model, 4, Some(ngram(5, 1, 5)));
+    let opted_out = SamplingParams {
+        speculative: Some(false),
+        ..greedy(64)
+    };
+    let got = run_all(
+        &p,
+        std::slice::from_ref(&input),
+        std::slice::from_ref(&opted_out),
+    );
+    assert_eq!(p.stats().drafted_tokens, 0, "an opted-out request drafted");
+    let both = run_all(&p, &[input.clone(), input], &[opted_out, greedy(64)]);
+    assert!(
+        p.stats().drafted_tokens > 0,
+        "the other request did not draft"
+    );
+    if backend().is_some() {
+        assert_eq!(got[0], want);
+        assert_eq!(both, vec![want.clone(), want]);
+    }
+}
+
 /// A stop token or max_tokens that falls inside an accepted draft ends the run there.
 #[test]
 fn eos_and_max_tokens_inside_a_draft() {

@@ -143,6 +143,8 @@ pub struct PreparedRequest {
     pub visuals: Vec<VisualItem>,
     pub choices: Vec<ResolvedSampling>,
     pub max_new_tokens: usize,
+    /// Drafts allowed (speculative decoding), unless the request opted out.
+    pub speculative: bool,
     /// EOS ids (unless ignore_eos) and the request's stop_token_ids.
     pub stop_token_ids: Vec<u32>,
     pub arrival: Instant,

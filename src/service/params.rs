@@ -253,6 +253,8 @@ pub struct VllmSampling {
     pub n: Option<i64>,
     pub best_of: Option<i64>,
     pub use_beam_search: Option<bool>,
+    /// `false`: no speculative drafts for this request (qwen3vl's own field).
+    pub speculative: Option<bool>,
 }
 
 impl VllmSampling {
@@ -340,6 +342,7 @@ impl VllmSampling {
             max_tokens: max_tokens.map(|m| m as usize),
             n: n.map(|n| n as usize),
             skip_special_tokens: self.skip_special_tokens,
+            speculative: self.speculative,
             ..Default::default()
         })
     }
@@ -477,5 +480,14 @@ mod tests {
         let t: TgiParameters = parse_body(br#"{"do_sample": false}"#).unwrap();
         let p = t.to_params().unwrap();
         assert_eq!((p.temperature, p.max_tokens), (Some(0.0), Some(20)));
+    }
+
+    #[test]
+    fn speculative_opt_out_reaches_the_engine() {
+        let s: VllmSampling = parse_body(br#"{"speculative": false}"#).unwrap();
+        assert_eq!(s.to_params(2.0).unwrap().speculative, Some(false));
+        let s: VllmSampling = parse_body(br#"{}"#).unwrap();
+        assert_eq!(s.to_params(2.0).unwrap().speculative, None);
+        assert!(parse_body::<VllmSampling>(br#"{"speculative": "no"}"#).is_err());
     }
 }

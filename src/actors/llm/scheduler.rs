@@ -208,7 +208,7 @@ impl Scheduler {
                 continue;
             }
             let draft = match spec {
-                Some(c) if remaining == 1 => draft_for(
+                Some(c) if remaining == 1 && s.speculative => draft_for(
                     c,
                     s,
                     &mut self.blocks,
@@ -408,6 +408,7 @@ mod tests {
             cached_tokens: 0,
             max_new_tokens: 3,
             draft_len: 0,
+            speculative: true,
             stop_token_ids: Arc::new(vec![]),
             cancel: Default::default(),
             stop: Default::default(),

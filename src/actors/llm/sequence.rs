@@ -21,6 +21,8 @@ pub struct Sequence {
     pub max_new_tokens: usize,
     /// Speculative decoding: this sequence's next draft length (0: the configured one).
     pub draft_len: usize,
+    /// False when the request opted out of drafts.
+    pub speculative: bool,
     pub stop_token_ids: Arc<Vec<u32>>,
     pub sampler: Sampler,
     /// Request-level cancellation (client gone).

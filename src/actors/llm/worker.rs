@@ -217,6 +217,7 @@ fn admit(
             cached_tokens: 0,
             max_new_tokens: req.max_new_tokens,
             draft_len: 0,
+            speculative: req.speculative,
             stop_token_ids: stops.clone(),
             cancel: req.cancel.clone(),
             stop: req.stops.get(choice).cloned().unwrap_or_default(),

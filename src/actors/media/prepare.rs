@@ -195,6 +195,7 @@ impl MediaContext {
             visuals,
             choices,
             max_new_tokens: max_new,
+            speculative: params.speculative != Some(false),
             stop_token_ids: stop_ids,
             timings: Timings {
                 media_done: Some(arrival.elapsed().as_secs_f64()),

@@ -40,6 +40,10 @@ pub struct SamplingParams {
     pub top_logprobs: usize,
     /// Drop special tokens from the text (default true).
     pub skip_special_tokens: Option<bool>,
+    /// `false`: this request never drafts, even where the server runs speculative decoding
+    /// (a draft costs compute that a latency-sensitive or batch-heavy client may not want).
+    /// Absent or `true`: as the server is configured (there is no opting in).
+    pub speculative: Option<bool>,
 }
 
 impl SamplingParams {
