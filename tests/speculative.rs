@@ -197,6 +197,94 @@ fn a_request_can_opt_out_of_drafts() {
     }
 }
 
+/// Token counts per (position, token) of `seeds` sampled requests.
+fn sampled_counts(
+    p: &Pipeline,
+    input: &MultimodalInput,
+    seeds: std::ops::Range<u64>,
+    temperature: f32,
+) -> std::collections::HashMap<(usize, u32), u64> {
+    let params: Vec<SamplingParams> = seeds
+        .map(|seed| SamplingParams {
+            temperature: Some(temperature),
+            top_k: Some(3),
+            seed: Some(seed),
+            ignore_eos: true,
+            ..SamplingParams::default().with_max_tokens(12)
+        })
+        .collect();
+    let ins = vec![input.clone(); params.len()];
+    let mut counts = std::collections::HashMap::new();
+    for out in run_all(p, &ins, &params) {
+        for (i, t) in out.into_iter().enumerate() {
+            *counts.entry((i, t)).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Two-sample chi-square test of homogeneity over equal totals: the statistic and the
+/// critical value at p = 0.001 (Wilson–Hilferty). Bins with fewer than 10 counts in both
+/// samples together are pooled into one.
+fn chi_square(
+    a: &std::collections::HashMap<(usize, u32), u64>,
+    b: &std::collections::HashMap<(usize, u32), u64>,
+) -> (f64, f64) {
+    let keys: std::collections::BTreeSet<_> = a.keys().chain(b.keys()).collect();
+    let (mut stat, mut bins, mut pooled) = (0.0, 0usize, (0.0, 0.0));
+    for k in keys {
+        let (x, y) = (
+            *a.get(k).unwrap_or(&0) as f64,
+            *b.get(k).unwrap_or(&0) as f64,
+        );
+        if x + y < 10.0 {
+            pooled = (pooled.0 + x, pooled.1 + y);
+        } else {
+            stat += (x - y).powi(2) / (x + y);
+            bins += 1;
+        }
+    }
+    if pooled.0 + pooled.1 > 0.0 {
+        stat += (pooled.0 - pooled.1).powi(2) / (pooled.0 + pooled.1);
+        bins += 1;
+    }
+    let df = (bins.max(2) - 1) as f64;
+    let z = 3.09;
+    let crit = df * (1.0 - 2.0 / (9.0 * df) + z * (2.0 / (9.0 * df)).sqrt()).powi(3);
+    (stat, crit)
+}
+
+/// Sampling with drafts draws from the target's distribution, not just the same tokens for the
+/// same seed: tokens sampled with drafts (seeds 0..N) and without (seeds N..2N, so no two runs
+/// share a random stream) have the same frequencies per position (chi-square, p = 0.001). The
+/// same test tells temperature 1.0 from 0.25, so it can fail.
+#[test]
+fn sampled_token_frequencies_with_drafts_match_plain_decoding() {
+    const N: u64 = 400;
+    let model = "dense_tied";
+    let input = case(model, "text", "bf16").input;
+    let drafting = pipeline(model, 4, Some(ngram(4, 1, 3)));
+    let with = sampled_counts(&drafting, &input, 0..N, 1.0);
+    let st = drafting.stats();
+    assert!(st.accepted_tokens > 0, "no draft was accepted: {st:?}");
+    drop(drafting);
+    let plain = pipeline(model, 4, None);
+    let without = sampled_counts(&plain, &input, N..2 * N, 1.0);
+    let (stat, crit) = chi_square(&with, &without);
+    eprintln!("drafts vs plain: chi-square {stat:.1}, critical {crit:.1}; {st:?}");
+    assert!(
+        stat < crit,
+        "frequencies differ: chi-square {stat:.1} ≥ {crit:.1}"
+    );
+    let colder = sampled_counts(&plain, &input, 0..N, 0.25);
+    let (stat, crit) = chi_square(&colder, &without);
+    eprintln!("temperature 0.25 vs 1.0: chi-square {stat:.1}, critical {crit:.1}");
+    assert!(
+        stat > crit,
+        "the test cannot tell temperature 0.25 from 1.0: {stat:.1} < {crit:.1}"
+    );
+}
+
 /// A stop token or max_tokens that falls inside an accepted draft ends the run there.
 #[test]
 fn eos_and_max_tokens_inside_a_draft() {
