@@ -10,14 +10,29 @@ mod soak_support;
 
 use std::time::Duration;
 
+use qwen3vl::engine::kernels::runtime::malloc;
 use qwen3vl::pipeline::KvCacheSize;
 use qwen3vl::service::Server;
 use service_support::*;
 use soak_support::load::{run, SoakConfig};
 use soak_support::verdict::Limits;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn short_soak_at_twice_capacity() {
+/// Its own process (`harness = false` in Cargo.toml), so that, as in `qwen3vl serve`, malloc's
+/// arenas are capped before any other thread exists: the test harness's thread would otherwise
+/// open a second arena under glibc's default, and RSS would grow with it (docs/reliability.md).
+fn main() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    malloc::limit_arenas(malloc::default_arenas(cores));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(soak());
+    println!("short_soak_at_twice_capacity ... ok");
+}
+
+async fn soak() {
     let mut s = settings();
     s.max_batch_size = Some(4);
     s.max_prefill_batch_size = Some(4);

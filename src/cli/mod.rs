@@ -59,6 +59,11 @@ enum Command {
 /// Parse the command line and run the subcommand.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        // Before any other thread exists (the log writer's included): glibc fixes its arena
+        // limit when a second thread first allocates.
+        crate::service::limit_malloc_arenas();
+    }
     crate::logging::init(cli.log_format);
     match &cli.command {
         Command::Forward(a) => forward::run(a),

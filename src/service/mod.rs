@@ -106,9 +106,11 @@ fn load_tokenizer(config: &ServiceConfig) -> anyhow::Result<Option<Tokenizer>> {
     Ok(Some(Tokenizer::from_file(&path)?))
 }
 
-/// Before the server's threads start: few malloc arenas keep RSS flat under load
-/// (`kernels::runtime::malloc`).
-fn limit_malloc_arenas() {
+/// Caps malloc's arenas (`kernels::runtime::malloc`), which keeps RSS flat under load. It takes
+/// effect only while the process has opened few arenas: `qwen3vl serve` calls it before its
+/// first thread, `Server::start` again for embedders (too late where other threads already
+/// allocate; `MALLOC_ARENA_MAX=1` in the environment always works).
+pub(crate) fn limit_malloc_arenas() {
     use crate::engine::kernels::runtime::malloc;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Some(n) = malloc::limit_arenas(malloc::default_arenas(cores)) {

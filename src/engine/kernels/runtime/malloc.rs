@@ -2,9 +2,9 @@
 //! for each thread that meets contention, and a server's many short-lived threads (HTTP
 //! workers, media and tokenizer tasks, the compute pool) spread their allocations over all of
 //! them. Each arena keeps the memory it once held, so RSS creeps up for minutes after start and
-//! never comes back: in the soak (`tests/soak.rs`, 2 vCPUs) the default arenas grew RSS by
-//! 5–23 MiB/min over the measured window and ended 70 MiB higher than one arena, which stayed
-//! flat. Small allocations do not need arenas to scale: glibc's per-thread cache serves them
+//! never comes back: in the soak (`tests/soak.rs`, 2 vCPUs) the default arenas grew RSS by up
+//! to 23 MiB/min over the measured window and ended 40–70 MiB higher than one arena, which
+//! stayed flat (0–0.05 MiB/min). Small allocations do not need arenas to scale: glibc's per-thread cache serves them
 //! without a lock.
 
 /// Arenas a server keeps unless `MALLOC_ARENA_MAX` says otherwise: one per eight cores.
@@ -12,7 +12,9 @@ pub fn default_arenas(cores: usize) -> usize {
     1 + cores / 8
 }
 
-/// Caps glibc's arenas at `n` for the rest of the process (arenas already opened stay). Leaves
+/// Caps glibc's arenas at `n` for the rest of the process. Call it before other threads
+/// allocate: glibc gives each new thread a new arena until it has eight, and those stay (the
+/// soak, `tests/soak.rs`, caps them in its own `main` for that reason). Leaves
 /// the operator's `MALLOC_ARENA_MAX` alone: glibc applied it at start-up. Returns the cap now
 /// in force, or `None` where it cannot be set (another C library, or glibc refused).
 pub fn limit_arenas(n: usize) -> Option<usize> {
