@@ -21,8 +21,7 @@ use soak_support::verdict::Limits;
 /// arenas are capped before any other thread exists: the test harness's thread would otherwise
 /// open a second arena under glibc's default, and RSS would grow with it (docs/reliability.md).
 fn main() {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    malloc::limit_arenas(malloc::default_arenas(cores));
+    malloc::limit_server_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

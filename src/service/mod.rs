@@ -108,12 +108,10 @@ fn load_tokenizer(config: &ServiceConfig) -> anyhow::Result<Option<Tokenizer>> {
 
 /// Caps malloc's arenas (`kernels::runtime::malloc`), which keeps RSS flat under load. It takes
 /// effect only while the process has opened few arenas: `qwen3vl serve` calls it before its
-/// first thread, `Server::start` again for embedders (too late where other threads already
-/// allocate; `MALLOC_ARENA_MAX=1` in the environment always works).
+/// first thread, `Server::start` again for embedders, before the pipeline's threads (too late
+/// where other threads already allocate; `MALLOC_ARENA_MAX=1` in the environment always works).
 pub(crate) fn limit_malloc_arenas() {
-    use crate::engine::kernels::runtime::malloc;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let Some(n) = malloc::limit_arenas(malloc::default_arenas(cores)) {
+    if let Some(n) = crate::engine::kernels::runtime::malloc::limit_server_arenas() {
         tracing::debug!(arenas = n, "malloc arenas capped");
     }
 }
@@ -132,7 +130,6 @@ impl Server {
         pipeline: Pipeline,
         handle_signals: bool,
     ) -> anyhow::Result<Server> {
-        limit_malloc_arenas();
         let tokenizer = load_tokenizer(&config)?.map(Arc::new);
         if tokenizer.is_none() {
             tracing::warn!(

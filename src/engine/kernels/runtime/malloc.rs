@@ -1,15 +1,15 @@
-//! How many heaps ("arenas") glibc's malloc keeps. By default it opens up to eight per core, one
-//! for each thread that meets contention, and a server's many short-lived threads (HTTP
-//! workers, media and tokenizer tasks, the compute pool) spread their allocations over all of
-//! them. Each arena keeps the memory it once held, so RSS creeps up for minutes after start and
-//! never comes back: in the soak (`tests/soak.rs`, 2 vCPUs) the default arenas grew RSS by up
-//! to 23 MiB/min over the measured window and ended 40–70 MiB higher than one arena, which
-//! stayed flat (0–0.05 MiB/min). Small allocations do not need arenas to scale: glibc's per-thread cache serves them
-//! without a lock.
+//! How many heaps ("arenas") glibc's malloc keeps. By default a new thread gets a new arena, up
+//! to eight per core, and a server's many threads (HTTP workers, media and tokenizer tasks, the
+//! compute pool) spread their allocations over all of them. Each arena keeps the memory it once
+//! held, so RSS creeps up for minutes after start and never comes back: in the soak
+//! (`tests/soak.rs`, 2 vCPUs) the default arenas grew RSS by up to 23 MiB/min over the measured
+//! window and ended 40–70 MiB higher than one arena, which stayed flat (0–0.05 MiB/min). Small
+//! allocations do not need arenas to scale: glibc's per-thread cache serves them without a lock.
 
-/// Arenas a server keeps unless `MALLOC_ARENA_MAX` says otherwise: one per eight cores.
-pub fn default_arenas(cores: usize) -> usize {
-    1 + cores / 8
+/// Caps the arenas for a server on this machine: 1 + cores / 8 (see [`limit_arenas`]).
+pub fn limit_server_arenas() -> Option<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    limit_arenas(1 + cores / 8)
 }
 
 /// Caps glibc's arenas at `n` for the rest of the process. Call it before other threads
